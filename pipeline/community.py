@@ -1,0 +1,257 @@
+"""Communities, accounts, roles, platform identities and posts: the market's participants."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlite_utils import Database
+
+from pipeline import ledger
+from pipeline.config import MarketSettings
+from pipeline.db import write
+from pipeline.errors import Conflict, Forbidden, NotFound, ValidationError
+from pipeline.validation import check_amount, check_text
+
+ROLES = ("reader", "informer", "moderator")
+SETTING_KEYS = (
+    "attention_slots",
+    "reserve",
+    "window_seconds",
+    "price_of_information",
+    "budget_per_market",
+    "auction",
+)
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_HANDLE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Community:
+    id: int
+    slug: str
+    name: str
+    attention_slots: int
+    reserve: int
+    window_seconds: int
+    price_of_information: int
+    budget_per_market: int
+    auction: str
+    active_prompt_id: int | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Community:
+        return cls(**{k: row[k] for k in cls.__dataclass_fields__})
+
+
+def create_community(
+    db: Database, slug: str, *, name: str | None = None, settings: MarketSettings | None = None
+) -> Community:
+    if not isinstance(slug, str) or not _SLUG.match(slug):
+        raise ValidationError(f"community slug {slug!r} must be 1-63 lowercase letters, digits, '-' or '_'")
+    settings = settings or MarketSettings()
+    with write(db):
+        if db.execute("SELECT 1 FROM communities WHERE slug = ?", [slug]).fetchone():
+            raise Conflict(f"community {slug!r} already exists")
+        db["communities"].insert(
+            {"slug": slug, "name": name or slug, "created_at": time.time(), **settings.model_dump()}
+        )
+    return get_community(db, slug)
+
+
+def get_community(db: Database, slug_or_id: str | int) -> Community:
+    column = "id" if isinstance(slug_or_id, int) else "slug"
+    rows = list(db["communities"].rows_where(f"{column} = ?", [slug_or_id]))
+    if not rows:
+        raise NotFound(f"no community {slug_or_id!r}")
+    return Community.from_row(rows[0])
+
+
+def update_settings(
+    db: Database, community_id: int, changes: dict[str, Any], *, actor_id: int | None = None
+) -> Community:
+    """Change a community's market settings (validated as a whole) and audit the change."""
+    current = get_community(db, community_id)
+    unknown = set(changes) - set(SETTING_KEYS)
+    if unknown:
+        raise ValidationError(f"unknown community settings: {sorted(unknown)}")
+    merged = {k: getattr(current, k) for k in SETTING_KEYS} | changes
+    try:
+        valid = MarketSettings(**merged)
+    except Exception as exc:  # pydantic's message names the field
+        raise ValidationError(f"invalid community settings: {exc}") from None
+    with write(db):
+        db["communities"].update(community_id, valid.model_dump())
+        audit(db, actor_id, "community.settings", f"community:{community_id}", changes, community_id)
+    return get_community(db, community_id)
+
+
+def create_account(db: Database, handle: str, *, password_hash: str | None = None) -> int:
+    if not isinstance(handle, str) or not _HANDLE.match(handle):
+        raise ValidationError(f"handle {handle!r} must be 1-64 letters, digits or any of '_.:-'")
+    with write(db):
+        if db.execute("SELECT 1 FROM accounts WHERE handle = ?", [handle]).fetchone():
+            raise Conflict(f"handle {handle!r} is taken")
+        cursor = db.execute(
+            "INSERT INTO accounts (handle, password_hash, created_at) VALUES (?, ?, ?)",
+            [handle, password_hash, time.time()],
+        )
+        return int(cursor.lastrowid)  # type: ignore[arg-type]
+
+
+def get_account(db: Database, handle_or_id: str | int) -> dict[str, Any]:
+    column = "id" if isinstance(handle_or_id, int) else "handle"
+    rows = list(db["accounts"].rows_where(f"{column} = ?", [handle_or_id]))
+    if not rows:
+        raise NotFound(f"no account {handle_or_id!r}")
+    return rows[0]
+
+
+def account_for_identity(db: Database, platform: str, external_id: str, handle: str) -> int:
+    """The account behind a platform identity, created on first sight."""
+    with write(db):
+        row = db.execute(
+            "SELECT account_id FROM identities WHERE platform = ? AND external_id = ?",
+            [platform, external_id],
+        ).fetchone()
+        if row:
+            return int(row[0])
+        base = re.sub(r"[^A-Za-z0-9_.:-]", "_", f"{platform}:{handle}")[:60] or platform
+        candidate, n = base, 1
+        while db.execute("SELECT 1 FROM accounts WHERE handle = ?", [candidate]).fetchone():
+            n += 1
+            candidate = f"{base}-{n}"
+        account = create_account(db, candidate)
+        db["identities"].insert({"platform": platform, "external_id": external_id, "account_id": account})
+        return account
+
+
+def grant(db: Database, account_id: int, community_id: int, role: str) -> None:
+    if role not in ROLES:
+        raise ValidationError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    with write(db):
+        db.execute(
+            "INSERT OR IGNORE INTO roles (account_id, community_id, role) VALUES (?, ?, ?)",
+            [account_id, community_id, role],
+        )
+
+
+def has_role(db: Database, account_id: int, community_id: int, role: str) -> bool:
+    return bool(
+        db.execute(
+            "SELECT 1 FROM roles WHERE account_id = ? AND community_id = ? AND role = ?",
+            [account_id, community_id, role],
+        ).fetchone()
+    )
+
+
+def require_moderator(db: Database, account_id: int | None, community_id: int) -> None:
+    if account_id is None or not has_role(db, account_id, community_id, "moderator"):
+        raise Forbidden("only a moderator of this community may do that")
+
+
+def is_banned(db: Database, account_id: int, community_id: int) -> bool:
+    return bool(
+        db.execute(
+            "SELECT 1 FROM bans WHERE account_id = ? AND community_id = ?",
+            [account_id, community_id],
+        ).fetchone()
+    )
+
+
+def ban(db: Database, moderator_id: int, account_id: int, community_id: int, reason: str) -> None:
+    require_moderator(db, moderator_id, community_id)
+    reason = check_text("reason", reason, max_chars=500, required=True)
+    get_account(db, account_id)
+    with write(db):
+        db.execute(
+            "INSERT OR REPLACE INTO bans (account_id, community_id, reason, banned_by, banned_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [account_id, community_id, reason, moderator_id, time.time()],
+        )
+        audit(db, moderator_id, "informer.ban", f"account:{account_id}", {"reason": reason}, community_id)
+
+
+def audit(
+    db: Database,
+    actor_id: int | None,
+    action: str,
+    target: str,
+    detail: dict[str, Any] | None = None,
+    community_id: int | None = None,
+) -> None:
+    db.execute(
+        "INSERT INTO audit_log (at, actor_id, community_id, action, target, detail)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [time.time(), actor_id, community_id, action, target, json.dumps(detail or {})],
+    )
+
+
+def mint(db: Database, account_id: int, amount: int, *, key: str | None = None) -> int:
+    """Create credits in an account's wallet (an operator action: how credits enter the system)."""
+    get_account(db, account_id)
+    check_amount("amount", amount, minimum=1)
+    key = key or f"mint:wallet:{account_id}:{time.time_ns()}"
+    return ledger.mint(db, key, ledger.wallet(account_id), amount, memo="mint")
+
+
+def fund_pool(
+    db: Database, community_id: int, account_id: int, amount: int, *, key: str | None = None
+) -> int:
+    """A reader moves credits from their wallet into the community's pool."""
+    get_community(db, community_id)
+    check_amount("amount", amount, minimum=1)
+    key = key or f"fund:{community_id}:{account_id}:{time.time_ns()}"
+    return ledger.transfer(
+        db,
+        key,
+        [ledger.Move(ledger.wallet(account_id), ledger.pool(community_id), amount)],
+        kind="fund_pool",
+    )
+
+
+def add_post(
+    db: Database,
+    community_id: int,
+    text: str,
+    *,
+    platform: str = "cli",
+    external_id: str | None = None,
+    url: str | None = None,
+    author: str | None = None,
+    now: float | None = None,
+) -> int:
+    """Record a post (idempotent per platform and external id) and return its id."""
+    text = check_text("post text", text, max_chars=40_000, required=True)
+    get_community(db, community_id)
+    with write(db):
+        if external_id is not None:
+            row = db.execute(
+                "SELECT id FROM posts WHERE platform = ? AND external_id = ?",
+                [platform, external_id],
+            ).fetchone()
+            if row:
+                return int(row[0])
+        now = time.time() if now is None else now
+        cursor = db.execute(
+            "INSERT INTO posts (community_id, platform, external_id, url, author, text, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [community_id, platform, external_id or f"auto:{time.time_ns()}", url, author, text, now],
+        )
+        post_id = int(cursor.lastrowid)  # type: ignore[arg-type]
+        db.execute(
+            "INSERT INTO documents (kind, ref_id, community_id, text, created_at)"
+            " VALUES ('post', ?, ?, ?, ?)",
+            [post_id, community_id, text, now],
+        )
+        return post_id
+
+
+def get_post(db: Database, post_id: int) -> dict[str, Any]:
+    rows = list(db["posts"].rows_where("id = ?", [post_id]))
+    if not rows:
+        raise NotFound(f"no post {post_id}")
+    return rows[0]

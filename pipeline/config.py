@@ -1,0 +1,137 @@
+"""Settings: ``config.toml`` with environment overrides, validated by pydantic-settings.
+
+Why pydantic-settings: the file, the environment and the defaults are merged and validated in one
+place, and a bad value names its key. Secrets are never read from the file: ``extra="forbid"``
+rejects any key the model does not declare, and no declared key holds a secret (the OpenAI key is
+read from the environment variable that ``judge.openai.api_key_env`` names).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MarketSettings(_Section):
+    attention_slots: int = Field(3, ge=1, le=100)
+    reserve: int = Field(2, ge=0)
+    window_seconds: int = Field(3600, ge=0)
+    price_of_information: int = Field(100, ge=0)
+    budget_per_market: int = Field(200, ge=0)
+    auction: Literal["gsp", "first_price"] = "gsp"
+
+
+class LimitSettings(_Section):
+    max_note_chars: int = Field(2000, ge=1)
+    max_sources: int = Field(5, ge=0)
+    max_source_chars: int = Field(500, ge=1)
+    max_open_offers_per_informer: int = Field(2, ge=1)
+    max_amount: int = Field(1_000_000_000, ge=1)
+
+
+class OpenAISettings(_Section):
+    base_url: str = "http://127.0.0.1:8080/v1"
+    model: str = "gpt-4o-mini"
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_seconds: float = Field(30.0, gt=0)
+    max_retries: int = Field(2, ge=0)
+
+
+class JudgeSettings(_Section):
+    kind: Literal["local", "openai"] = "local"
+    uncertain_band: float = Field(0.0, ge=0.0, le=0.5)
+    openai: OpenAISettings = OpenAISettings()
+
+
+class IndexSettings(_Section):
+    model: str = "all-MiniLM-L6-v2"
+    kind: Literal["flat", "ivf", "hnsw"] = "flat"
+    top_k: int = Field(5, ge=1)
+    batch_size: int = Field(64, ge=1)
+
+
+class WebSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    close_poll_seconds: float = Field(5.0, gt=0)
+    demo_community: str = "demo"
+
+
+class DiscordSettings(_Section):
+    guilds: dict[str, str] = {}
+    watch_channels: list[int] = []
+    check_worthiness: Literal["keywords", "all", "none"] = "keywords"
+    min_chars: int = Field(40, ge=0)
+    reply_mode: Literal["reply", "thread"] = "reply"
+
+
+class RedditSettings(_Section):
+    subreddits: dict[str, str] = {}
+    user_agent: str = "notebazaar/0.1 (community notes bot)"
+    wiki_page: str = "notebazaar"
+    check_worthiness: Literal["keywords", "all", "none"] = "keywords"
+    min_chars: int = Field(40, ge=0)
+
+
+class Settings(BaseSettings):
+    """All settings. Precedence: arguments > environment (``NOTEBAZAAR_*``) > config.toml > defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NOTEBAZAAR_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    db: str = "var/notebazaar.db"
+    market: MarketSettings = MarketSettings()
+    limits: LimitSettings = LimitSettings()
+    judge: JudgeSettings = JudgeSettings()
+    index: IndexSettings = IndexSettings()
+    web: WebSettings = WebSettings()
+    discord: DiscordSettings = DiscordSettings()
+    reddit: RedditSettings = RedditSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = config_path()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def config_path() -> Path | None:
+    """The config file in force: ``$NOTEBAZAAR_CONFIG``, else ``./config.toml`` if present."""
+    explicit = os.environ.get("NOTEBAZAAR_CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise FileNotFoundError(f"NOTEBAZAAR_CONFIG points at {path}, which is not a file")
+        return path
+    local = Path("config.toml")
+    return local if local.is_file() else None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Load settings from the file and environment, with keyword overrides on top."""
+    return Settings(**overrides)  # type: ignore[arg-type]

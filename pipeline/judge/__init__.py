@@ -1,0 +1,86 @@
+"""The judge's interface. A judge reads one sealed note at a time, in a fresh context, and reports
+a reader's P(post is misleading) before and after it. It never decides: the purchase rule lives in
+:mod:`pipeline.rules`.
+
+A judge must be amnesic: ``inspect`` may not keep anything about the note after it returns (no
+cache keyed by content, no conversation history, no log of the note or of the model's words).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class PostView:
+    id: int
+    community_id: int
+    text: str
+    platform: str = "cli"
+
+
+@dataclass(frozen=True)
+class TrackRecord:
+    """An informer's revealed notes on resolved posts: how many had the right classification."""
+
+    right: int = 0
+    wrong: int = 0
+
+    @property
+    def reliability(self) -> float:
+        """Posterior mean of P(right) under a Beta(1, 1) prior (0.5 for a newcomer)."""
+        return (self.right + 1) / (self.right + self.wrong + 2)
+
+
+@dataclass(frozen=True)
+class NoteView:
+    """A note under inspection (plaintext, in memory only) or one already bought."""
+
+    offer_id: int
+    informer_id: int
+    classification: str
+    text: str
+    sources: tuple[str, ...] = ()
+    price: int = 0
+    track: TrackRecord = TrackRecord()
+
+    def __repr__(self) -> str:  # keep note text out of logs and tracebacks
+        return f"NoteView(offer_id={self.offer_id}, text=<{len(self.text)} chars>)"
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the judge may read besides the note: notes already bought in this market."""
+
+    bought: tuple[NoteView, ...] = ()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    p_before: float
+    p_after: float
+    rationale: str = ""
+    span: str = ""
+    tokens: int = 0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class JudgeError(Exception):
+    """The judge could not inspect a note. The offer is not bought; ``reason`` is recorded."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Judge(Protocol):
+    name: str
+
+    def prior(self, post: PostView, context: Context) -> float:
+        """A reader's P(misleading) from the post alone (and any notes already bought)."""
+        ...
+
+    def inspect(self, post: PostView, context: Context, note: NoteView, p_before: float) -> Verdict:
+        """P(misleading) after reading ``note``, starting from ``p_before``."""
+        ...

@@ -1,0 +1,319 @@
+"""Markets and sealed offers: opening a market on a post, submitting, withdrawing and replacing
+offers, resolving posts. Closing and settling live in :mod:`pipeline.settlement`.
+
+Idempotency keys for the ledger are derived from ids (``offer:<id>:escrow``, ``market:<id>:budget``),
+so a retried step can never move credits twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlite_utils import Database
+
+from pipeline import ledger
+from pipeline.community import audit, get_account, get_community, get_post, is_banned
+from pipeline.config import LimitSettings
+from pipeline.db import write
+from pipeline.errors import Conflict, Forbidden, LimitExceeded, MarketClosed, NotFound
+from pipeline.judge import TrackRecord
+from pipeline.sealing import NoteContent, seal
+from pipeline.validation import check_amount, check_classification, check_id, check_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What an informer gets back: the offer id and a commitment it can later open with the salt."""
+
+    offer_id: int
+    market_id: int
+    commitment: str
+    salt: str
+    bid: int
+    price: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def open_market(
+    db: Database,
+    post_id: int,
+    *,
+    now: float | None = None,
+    window_seconds: int | None = None,
+    parent_offer_id: int | None = None,
+    budget: int | None = None,
+) -> int:
+    """Open the market on a post, taking its budget from the community pool.
+
+    The budget is the community's ``budget_per_market`` or whatever the pool holds, if less. The
+    community's settings are copied onto the market, so a later change does not affect it.
+    Opening a market on a post that already has one returns the existing market.
+    """
+    post = get_post(db, check_id("post id", post_id))
+    community = get_community(db, int(post["community_id"]))
+    now = time.time() if now is None else now
+    window = community.window_seconds if window_seconds is None else window_seconds
+    with write(db):
+        if parent_offer_id is None:
+            row = db.execute(
+                "SELECT id FROM markets WHERE post_id = ? AND parent_offer_id IS NULL", [post_id]
+            ).fetchone()
+            if row:
+                return int(row[0])
+            depth = 0
+            source = ledger.pool(community.id)
+        else:
+            parent = db.execute(
+                "SELECT o.market_id, m.depth FROM offers o JOIN markets m ON m.id = o.market_id"
+                " WHERE o.id = ?",
+                [parent_offer_id],
+            ).fetchone()
+            if not parent:
+                raise NotFound(f"no offer {parent_offer_id}")
+            depth = int(parent[1]) + 1
+            source = ledger.budget(int(parent[0]))
+        wanted = community.budget_per_market if budget is None else budget
+        taken = min(wanted, ledger.balance(db, source))
+        cursor = db.execute(
+            "INSERT INTO markets (post_id, community_id, parent_offer_id, depth, status,"
+            " attention_slots, reserve, price_of_information, auction, budget, opened_at, closes_at)"
+            " VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?)",
+            [
+                post_id,
+                community.id,
+                parent_offer_id,
+                depth,
+                community.attention_slots,
+                community.reserve,
+                community.price_of_information,
+                community.auction,
+                taken,
+                now,
+                now + window,
+            ],
+        )
+        market_id = int(cursor.lastrowid)  # type: ignore[arg-type]
+        if taken > 0:
+            ledger.transfer(
+                db,
+                f"market:{market_id}:budget",
+                [ledger.Move(source, ledger.budget(market_id), taken)],
+                kind="market_budget",
+            )
+    log.info("market %s opened on post %s with budget %s", market_id, post_id, taken)
+    return market_id
+
+
+def get_market(db: Database, market_id: int) -> dict[str, Any]:
+    rows = list(db["markets"].rows_where("id = ?", [check_id("market id", market_id)]))
+    if not rows:
+        raise NotFound(f"no market {market_id}")
+    return rows[0]
+
+
+def _validated_content(limits: LimitSettings, classification: Any, text: Any, sources: Any) -> NoteContent:
+    classification = check_classification(classification)
+    text = check_text("note text", text, max_chars=limits.max_note_chars, required=True)
+    if sources is None:
+        sources = []
+    if isinstance(sources, str) or not isinstance(sources, list | tuple):
+        raise LimitExceeded("sources must be a list of links or citations")
+    if len(sources) > limits.max_sources:
+        raise LimitExceeded(f"{len(sources)} sources given; the limit is {limits.max_sources}")
+    clean = tuple(
+        check_text(f"source {i + 1}", s, max_chars=limits.max_source_chars, required=True)
+        for i, s in enumerate(sources)
+    )
+    return NoteContent(classification, text, clean)
+
+
+def submit_offer(
+    db: Database,
+    market_id: int,
+    informer_id: int,
+    *,
+    classification: Any,
+    text: Any,
+    sources: Any = (),
+    bid: Any,
+    price: Any,
+    limits: LimitSettings | None = None,
+    teaser: Any = None,
+    now: float | None = None,
+) -> Receipt:
+    """Seal a note and escrow its bid. Refused, with nothing changed, if anything is off."""
+    limits = limits or LimitSettings()
+    content = _validated_content(limits, classification, text, list(sources or []))
+    bid = check_amount("bid", bid, maximum=limits.max_amount)
+    price = check_amount("price", price, maximum=limits.max_amount)
+    if teaser is not None:
+        teaser = check_text("teaser", teaser, max_chars=280) or None
+    get_account(db, check_id("informer id", informer_id))
+    now = time.time() if now is None else now
+    sealed = seal(content)
+    with write(db):
+        market = get_market(db, market_id)
+        _require_open(market, now)
+        if is_banned(db, informer_id, int(market["community_id"])):
+            raise Forbidden("this informer is banned from the community")
+        open_offers = db.execute(
+            "SELECT COUNT(*) FROM offers WHERE market_id = ? AND informer_id = ? AND status = 'sealed'",
+            [market_id, informer_id],
+        ).fetchone()[0]
+        if open_offers >= limits.max_open_offers_per_informer:
+            raise LimitExceeded(
+                f"this informer already has {open_offers} open offers in market {market_id};"
+                f" the limit is {limits.max_open_offers_per_informer}"
+            )
+        wallet_balance = ledger.balance(db, ledger.wallet(informer_id))
+        if wallet_balance < bid:
+            raise ledger.InsufficientFunds(f"the bid is {bid} credits but the wallet holds {wallet_balance}")
+        cursor = db.execute(
+            "INSERT INTO offers (market_id, informer_id, status, bid, price, teaser, commitment,"
+            " nonce, ciphertext, submitted_at) VALUES (?, ?, 'sealed', ?, ?, ?, ?, ?, ?, ?)",
+            [
+                market_id,
+                informer_id,
+                bid,
+                price,
+                teaser,
+                sealed.commitment,
+                sealed.nonce,
+                sealed.ciphertext,
+                now,
+            ],
+        )
+        offer_id = int(cursor.lastrowid)  # type: ignore[arg-type]
+        db.execute("INSERT INTO offer_keys (offer_id, key) VALUES (?, ?)", [offer_id, sealed.key])
+        if bid > 0:
+            ledger.transfer(
+                db,
+                f"offer:{offer_id}:escrow",
+                [ledger.Move(ledger.wallet(informer_id), ledger.escrow(market_id), bid)],
+                kind="escrow_bid",
+            )
+    log.info("offer %s sealed in market %s (bid %s, price %s)", offer_id, market_id, bid, price)
+    return Receipt(offer_id, market_id, sealed.commitment, sealed.salt, bid, price)
+
+
+def _require_open(market: dict[str, Any], now: float) -> None:
+    if market["status"] != "open":
+        raise MarketClosed(f"market {market['id']} is {market['status']}; it takes no offers")
+    if now >= market["closes_at"]:
+        raise MarketClosed(f"market {market['id']}'s bidding window has ended")
+
+
+def _own_sealed_offer(db: Database, offer_id: int, informer_id: int) -> dict[str, Any]:
+    rows = list(db["offers"].rows_where("id = ?", [check_id("offer id", offer_id)]))
+    if not rows or rows[0]["informer_id"] != informer_id:
+        raise NotFound(f"no offer {offer_id} of yours")
+    offer = rows[0]
+    if offer["status"] != "sealed":
+        raise Conflict(f"offer {offer_id} is {offer['status']}; only a sealed offer can change")
+    return offer
+
+
+def shred(db: Database, offer_id: int, status: str, outcome: str) -> None:
+    """Destroy an offer's key and ciphertext. Its content can never be read again."""
+    db.execute("DELETE FROM offer_keys WHERE offer_id = ?", [offer_id])
+    db.execute(
+        "UPDATE offers SET status = ?, outcome = ?, ciphertext = NULL, nonce = NULL WHERE id = ?",
+        [status, outcome, offer_id],
+    )
+
+
+def withdraw_offer(
+    db: Database, offer_id: int, informer_id: int, *, now: float | None = None, status: str = "withdrawn"
+) -> None:
+    """Take back a sealed offer before close: the escrow is refunded and the note shredded."""
+    now = time.time() if now is None else now
+    with write(db):
+        offer = _own_sealed_offer(db, offer_id, informer_id)
+        _require_open(get_market(db, int(offer["market_id"])), now)
+        if offer["bid"] > 0:
+            ledger.transfer(
+                db,
+                f"offer:{offer_id}:refund",
+                [ledger.Move(ledger.escrow(offer["market_id"]), ledger.wallet(informer_id), offer["bid"])],
+                kind="refund_bid",
+            )
+        shred(db, offer_id, status, status)
+    log.info("offer %s %s", offer_id, status)
+
+
+def replace_offer(
+    db: Database,
+    offer_id: int,
+    informer_id: int,
+    *,
+    limits: LimitSettings | None = None,
+    now: float | None = None,
+    **new: Any,
+) -> Receipt:
+    """Withdraw a sealed offer and submit its replacement, atomically."""
+    with write(db):
+        market_id = int(_own_sealed_offer(db, offer_id, informer_id)["market_id"])
+        withdraw_offer(db, offer_id, informer_id, now=now, status="replaced")
+        return submit_offer(db, market_id, informer_id, limits=limits, now=now, **new)
+
+
+def track_record(db: Database, informer_id: int) -> TrackRecord:
+    """Right and wrong classifications among the informer's revealed notes on resolved posts."""
+    row = db.execute(
+        "SELECT COALESCE(SUM(r.classification = p.resolution), 0),"
+        " COALESCE(SUM(r.classification != p.resolution), 0)"
+        " FROM reveals r JOIN posts p ON p.id = r.post_id"
+        " WHERE r.informer_id = ? AND p.resolution IS NOT NULL",
+        [informer_id],
+    ).fetchone()
+    return TrackRecord(int(row[0]), int(row[1]))
+
+
+def resolve_post(db: Database, post_id: int, resolution: str, *, actor_id: int | None = None) -> None:
+    """Record the truth about a post; informers' track records follow from it."""
+    resolution = check_classification(resolution)
+    post = get_post(db, post_id)
+    with write(db):
+        db["posts"].update(post_id, {"resolution": resolution, "resolved_at": time.time()})
+        audit(
+            db,
+            actor_id,
+            "post.resolve",
+            f"post:{post_id}",
+            {"resolution": resolution},
+            int(post["community_id"]),
+        )
+
+
+def market_view(db: Database, market_id: int) -> dict[str, Any]:
+    """A market's public state: no sealed content, only amounts, statuses and reveals."""
+    market = get_market(db, market_id)
+    offers = [
+        {
+            k: o[k]
+            for k in ("id", "informer_id", "status", "bid", "price", "rank", "charge", "outcome", "teaser")
+        }
+        for o in db["offers"].rows_where("market_id = ?", [market_id], order_by="id")
+    ]
+    inspections = list(db["inspections"].rows_where("market_id = ?", [market_id], order_by="id"))
+    reveals = list(
+        db["reveals"].rows_where("market_id = ? AND unpublished_at IS NULL", [market_id], order_by="id")
+    )
+    return {
+        "market": market,
+        "post": get_post(db, int(market["post_id"])),
+        "budget_left": ledger.balance(db, ledger.budget(market_id)),
+        "offers": offers,
+        "inspections": [
+            {k: i[k] for k in ("offer_id", "p_before", "p_after", "kl", "value", "bought", "reason")}
+            for i in inspections
+        ],
+        "reveals": reveals,
+    }

@@ -1,0 +1,282 @@
+"""The schema, as an ordered list of sqlite-utils migrations.
+
+Raw SQL, because STRICT tables with CHECK constraints have to be declared at create time. Add a
+new function at the end to change the schema; never edit one that has shipped.
+
+Money is INTEGER credits everywhere. Times are REAL Unix seconds.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("notebazaar")
+
+
+def _run_script(db: Database, script: str) -> None:
+    """Run statements one by one, inside the migration's transaction.
+
+    ``executescript`` would COMMIT first and break the migration's atomicity.
+    """
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            db.execute(statement)
+            statement = ""
+    if statement.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {statement.strip()[:60]}")
+
+
+@migrations()
+def m001_core(db: Database) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE communities (
+            id INTEGER PRIMARY KEY,
+            slug TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL,
+            attention_slots INTEGER NOT NULL CHECK (attention_slots >= 1),
+            reserve INTEGER NOT NULL CHECK (reserve >= 0),
+            window_seconds INTEGER NOT NULL CHECK (window_seconds >= 0),
+            price_of_information INTEGER NOT NULL CHECK (price_of_information >= 0),
+            budget_per_market INTEGER NOT NULL CHECK (budget_per_market >= 0),
+            auction TEXT NOT NULL CHECK (auction IN ('gsp', 'first_price')),
+            active_prompt_id INTEGER,
+            created_at REAL NOT NULL
+        ) STRICT;
+
+        CREATE TABLE accounts (
+            id INTEGER PRIMARY KEY,
+            handle TEXT NOT NULL UNIQUE,
+            password_hash TEXT,
+            created_at REAL NOT NULL
+        ) STRICT;
+
+        -- Roles are per community: reader, informer, moderator.
+        CREATE TABLE roles (
+            account_id INTEGER NOT NULL REFERENCES accounts(id),
+            community_id INTEGER NOT NULL REFERENCES communities(id),
+            role TEXT NOT NULL CHECK (role IN ('reader', 'informer', 'moderator')),
+            PRIMARY KEY (account_id, community_id, role)
+        ) STRICT;
+
+        CREATE TABLE bans (
+            account_id INTEGER NOT NULL REFERENCES accounts(id),
+            community_id INTEGER NOT NULL REFERENCES communities(id),
+            reason TEXT NOT NULL,
+            banned_by INTEGER REFERENCES accounts(id),
+            banned_at REAL NOT NULL,
+            PRIMARY KEY (account_id, community_id)
+        ) STRICT;
+
+        -- A platform identity (a Discord user id, a Reddit username) mapped to an account.
+        CREATE TABLE identities (
+            platform TEXT NOT NULL,
+            external_id TEXT NOT NULL,
+            account_id INTEGER NOT NULL REFERENCES accounts(id),
+            PRIMARY KEY (platform, external_id)
+        ) STRICT;
+
+        CREATE TABLE api_tokens (
+            token_hash TEXT PRIMARY KEY,
+            account_id INTEGER NOT NULL REFERENCES accounts(id),
+            label TEXT NOT NULL,
+            created_at REAL NOT NULL
+        ) STRICT;
+
+        CREATE TABLE posts (
+            id INTEGER PRIMARY KEY,
+            community_id INTEGER NOT NULL REFERENCES communities(id),
+            platform TEXT NOT NULL,
+            external_id TEXT NOT NULL,
+            url TEXT,
+            author TEXT,
+            text TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            resolution TEXT CHECK (resolution IN ('misleading', 'not_misleading')),
+            resolved_at REAL,
+            UNIQUE (platform, external_id)
+        ) STRICT;
+
+        -- Double-entry ledger. 'issuance' is the one account allowed below zero: minting moves
+        -- credits out of it, so everything ever minted is minus its balance.
+        CREATE TABLE ledger_accounts (
+            id INTEGER PRIMARY KEY,
+            ref TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL CHECK (kind IN ('issuance', 'wallet', 'pool', 'escrow', 'budget')),
+            balance INTEGER NOT NULL DEFAULT 0,
+            CHECK (kind = 'issuance' OR balance >= 0)
+        ) STRICT;
+
+        CREATE TABLE ledger_transactions (
+            id INTEGER PRIMARY KEY,
+            idempotency_key TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            memo TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL
+        ) STRICT;
+
+        CREATE TABLE ledger_entries (
+            id INTEGER PRIMARY KEY,
+            transaction_id INTEGER NOT NULL REFERENCES ledger_transactions(id),
+            account_id INTEGER NOT NULL REFERENCES ledger_accounts(id),
+            amount INTEGER NOT NULL CHECK (amount != 0)
+        ) STRICT;
+        CREATE INDEX ledger_entries_account ON ledger_entries(account_id);
+        CREATE INDEX ledger_entries_transaction ON ledger_entries(transaction_id);
+
+        -- A market on a post (depth 0) or, for recursion, on an offer (parent_offer_id set).
+        CREATE TABLE markets (
+            id INTEGER PRIMARY KEY,
+            post_id INTEGER NOT NULL REFERENCES posts(id),
+            community_id INTEGER NOT NULL REFERENCES communities(id),
+            parent_offer_id INTEGER,
+            depth INTEGER NOT NULL DEFAULT 0 CHECK (depth >= 0),
+            status TEXT NOT NULL CHECK (status IN ('open', 'closing', 'settled')),
+            attention_slots INTEGER NOT NULL,
+            reserve INTEGER NOT NULL,
+            price_of_information INTEGER NOT NULL,
+            auction TEXT NOT NULL,
+            budget INTEGER NOT NULL CHECK (budget >= 0),
+            opened_at REAL NOT NULL,
+            closes_at REAL NOT NULL,
+            closed_at REAL,
+            settled_at REAL,
+            prior REAL,
+            belief REAL
+        ) STRICT;
+        CREATE UNIQUE INDEX markets_one_per_post ON markets(post_id) WHERE parent_offer_id IS NULL;
+        CREATE INDEX markets_status ON markets(status, closes_at);
+
+        -- Sealed offers. Content (classification, text, sources) exists here only as AES-GCM
+        -- ciphertext; its key lives in offer_keys and is deleted when the offer is shredded.
+        CREATE TABLE offers (
+            id INTEGER PRIMARY KEY,
+            market_id INTEGER NOT NULL REFERENCES markets(id),
+            informer_id INTEGER NOT NULL REFERENCES accounts(id),
+            status TEXT NOT NULL CHECK (status IN
+                ('sealed', 'withdrawn', 'replaced', 'won', 'bought', 'shredded')),
+            bid INTEGER NOT NULL CHECK (bid >= 0),
+            price INTEGER NOT NULL CHECK (price >= 0),
+            teaser TEXT,
+            commitment TEXT NOT NULL,
+            nonce BLOB,
+            ciphertext BLOB,
+            submitted_at REAL NOT NULL,
+            rank INTEGER,
+            charge INTEGER CHECK (charge IS NULL OR (charge >= 0 AND charge <= bid)),
+            outcome TEXT
+        ) STRICT;
+        CREATE INDEX offers_market ON offers(market_id, status);
+        CREATE INDEX offers_informer ON offers(informer_id);
+
+        CREATE TABLE offer_keys (
+            offer_id INTEGER PRIMARY KEY REFERENCES offers(id),
+            key BLOB NOT NULL
+        ) STRICT;
+
+        -- One row per inspected offer. For an unbought offer only numbers and a reason code are
+        -- kept: no text, no model rationale.
+        CREATE TABLE inspections (
+            id INTEGER PRIMARY KEY,
+            offer_id INTEGER NOT NULL UNIQUE REFERENCES offers(id),
+            market_id INTEGER NOT NULL REFERENCES markets(id),
+            judge TEXT NOT NULL,
+            p_before REAL NOT NULL,
+            p_after REAL NOT NULL,
+            kl REAL NOT NULL,
+            value REAL NOT NULL,
+            bought INTEGER NOT NULL CHECK (bought IN (0, 1)),
+            reason TEXT NOT NULL,
+            tokens INTEGER NOT NULL DEFAULT 0,
+            inspected_at REAL NOT NULL
+        ) STRICT;
+
+        CREATE TABLE reveals (
+            id INTEGER PRIMARY KEY,
+            offer_id INTEGER NOT NULL UNIQUE REFERENCES offers(id),
+            market_id INTEGER NOT NULL REFERENCES markets(id),
+            post_id INTEGER NOT NULL REFERENCES posts(id),
+            informer_id INTEGER NOT NULL REFERENCES accounts(id),
+            classification TEXT NOT NULL CHECK (classification IN ('misleading', 'not_misleading')),
+            text TEXT NOT NULL,
+            sources TEXT NOT NULL DEFAULT '[]',
+            price INTEGER NOT NULL,
+            rationale TEXT NOT NULL DEFAULT '',
+            revealed_at REAL NOT NULL,
+            unpublished_at REAL,
+            unpublish_reason TEXT
+        ) STRICT;
+        CREATE INDEX reveals_post ON reveals(post_id);
+
+        -- What each surface still has to show. Delivered rows keep their platform message id so a
+        -- restarted bot never posts a note twice.
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            reveal_id INTEGER NOT NULL REFERENCES reveals(id),
+            surface TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            external_id TEXT,
+            created_at REAL NOT NULL,
+            delivered_at REAL,
+            UNIQUE (reveal_id, surface)
+        ) STRICT;
+
+        CREATE TABLE ratings (
+            reveal_id INTEGER NOT NULL REFERENCES reveals(id),
+            account_id INTEGER NOT NULL REFERENCES accounts(id),
+            helpful INTEGER NOT NULL CHECK (helpful IN (0, 1)),
+            rated_at REAL NOT NULL,
+            PRIMARY KEY (reveal_id, account_id)
+        ) STRICT;
+
+        CREATE TABLE prompts (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            note TEXT NOT NULL DEFAULT '',
+            created_by INTEGER REFERENCES accounts(id),
+            created_at REAL NOT NULL,
+            UNIQUE (name, version)
+        ) STRICT;
+
+        -- Public text the judge may retrieve: posts, revealed notes, the trusted reference corpus.
+        -- Row ids here are the faiss ids. Unbought notes are never indexed.
+        CREATE TABLE documents (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('post', 'reveal', 'reference')),
+            ref_id INTEGER,
+            community_id INTEGER,
+            title TEXT NOT NULL DEFAULT '',
+            text TEXT NOT NULL,
+            source TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL
+        ) STRICT;
+        CREATE UNIQUE INDEX documents_ref ON documents(kind, ref_id) WHERE ref_id IS NOT NULL;
+
+        CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            actor_id INTEGER REFERENCES accounts(id),
+            community_id INTEGER REFERENCES communities(id),
+            action TEXT NOT NULL,
+            target TEXT NOT NULL DEFAULT '',
+            detail TEXT NOT NULL DEFAULT '{}'
+        ) STRICT;
+
+        -- Small key/value state for bots (a Reddit stream position, say).
+        CREATE TABLE bot_state (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        ) STRICT;
+        """,
+    )

@@ -1,0 +1,101 @@
+"""The market's rules, in one place: who gets the judge's attention, what they pay, what is bought.
+
+Everything here is a pure function of numbers, so the rules can be read, tested and reasoned about
+apart from storage and surfaces.
+
+1. Attention auction. Offers are ranked by bid, highest first; ties go to the earlier submission.
+   The top ``k`` whose bid is at least the reserve (the judge's cost of reading a note) are
+   inspected. Under the generalised second price (GSP) each inspected offer pays the next bid down
+   in the ranking, or the reserve if that is higher (or if there is no next bid); under first price
+   it pays its own bid. A charge never exceeds the bid. Charged bids go to the pool; the rest of
+   every bid is refunded.
+2. Purchase. The judge reports a reader's P(post is misleading) before and after the note. The note
+   is worth ``b * KL(p_after || p_before)`` credits, where ``b`` is the market's price of
+   information in credits per nat (as the LMSR subsidy parameter: the market's loss is bounded by
+   ``b ln n``). Buy iff that value is at least the price and the remaining budget covers the price.
+   After a purchase, p_after is the prior for the next offer, so a redundant note is worth little.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+AuctionKind = Literal["gsp", "first_price"]
+P_MIN, P_MAX = 0.01, 0.99
+
+
+@dataclass(frozen=True)
+class Bid:
+    offer_id: int
+    bid: int
+    submitted_at: float
+
+
+@dataclass(frozen=True)
+class Slot:
+    """The auction's outcome for one offer: its rank, whether it is inspected, and its charge."""
+
+    offer_id: int
+    rank: int
+    inspected: bool
+    charge: int
+
+
+def run_auction(bids: Sequence[Bid], *, slots: int, reserve: int, kind: AuctionKind) -> list[Slot]:
+    """Rank every offer and charge the inspected ones. Offers below the reserve pay nothing."""
+    ranked = sorted(bids, key=lambda b: (-b.bid, b.submitted_at, b.offer_id))
+    eligible = [b for b in ranked if b.bid >= reserve]
+    inspected = {b.offer_id for b in eligible[:slots]}
+    out = []
+    for rank, b in enumerate(ranked, start=1):
+        charge = 0
+        if b.offer_id in inspected:
+            if kind == "first_price":
+                charge = b.bid
+            else:
+                next_bid = ranked[rank].bid if rank < len(ranked) else 0
+                charge = min(b.bid, max(next_bid, reserve))
+        out.append(Slot(b.offer_id, rank, b.offer_id in inspected, charge))
+    return out
+
+
+def clamp(p: float) -> float:
+    """Keep a probability inside [0.01, 0.99]: no judge may claim certainty."""
+    if math.isnan(p):
+        raise ValueError("probability is NaN")
+    return min(P_MAX, max(P_MIN, p))
+
+
+def kl_bernoulli(p_after: float, p_before: float) -> float:
+    """KL(p_after || p_before) in nats, for a yes/no question (is the post misleading?)."""
+    q, p = clamp(p_after), clamp(p_before)
+    return q * math.log(q / p) + (1 - q) * math.log((1 - q) / (1 - p))
+
+
+def information_value(p_after: float, p_before: float, price_of_information: int) -> float:
+    """What a note that moves the reader from p_before to p_after is worth, in credits."""
+    return price_of_information * kl_bernoulli(p_after, p_before)
+
+
+@dataclass(frozen=True)
+class Decision:
+    buy: bool
+    value: float
+    kl: float
+    reason: str
+
+
+def decide(
+    *, p_before: float, p_after: float, price: int, price_of_information: int, remaining_budget: int
+) -> Decision:
+    """Buy iff ``b * KL(p_after || p_before) >= price`` and the budget covers the price."""
+    kl = kl_bernoulli(p_after, p_before)
+    value = price_of_information * kl
+    if value < price:
+        return Decision(False, value, kl, "worth_less_than_price")
+    if price > remaining_budget:
+        return Decision(False, value, kl, "over_budget")
+    return Decision(True, value, kl, "bought")

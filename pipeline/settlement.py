@@ -1,0 +1,347 @@
+"""Closing a market: the attention auction, the amnesic inspections, payment, reveal and shredding.
+
+Settlement runs in steps, each its own atomic transaction, and every step can be repeated:
+
+1. **Auction** (``open`` -> ``closing``): rank the sealed offers, mark the top ``k`` as ``won``,
+   charge their bids into the pool, refund the rest, shred the offers that were not inspected.
+2. **Inspections**, one per won offer, in rank order: the judge reads the note (outside any
+   transaction: it may be a slow network call), then one transaction records the decision and
+   either pays, reveals and queues the note, or shreds it.
+3. **Finish** (``closing`` -> ``settled``): return the unspent budget to the pool.
+
+A process that dies anywhere resumes where it stopped: completed steps are visible in the offer and
+market statuses, and every ledger transfer has an idempotency key derived from ids, so nothing is
+paid twice. Two closers racing each other are serialised by the write lock and the status checks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlite_utils import Database
+
+from pipeline import ledger, rules
+from pipeline.db import checkpoint, write
+from pipeline.errors import MarketClosed
+from pipeline.judge import Context, Judge, JudgeError, NoteView, PostView, TrackRecord
+from pipeline.market import get_market, shred, track_record
+from pipeline.sealing import unseal
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InspectionResult:
+    offer_id: int
+    rank: int
+    charge: int
+    price: int
+    p_before: float
+    p_after: float
+    value: float
+    bought: bool
+    reason: str
+
+
+@dataclass
+class SettlementReport:
+    market_id: int
+    already_settled: bool = False
+    ranking: list[dict[str, Any]] = field(default_factory=list)
+    inspections: list[InspectionResult] = field(default_factory=list)
+    spent: int = 0
+    returned: int = 0
+
+
+def close_market(
+    db: Database,
+    market_id: int,
+    judge: Judge,
+    *,
+    now: float | None = None,
+    force: bool = False,
+    subject: Callable[[Database, dict[str, Any]], PostView] | None = None,
+) -> SettlementReport:
+    """Close and settle a market exactly once. Safe to call again, or after a crash."""
+    now = time.time() if now is None else now
+    report = SettlementReport(market_id)
+    market = get_market(db, market_id)
+    if market["status"] == "settled":
+        report.already_settled = True
+        return report
+    if market["status"] == "open":
+        if not force and now < market["closes_at"]:
+            raise MarketClosed(
+                f"market {market_id}'s bidding window runs {market['closes_at'] - now:.0f}s more;"
+                " close it early with force"
+            )
+        _run_auction(db, market_id, now)
+    report.ranking = [
+        {k: o[k] for k in ("id", "informer_id", "bid", "rank", "charge", "status")}
+        for o in db["offers"].rows_where("market_id = ? AND rank IS NOT NULL", [market_id], order_by="rank")
+    ]
+
+    post = (subject or _post_view)(db, get_market(db, market_id))
+    if get_market(db, market_id)["belief"] is None:
+        p0 = rules.clamp(judge.prior(post, Context(_bought_notes(db, market_id))))
+        with write(db):
+            db.execute(
+                "UPDATE markets SET prior = ?, belief = ? WHERE id = ? AND belief IS NULL",
+                [p0, p0, market_id],
+            )
+
+    for offer in db["offers"].rows_where("market_id = ? AND status = 'won'", [market_id], order_by="rank"):
+        result = _inspect(db, market_id, offer, post, judge, now)
+        if result is not None:
+            report.inspections.append(result)
+
+    _finish(db, market_id, now, report)
+    checkpoint(db)
+    return report
+
+
+def _post_view(db: Database, market: dict[str, Any]) -> PostView:
+    row = db["posts"].get(market["post_id"])
+    return PostView(int(row["id"]), int(row["community_id"]), row["text"], row["platform"])
+
+
+def _run_auction(db: Database, market_id: int, now: float) -> None:
+    with write(db):
+        market = get_market(db, market_id)
+        if market["status"] != "open":
+            return  # another closer got here first
+        sealed = list(db["offers"].rows_where("market_id = ? AND status = 'sealed'", [market_id]))
+        slots = rules.run_auction(
+            [rules.Bid(o["id"], o["bid"], o["submitted_at"]) for o in sealed],
+            slots=market["attention_slots"],
+            reserve=market["reserve"],
+            kind=market["auction"],
+        )
+        by_id = {o["id"]: o for o in sealed}
+        for slot in slots:
+            offer = by_id[slot.offer_id]
+            informer = int(offer["informer_id"])
+            if slot.charge > 0:
+                ledger.transfer(
+                    db,
+                    f"offer:{slot.offer_id}:charge",
+                    [ledger.Move(ledger.escrow(market_id), ledger.pool(market["community_id"]), slot.charge)],
+                    kind="attention_charge",
+                )
+            refund = offer["bid"] - slot.charge
+            if refund > 0:
+                ledger.transfer(
+                    db,
+                    f"offer:{slot.offer_id}:refund",
+                    [ledger.Move(ledger.escrow(market_id), ledger.wallet(informer), refund)],
+                    kind="refund_bid",
+                )
+            db.execute(
+                "UPDATE offers SET rank = ?, charge = ? WHERE id = ?",
+                [slot.rank, slot.charge, slot.offer_id],
+            )
+            if slot.inspected:
+                db.execute("UPDATE offers SET status = 'won' WHERE id = ?", [slot.offer_id])
+            else:
+                shred(db, slot.offer_id, "shredded", "not_inspected")
+        db.execute("UPDATE markets SET status = 'closing', closed_at = ? WHERE id = ?", [now, market_id])
+    log.info("market %s closed: %s offers ranked", market_id, len(slots))
+
+
+def _bought_notes(db: Database, market_id: int) -> tuple[NoteView, ...]:
+    return tuple(
+        NoteView(
+            offer_id=r["offer_id"],
+            informer_id=r["informer_id"],
+            classification=r["classification"],
+            text=r["text"],
+            sources=tuple(json.loads(r["sources"])),
+            price=r["price"],
+        )
+        for r in db["reveals"].rows_where("market_id = ?", [market_id], order_by="id")
+    )
+
+
+def _open_note(db: Database, offer: dict[str, Any], track: TrackRecord) -> NoteView | None:
+    row = db.execute("SELECT key FROM offer_keys WHERE offer_id = ?", [offer["id"]]).fetchone()
+    if row is None or offer["ciphertext"] is None:
+        return None
+    content = unseal(row[0], offer["nonce"], offer["ciphertext"])
+    return NoteView(
+        offer_id=offer["id"],
+        informer_id=offer["informer_id"],
+        classification=content.classification,
+        text=content.text,
+        sources=content.sources,
+        price=offer["price"],
+        track=track,
+    )
+
+
+def _inspect(
+    db: Database, market_id: int, offer: dict[str, Any], post: PostView, judge: Judge, now: float
+) -> InspectionResult | None:
+    market = get_market(db, market_id)
+    p_before = float(market["belief"])
+    note = _open_note(db, offer, track_record(db, int(offer["informer_id"])))
+    context = Context(_bought_notes(db, market_id))
+    verdict = None
+    failure = "key_missing" if note is None else ""
+    if note is not None:
+        try:
+            verdict = judge.inspect(post, context, note, p_before)
+        except JudgeError as exc:
+            failure = f"judge_error:{exc.reason}"[:120]
+    with write(db):
+        current = db.execute("SELECT status FROM offers WHERE id = ?", [offer["id"]]).fetchone()
+        if current is None or current[0] != "won":
+            return None  # decided by another closer meanwhile
+        budget_left = ledger.balance(db, ledger.budget(market_id))
+        if verdict is None:
+            p_after = p_before
+            decision = rules.Decision(False, 0.0, 0.0, failure)
+        else:
+            p_after = rules.clamp(verdict.p_after)
+            decision = rules.decide(
+                p_before=p_before,
+                p_after=p_after,
+                price=int(offer["price"]),
+                price_of_information=int(market["price_of_information"]),
+                remaining_budget=budget_left,
+            )
+        db["inspections"].insert(
+            {
+                "offer_id": offer["id"],
+                "market_id": market_id,
+                "judge": judge.name,
+                "p_before": p_before,
+                "p_after": p_after,
+                "kl": decision.kl,
+                "value": decision.value,
+                "bought": int(decision.buy),
+                "reason": decision.reason,
+                "tokens": verdict.tokens if verdict else 0,
+                "inspected_at": now,
+            }
+        )
+        if decision.buy and note is not None and verdict is not None:
+            _buy(db, market, offer, note, verdict.rationale, now)
+            db.execute("UPDATE markets SET belief = ? WHERE id = ?", [p_after, market_id])
+        else:
+            shred(db, offer["id"], "shredded", decision.reason)
+    log.info(
+        "market %s offer %s: %s (value %.2f, price %s)",
+        market_id,
+        offer["id"],
+        decision.reason,
+        decision.value,
+        offer["price"],
+    )
+    return InspectionResult(
+        offer["id"],
+        offer["rank"],
+        offer["charge"],
+        offer["price"],
+        p_before,
+        p_after,
+        decision.value,
+        decision.buy,
+        decision.reason,
+    )
+
+
+def _buy(
+    db: Database,
+    market: dict[str, Any],
+    offer: dict[str, Any],
+    note: NoteView,
+    rationale: str,
+    now: float,
+) -> None:
+    market_id = int(market["id"])
+    if offer["price"] > 0:
+        ledger.transfer(
+            db,
+            f"offer:{offer['id']}:purchase",
+            [ledger.Move(ledger.budget(market_id), ledger.wallet(note.informer_id), offer["price"])],
+            kind="purchase",
+        )
+    cursor = db.execute(
+        "INSERT INTO reveals (offer_id, market_id, post_id, informer_id, classification, text,"
+        " sources, price, rationale, revealed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            offer["id"],
+            market_id,
+            market["post_id"],
+            note.informer_id,
+            note.classification,
+            note.text,
+            json.dumps(list(note.sources)),
+            offer["price"],
+            rationale,
+            now,
+        ],
+    )
+    reveal_id = int(cursor.lastrowid)  # type: ignore[arg-type]
+    if market["parent_offer_id"] is None:
+        platform = db.execute("SELECT platform FROM posts WHERE id = ?", [market["post_id"]]).fetchone()[0]
+        db.execute(
+            "INSERT INTO outbox (reveal_id, surface, created_at) VALUES (?, ?, ?)",
+            [reveal_id, platform, now],
+        )
+        db.execute(
+            "INSERT INTO documents (kind, ref_id, community_id, text, source, created_at)"
+            " VALUES ('reveal', ?, ?, ?, ?, ?)",
+            [reveal_id, market["community_id"], note.text, json.dumps(list(note.sources)), now],
+        )
+    shred(db, offer["id"], "bought", "bought")
+
+
+def _finish(db: Database, market_id: int, now: float, report: SettlementReport) -> None:
+    with write(db):
+        market = get_market(db, market_id)
+        if market["status"] == "settled":
+            return
+        if db.execute(
+            "SELECT 1 FROM offers WHERE market_id = ? AND status IN ('won', 'sealed')", [market_id]
+        ).fetchone():
+            return  # an inspection is still pending (e.g. another closer is mid-way)
+        left = ledger.balance(db, ledger.budget(market_id))
+        if left > 0:
+            target = (
+                ledger.pool(market["community_id"])
+                if market["parent_offer_id"] is None
+                else ledger.budget(_parent_market(db, market["parent_offer_id"]))
+            )
+            ledger.transfer(
+                db,
+                f"market:{market_id}:budget-return",
+                [ledger.Move(ledger.budget(market_id), target, left)],
+                kind="budget_return",
+            )
+        db.execute("UPDATE markets SET status = 'settled', settled_at = ? WHERE id = ?", [now, market_id])
+        report.returned = left
+        report.spent = int(market["budget"]) - left
+    log.info("market %s settled: spent %s, returned %s", market_id, report.spent, left)
+
+
+def _parent_market(db: Database, offer_id: int) -> int:
+    return int(db.execute("SELECT market_id FROM offers WHERE id = ?", [offer_id]).fetchone()[0])
+
+
+def due_markets(db: Database, now: float | None = None) -> list[int]:
+    """Top-level markets whose window has elapsed, and any left mid-settlement by a crash."""
+    now = time.time() if now is None else now
+    return [
+        int(r[0])
+        for r in db.execute(
+            "SELECT id FROM markets WHERE parent_offer_id IS NULL AND"
+            " ((status = 'open' AND closes_at <= ?) OR status = 'closing') ORDER BY closes_at",
+            [now],
+        )
+    ]

@@ -1,0 +1,60 @@
+"""Shared fixtures: a fresh database in a temp folder, settings, and a funded community."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlite_utils import Database
+
+from pipeline import community
+from pipeline.config import Settings
+from pipeline.db import open_db
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+CLAIMS = SHARED_DATA / "claims" / "climate-fever.jsonl"
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "notebazaar.db"
+
+
+@pytest.fixture
+def db(db_path: Path) -> Iterator[Database]:
+    database = open_db(db_path)
+    yield database
+    database.close()
+
+
+@dataclass
+class World:
+    """A community with a funded pool, a moderator, a reader and three funded informers."""
+
+    community_id: int
+    moderator: int
+    reader: int
+    informers: list[int]
+
+
+@pytest.fixture
+def world(db: Database, settings: Settings) -> World:
+    com = community.create_community(db, "testers", settings=settings.market)
+    moderator = community.create_account(db, "mod")
+    community.grant(db, moderator, com.id, "moderator")
+    reader = community.create_account(db, "reader")
+    community.mint(db, reader, 10_000, key="test:mint:reader")
+    community.fund_pool(db, com.id, reader, 5_000, key="test:fund")
+    informers = []
+    for i in range(3):
+        informer = community.create_account(db, f"informer{i}")
+        community.mint(db, informer, 1_000, key=f"test:mint:informer{i}")
+        informers.append(informer)
+    return World(com.id, moderator, reader, informers)
