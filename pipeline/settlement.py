@@ -345,3 +345,16 @@ def due_markets(db: Database, now: float | None = None) -> list[int]:
             [now],
         )
     ]
+
+
+def close_due(db: Database, judge: Judge, *, now: float | None = None) -> list[int]:
+    """Close every due market (the worker's loop body). A failure in one market does not stop the
+    others; it is logged by id and retried on the next pass."""
+    closed = []
+    for market_id in due_markets(db, now):
+        try:
+            close_market(db, market_id, judge, now=now)
+            closed.append(market_id)
+        except Exception:
+            log.exception("closing market %s failed; will retry", market_id)
+    return closed

@@ -1,0 +1,124 @@
+"""Versioned judge prompts. Moderators edit a prompt by saving a new version, compare versions,
+evaluate one on labelled data, and activate it for their community.
+
+Version 1 of the ``judge`` prompt is the packaged file ``pipeline/judge/prompts/judge.md``. Versions
+are immutable: an edit is always a new row, so an evaluation or an inspection can name exactly the
+text it used.
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from importlib import resources
+from typing import Any
+
+from sqlite_utils import Database
+
+from pipeline.community import audit, get_community, require_moderator
+from pipeline.db import write
+from pipeline.errors import NotFound
+from pipeline.validation import check_id, check_text
+
+DEFAULT_NAME = "judge"
+MAX_PROMPT_CHARS = 20_000
+
+
+def packaged_prompt(name: str = DEFAULT_NAME) -> str:
+    return resources.files("pipeline.judge").joinpath("prompts", f"{name}.md").read_text("utf-8")
+
+
+def ensure_default_prompt(db: Database, name: str = DEFAULT_NAME) -> int:
+    """The id of the first version of ``name``, seeding it from the packaged file if absent."""
+    with write(db):
+        row = db.execute("SELECT id FROM prompts WHERE name = ? ORDER BY version LIMIT 1", [name]).fetchone()
+        if row:
+            return int(row[0])
+        cursor = db.execute(
+            "INSERT INTO prompts (name, version, text, note, created_at) VALUES (?, 1, ?, ?, ?)",
+            [name, packaged_prompt(name), "packaged default", time.time()],
+        )
+        return int(cursor.lastrowid)  # type: ignore[arg-type]
+
+
+def list_versions(db: Database, name: str = DEFAULT_NAME) -> list[dict[str, Any]]:
+    ensure_default_prompt(db, name)
+    return list(
+        db.query(
+            "SELECT p.id, p.name, p.version, p.note, p.created_at, a.handle AS created_by"
+            " FROM prompts p LEFT JOIN accounts a ON a.id = p.created_by"
+            " WHERE p.name = ? ORDER BY p.version",
+            [name],
+        )
+    )
+
+
+def get_version(db: Database, prompt_id: int) -> dict[str, Any]:
+    rows = list(db["prompts"].rows_where("id = ?", [check_id("prompt id", prompt_id)]))
+    if not rows:
+        raise NotFound(f"no prompt version {prompt_id}")
+    return rows[0]
+
+
+def create_version(
+    db: Database,
+    text: str,
+    *,
+    name: str = DEFAULT_NAME,
+    note: str = "",
+    actor_id: int | None = None,
+    community_id: int | None = None,
+) -> int:
+    """Save ``text`` as the next version of ``name``; returns the new prompt id."""
+    text = check_text("prompt", text, max_chars=MAX_PROMPT_CHARS, required=True)
+    note = check_text("note", note, max_chars=500)
+    if community_id is not None:
+        require_moderator(db, actor_id, community_id)
+    ensure_default_prompt(db, name)
+    with write(db):
+        version = db.execute("SELECT MAX(version) FROM prompts WHERE name = ?", [name]).fetchone()[0]
+        cursor = db.execute(
+            "INSERT INTO prompts (name, version, text, note, created_by, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [name, version + 1, text, note, actor_id, time.time()],
+        )
+        prompt_id = int(cursor.lastrowid)  # type: ignore[arg-type]
+        audit(db, actor_id, "prompt.create", f"prompt:{prompt_id}", {"version": version + 1}, community_id)
+        return prompt_id
+
+
+def diff(db: Database, old_id: int, new_id: int) -> str:
+    """A unified diff between two prompt versions."""
+    old, new = get_version(db, old_id), get_version(db, new_id)
+    return "".join(
+        difflib.unified_diff(
+            old["text"].splitlines(keepends=True),
+            new["text"].splitlines(keepends=True),
+            fromfile=f"{old['name']} v{old['version']}",
+            tofile=f"{new['name']} v{new['version']}",
+        )
+    )
+
+
+def activate(db: Database, community_id: int, prompt_id: int, *, actor_id: int | None) -> None:
+    """Make a prompt version the one the community's judge uses. Moderators only; audited."""
+    require_moderator(db, actor_id, community_id)
+    prompt = get_version(db, prompt_id)
+    with write(db):
+        db["communities"].update(community_id, {"active_prompt_id": prompt_id})
+        audit(
+            db,
+            actor_id,
+            "prompt.activate",
+            f"prompt:{prompt_id}",
+            {"name": prompt["name"], "version": prompt["version"]},
+            community_id,
+        )
+
+
+def active_prompt(db: Database, community_id: int) -> dict[str, Any]:
+    """The community's active prompt version (the packaged default until one is activated)."""
+    com = get_community(db, community_id)
+    if com.active_prompt_id is not None:
+        return get_version(db, com.active_prompt_id)
+    return get_version(db, ensure_default_prompt(db))
