@@ -479,6 +479,103 @@ def corpus_add(db: Any, db_path: Path, settings: Settings, file: Path, slug: str
     echo_json({"added": added})
 
 
+# --- measuring the product ------------------------------------------------------------------------
+
+
+def _quality_table(results: list[tuple[str, dict[str, Any]]], title: str) -> Table:
+    keys = [
+        "claims",
+        "logloss_prior",
+        "logloss_final",
+        "brier_prior",
+        "brier_final",
+        "coverage",
+        "purchase_precision",
+        "spend_per_post",
+        "injection_success",
+    ]
+    table = Table(title=title)
+    table.add_column("metric")
+    for label, _ in results:
+        table.add_column(label, justify="right")
+    for key in keys:
+        cells = []
+        for _, result in results:
+            value = result.get(key)
+            cells.append(f"{value:.3f}" if isinstance(value, float) else str(value))
+        table.add_row(key, *cells)
+    kinds = sorted({k for _, r in results for k in r.get("profit_per_offer", {})})
+    for kind in kinds:
+        table.add_row(
+            f"profit/offer {kind}",
+            *[f"{r.get('profit_per_offer', {}).get(kind, float('nan')):.2f}" for _, r in results],
+        )
+    return table
+
+
+@main.command()
+@click.option(
+    "--claims",
+    "claims_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Labelled claims (JSONL).",
+)
+@click.option(
+    "--judge",
+    "judge_kind",
+    type=click.Choice(["local", "openai", "simple"]),
+    default=None,
+    help="Judge kind (default from config).",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--limit", type=int, default=None, help="Use only the first N claims.")
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write report.json; the plot goes beside it.",
+)
+@with_db
+def simulate(
+    db: Any,
+    db_path: Path,
+    settings: Settings,
+    claims_path: Path,
+    judge_kind: str | None,
+    seed: int,
+    limit: int | None,
+    out_path: Path,
+) -> None:
+    """Run informer populations against the judge on labelled claims; write a JSON report and a plot."""
+    from pipeline.simulate import plot
+    from pipeline.simulate import simulate as run_simulation
+
+    if limit is not None and limit < 1:
+        raise click.ClickException("--limit must be at least 1")
+    db.close()
+    kind = judge_kind or settings.judge.kind
+    report, state = run_simulation(
+        claims_path,
+        db_path,
+        settings=settings,
+        judge_kind=kind,
+        seed=seed,
+        limit=limit,
+        progress=sys.stderr.isatty(),
+    )
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    plot_path = out_path.with_suffix(".png")
+    plot(state, plot_path)
+    console.print(_quality_table([(kind, report)], f"simulate: {claims_path.name}"))
+    console.print(
+        f"{report['claims']} markets in {report['seconds']:.1f}s "
+        f"({report['markets_per_second']:.2f}/s); report {out_path}, plot {plot_path}"
+    )
+
+
 # --- surfaces -----------------------------------------------------------------------------------
 
 

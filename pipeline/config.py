@@ -61,6 +61,7 @@ class IndexSettings(_Section):
     kind: Literal["flat", "ivf", "hnsw"] = "flat"
     top_k: int = Field(5, ge=1)
     batch_size: int = Field(64, ge=1)
+    model_sha256: str = Field("", pattern=r"^([0-9a-fA-F]{64})?$")
 
 
 class WebSettings(_Section):

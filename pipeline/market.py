@@ -150,9 +150,9 @@ def submit_offer(
 ) -> Receipt:
     """Seal a note and escrow its bid. Refused, with nothing changed, if anything is off."""
     limits = limits or LimitSettings()
-    content = _validated_content(limits, classification, text, list(sources or []))
+    content = _validated_content(limits, classification, text, sources)  # a str is refused, not split
     bid = check_amount("bid", bid, maximum=limits.max_amount)
-    price = check_amount("price", price, maximum=limits.max_amount)
+    price = check_amount("price", price, minimum=1, maximum=limits.max_amount)
     if teaser is not None:
         teaser = check_text("teaser", teaser, max_chars=280) or None
     get_account(db, check_id("informer id", informer_id))
@@ -264,16 +264,32 @@ def replace_offer(
         return submit_offer(db, market_id, informer_id, limits=limits, now=now, **new)
 
 
-def track_record(db: Database, informer_id: int) -> TrackRecord:
-    """Right and wrong classifications among the informer's revealed notes on resolved posts."""
+# A revealed note on a resolved post was right when its classification matched the resolution and
+# readers did not rate it unhelpful by a majority (a note can be "right" yet decide nothing).
+_RIGHT = (
+    "r.classification = p.resolution AND NOT COALESCE("
+    "(SELECT SUM(1 - g.helpful) > SUM(g.helpful) FROM ratings g WHERE g.reveal_id = r.id), 0)"
+)
+
+
+def _record(db: Database, where: str, params: list[Any]) -> TrackRecord:
     row = db.execute(
-        "SELECT COALESCE(SUM(r.classification = p.resolution), 0),"
-        " COALESCE(SUM(r.classification != p.resolution), 0)"
+        f"SELECT COALESCE(SUM({_RIGHT}), 0), COALESCE(SUM(NOT ({_RIGHT})), 0)"
         " FROM reveals r JOIN posts p ON p.id = r.post_id"
-        " WHERE r.informer_id = ? AND p.resolution IS NOT NULL",
-        [informer_id],
+        f" WHERE p.resolution IS NOT NULL AND {where}",
+        params,
     ).fetchone()
     return TrackRecord(int(row[0]), int(row[1]))
+
+
+def track_record(db: Database, informer_id: int) -> TrackRecord:
+    """Right and wrong among the informer's revealed notes on resolved posts."""
+    return _record(db, "r.informer_id = ?", [informer_id])
+
+
+def community_track_record(db: Database, community_id: int) -> TrackRecord:
+    """Right and wrong among all revealed notes on the community's resolved posts."""
+    return _record(db, "p.community_id = ?", [community_id])
 
 
 def resolve_post(db: Database, post_id: int, resolution: str, *, actor_id: int | None = None) -> None:

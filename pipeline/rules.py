@@ -72,7 +72,8 @@ def clamp(p: float) -> float:
 def kl_bernoulli(p_after: float, p_before: float) -> float:
     """KL(p_after || p_before) in nats, for a yes/no question (is the post misleading?)."""
     q, p = clamp(p_after), clamp(p_before)
-    return q * math.log(q / p) + (1 - q) * math.log((1 - q) / (1 - p))
+    # KL is never negative; rounding can make nearly equal beliefs come out at -1e-19.
+    return max(0.0, q * math.log(q / p) + (1 - q) * math.log((1 - q) / (1 - p)))
 
 
 def information_value(p_after: float, p_before: float, price_of_information: int) -> float:

@@ -95,10 +95,21 @@ def close_market(
                 [p0, p0, market_id],
             )
 
-    for offer in db["offers"].rows_where("market_id = ? AND status = 'won'", [market_id], order_by="rank"):
-        result = _inspect(db, market_id, offer, post, judge, now)
-        if result is not None:
-            report.inspections.append(result)
+    won = list(db["offers"].rows_where("market_id = ? AND status = 'won'", [market_id], order_by="rank"))
+    notes = {o["id"]: _open_note(db, o, track_record(db, int(o["informer_id"]))) for o in won}
+    prepare = getattr(judge, "prepare", None)
+    try:
+        if prepare is not None:
+            prepare(post, [n for n in notes.values() if n is not None])
+        for offer in won:
+            result = _inspect(db, market_id, offer, notes[offer["id"]], post, judge, now)
+            if result is not None:
+                report.inspections.append(result)
+    finally:
+        forget = getattr(judge, "forget", None)
+        if forget is not None:
+            forget()
+        notes.clear()
 
     _finish(db, market_id, now, report)
     checkpoint(db)
@@ -184,11 +195,16 @@ def _open_note(db: Database, offer: dict[str, Any], track: TrackRecord) -> NoteV
 
 
 def _inspect(
-    db: Database, market_id: int, offer: dict[str, Any], post: PostView, judge: Judge, now: float
+    db: Database,
+    market_id: int,
+    offer: dict[str, Any],
+    note: NoteView | None,
+    post: PostView,
+    judge: Judge,
+    now: float,
 ) -> InspectionResult | None:
     market = get_market(db, market_id)
     p_before = float(market["belief"])
-    note = _open_note(db, offer, track_record(db, int(offer["informer_id"])))
     context = Context(_bought_notes(db, market_id))
     verdict = None
     failure = "key_missing" if note is None else ""

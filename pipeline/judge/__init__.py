@@ -75,6 +75,10 @@ class JudgeError(Exception):
 
 
 class Judge(Protocol):
+    """A judge. It may also define ``prepare(post, notes)`` and ``forget()``: settlement calls them
+    around one market's inspections, so a judge can batch work (the embedded judge embeds all of a
+    market's notes at once) and must drop whatever ``prepare`` computed in ``forget``."""
+
     name: str
 
     def prior(self, post: PostView, context: Context) -> float:

@@ -2,16 +2,42 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlite_utils import Database
 
 from pipeline.config import Settings
 from pipeline.judge import Judge
 
 
-def make_judge(settings: Settings, db: Database, *, kind: str | None = None) -> Judge:
+def make_judge(
+    settings: Settings, db: Database, *, kind: str | None = None, prompt_text: str | None = None
+) -> Judge:
+    """The judge for ``kind`` (default: the configured one). ``prompt_text`` overrides the LLM
+    judge's prompt; without it the LLM judge uses the packaged default (prompt version 1)."""
     kind = kind or settings.judge.kind
+    if kind == "openai":
+        from pipeline import prompts
+        from pipeline.judge.llm import LLMJudge
+
+        if prompt_text is None:
+            prompt_text = str(prompts.get_version(db, prompts.ensure_default_prompt(db))["text"])
+        return LLMJudge(settings.judge.openai, prompt_text)
+    if kind == "local":
+        from index.retrieval import Retriever
+        from pipeline.judge.local import LocalJudge
+
+        return LocalJudge(db, Retriever(db, db_folder(db), settings.index))
     if kind == "simple":
         from pipeline.judge.simple import SimpleJudge
 
         return SimpleJudge()
     raise ValueError(f"unknown judge kind {kind!r}")
+
+
+def db_folder(db: Database) -> Path:
+    """The folder of the database file: where every piece of a run's state lives."""
+    for _, name, filename in db.execute("PRAGMA database_list").fetchall():
+        if name == "main" and filename:
+            return Path(filename).parent
+    raise ValueError("an in-memory database has no folder for the index; open a database file")

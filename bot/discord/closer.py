@@ -1,0 +1,54 @@
+"""Closing due markets from the bot, on a thread and database connection of its own.
+
+The judge may be a slow network call, so settlement must not run on the gateway's event loop. A
+single worker thread owns its own SQLite connection and judge (a connection is never shared between
+threads that may use it at once). Settlement is idempotent and serialised by the database's write
+lock, so the web server's worker may close the same markets at the same time without harm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from pipeline.config import Settings
+from pipeline.db import open_db
+from pipeline.judge import Judge
+from pipeline.judge.factory import make_judge
+from pipeline.settlement import close_due
+
+JudgeFactory = Callable[[Settings, Database], Judge]
+
+
+class Closer:
+    def __init__(self, db_path: Path, settings: Settings, judge_factory: JudgeFactory = make_judge) -> None:
+        self.db_path = db_path
+        self.settings = settings
+        self.judge_factory = judge_factory
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notebazaar-closer")
+        self._db: Database | None = None
+        self._judge: Judge | None = None
+
+    def _close_due(self) -> list[int]:
+        if self._db is None:
+            self._db = open_db(self.db_path)
+            self._judge = self.judge_factory(self.settings, self._db)
+        assert self._judge is not None
+        return close_due(self._db, self._judge)
+
+    async def close_due(self) -> list[int]:
+        """Close every market whose bidding window has ended; returns their ids."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._close_due)
+
+    def _release(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def shutdown(self) -> None:
+        self._executor.submit(self._release)
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,89 @@
+"""Read-only questions the Discord bot asks that the core does not answer directly.
+
+They read amounts, statuses and ids only, never sealed content.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlite_utils import Database
+
+from bot.discord.refs import MessageRef, external_id
+from pipeline.errors import NotFound
+from pipeline.prompts import DEFAULT_NAME, ensure_default_prompt
+
+PLATFORM = "discord"
+
+
+def find_post(db: Database, ref: MessageRef, community_id: int) -> dict[str, Any]:
+    """The stored post for a Discord message of this community, or a NotFound that says what to do."""
+    if ref.channel_id is not None:
+        rows = db.execute(
+            "SELECT * FROM posts WHERE platform = ? AND external_id = ?",
+            [PLATFORM, external_id(ref.channel_id, ref.message_id)],
+        )
+    else:  # message ids are snowflakes, unique across channels
+        rows = db.execute(
+            "SELECT * FROM posts WHERE platform = ? AND external_id LIKE ?",
+            [PLATFORM, f"%:{ref.message_id}"],
+        )
+    columns = [c[0] for c in rows.description]
+    found = [dict(zip(columns, r, strict=True)) for r in rows.fetchall()]
+    if not found:
+        raise NotFound(
+            "no market is open on that message; open one with the message's Apps > Request notes menu"
+        )
+    post = found[0]
+    if int(post["community_id"]) != community_id:
+        raise NotFound("that message belongs to another community")
+    return post
+
+
+def market_for_post(db: Database, post_id: int) -> dict[str, Any]:
+    """The top-level market on a post."""
+    rows = list(db["markets"].rows_where("post_id = ? AND parent_offer_id IS NULL", [post_id]))
+    if not rows:
+        raise NotFound(
+            "no market is open on that message; open one with the message's Apps > Request notes menu"
+        )
+    return rows[0]
+
+
+def informer_offers(db: Database, account_id: int, *, limit: int = 15) -> list[dict[str, Any]]:
+    """An informer's latest offers with their markets' state (no content: it is sealed or shredded)."""
+    return list(
+        db.query(
+            "SELECT o.id, o.market_id, o.status, o.bid, o.price, o.charge, o.outcome, o.submitted_at,"
+            " m.status AS market_status, m.closes_at, p.url AS post_url, r.id AS reveal_id"
+            " FROM offers o JOIN markets m ON m.id = o.market_id JOIN posts p ON p.id = m.post_id"
+            " LEFT JOIN reveals r ON r.offer_id = o.id"
+            " WHERE o.informer_id = ? ORDER BY o.id DESC LIMIT ?",
+            [account_id, limit],
+        )
+    )
+
+
+def escrowed(db: Database, account_id: int) -> int:
+    """Credits of an informer's sealed offers held in escrow (refunded or charged at close)."""
+    row = db.execute(
+        "SELECT COALESCE(SUM(bid), 0) FROM offers WHERE informer_id = ? AND status = 'sealed'",
+        [account_id],
+    ).fetchone()
+    return int(row[0])
+
+
+def earned(db: Database, account_id: int) -> int:
+    """Credits an informer has been paid for revealed notes."""
+    row = db.execute(
+        "SELECT COALESCE(SUM(price), 0) FROM reveals WHERE informer_id = ?", [account_id]
+    ).fetchone()
+    return int(row[0])
+
+
+def prompt_id_for_version(db: Database, version: int, name: str = DEFAULT_NAME) -> int:
+    ensure_default_prompt(db, name)
+    row = db.execute("SELECT id FROM prompts WHERE name = ? AND version = ?", [name, version]).fetchone()
+    if row is None:
+        raise NotFound(f"no version {version} of the {name} prompt")
+    return int(row[0])

@@ -1,0 +1,192 @@
+"""The embedded judge: deterministic, offline, no key. The default.
+
+It models a careful reader as a Bayesian who treats a note as a noisy signal about the post.
+
+**Before** (``prior``): the community's base rate of misleading posts among resolved posts (a
+Beta(1, 1)-smoothed frequency), nudged toward the labels of the most similar resolved posts that
+retrieval finds (similarity-weighted, shrunk by how much similar evidence there is). With no
+history it is 0.5.
+
+**After** (``inspect``): the note's classification says which way to move; how far is a
+log-likelihood ratio built from three things the judge can check without the note's author:
+
+- *relevance*: cosine similarity of the note to the post, mapped linearly from ``rel_floor``
+  (unrelated: no weight) to ``rel_full`` (squarely on topic: full weight);
+- *reliability*: the informer's record of revealed notes on resolved posts, shrunk toward the
+  community's record (a hierarchical Beta prior), so a newcomer is trusted like the average
+  informer and a proven liar not at all; the weight is ``log(r / (1 - r))``, floored at zero, so a
+  note can only push toward its own classification;
+- *support*: corroboration by the trusted reference corpus or by notes revealed earlier — a close
+  match to a reference passage, or to a revealed note that turned out right, strengthens the note;
+  a close match to a revealed note that turned out wrong weakens it.
+
+``logit(p_after) = logit(p_before) ± relevance × max(0, log(r / (1 - r))) × (1 + support)``
+
+Injection defence: the note is sanitised (invisible characters stripped) and any note holding
+instruction-like text ("ignore previous instructions", fake JSON answers, fake delimiters, role
+play) gets no weight at all, so it can never be worth more than an irrelevant note at the same
+price. Amnesia: vectors of a market's notes live only between :meth:`prepare` and :meth:`forget`,
+which settlement calls around the market's inspections; nothing is cached across markets.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sqlite_utils import Database
+
+from pipeline.judge import Context, NoteView, PostView, Verdict
+from pipeline.judge.spotlight import instruction_regions, sanitize
+from pipeline.market import community_track_record
+from pipeline.rules import clamp
+
+
+@dataclass(frozen=True)
+class LocalJudgeParams:
+    rel_floor: float = 0.30
+    rel_full: float = 0.60
+    newcomer_reliability: float = 0.80  # the community prior before any resolved note
+    prior_strength: float = 4.0  # pseudo-notes behind the community's reliability
+    informer_shrinkage: float = 3.0  # pseudo-notes pulling an informer toward the community
+    max_reliability: float = 0.97
+    support_threshold: float = 0.80  # cosine above which a passage counts as corroboration
+    knn_k: int = 8
+    knn_min_score: float = 0.55
+    knn_weight: float = 0.5  # how far similar resolved posts move the base rate, at most
+
+
+def _logit(p: float) -> float:
+    p = clamp(p)
+    return math.log(p / (1 - p))
+
+
+def _sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x))
+
+
+class LocalJudge:
+    name = "local"
+
+    def __init__(self, db: Database, retriever: Any, params: LocalJudgeParams | None = None) -> None:
+        self.db = db
+        self.retriever = retriever
+        self.params = params or LocalJudgeParams()
+        self._vectors: dict[int, np.ndarray] = {}
+        self._post_vector: tuple[int, np.ndarray] | None = None
+
+    # --- per-market scope -------------------------------------------------------------------
+
+    def prepare(self, post: PostView, notes: Sequence[NoteView]) -> None:
+        """Embed the post and this market's inspected notes in one batch (for throughput)."""
+        texts = [post.text] + [sanitize(n.text) for n in notes]
+        vectors = self.retriever.embedder.encode(texts)
+        self._post_vector = (post.id, vectors[0])
+        self._vectors = {n.offer_id: vectors[i + 1] for i, n in enumerate(notes)}
+
+    def forget(self) -> None:
+        """Drop every vector of this market's notes."""
+        for vector in self._vectors.values():
+            vector.fill(0.0)
+        self._vectors = {}
+        self._post_vector = None
+
+    # --- the reader model -------------------------------------------------------------------
+
+    def _post_vec(self, post: PostView) -> np.ndarray:
+        if self._post_vector is None or self._post_vector[0] != post.id:
+            self._post_vector = (post.id, self.retriever.embedder.encode([post.text])[0])
+        return self._post_vector[1]
+
+    def _base_rate(self, community_id: int) -> float:
+        misleading, resolved = self.db.execute(
+            "SELECT COALESCE(SUM(resolution = 'misleading'), 0), COUNT(*) FROM posts"
+            " WHERE community_id = ? AND resolution IS NOT NULL",
+            [community_id],
+        ).fetchone()
+        return (misleading + 1) / (resolved + 2)
+
+    def prior(self, post: PostView, context: Context) -> float:
+        p = self.params
+        base = self._base_rate(post.community_id)
+        hits = self.retriever.search_vector(
+            self._post_vec(post), k=p.knn_k + 1, kinds=("post",), community_id=post.community_id
+        )
+        ids = [h.ref_id for h in hits if h.ref_id != post.id and h.score >= p.knn_min_score]
+        if not ids:
+            return clamp(base)
+        labels = dict(
+            self.db.execute(
+                f"SELECT id, resolution FROM posts WHERE resolution IS NOT NULL"
+                f" AND id IN ({','.join('?' * len(ids))})",
+                ids,
+            ).fetchall()
+        )
+        weighted = [(h.score, labels[h.ref_id] == "misleading") for h in hits if h.ref_id in labels]
+        if not weighted:
+            return clamp(base)
+        total = sum(w for w, _ in weighted)
+        knn = (sum(w for w, y in weighted if y) + base) / (total + 1)
+        share = p.knn_weight * total / (total + 2)
+        return clamp(_sigmoid((1 - share) * _logit(base) + share * _logit(knn)))
+
+    def reliability(self, note: NoteView, community_id: int) -> float:
+        p = self.params
+        record = community_track_record(self.db, community_id)
+        right, wrong = record.right, record.wrong
+        community = (right + p.prior_strength * p.newcomer_reliability) / (right + wrong + p.prior_strength)
+        own = note.track
+        r = (own.right + p.informer_shrinkage * community) / (own.right + own.wrong + p.informer_shrinkage)
+        return min(p.max_reliability, r)
+
+    def _relevance(self, vector: np.ndarray, post: PostView) -> float:
+        p = self.params
+        similarity = float(np.dot(vector, self._post_vec(post)))
+        return min(1.0, max(0.0, (similarity - p.rel_floor) / (p.rel_full - p.rel_floor)))
+
+    def _support(self, vector: np.ndarray, post: PostView) -> float:
+        """+1 for corroboration, -1 for echoing a note that proved wrong, 0 otherwise."""
+        p = self.params
+        hits = self.retriever.search_vector(
+            vector, k=3, kinds=("reference", "reveal"), community_id=post.community_id
+        )
+        best = 0.0
+        for hit in hits:
+            if hit.score < p.support_threshold:
+                continue
+            if hit.kind == "reference":
+                best = max(best, 1.0)
+                continue
+            row = self.db.execute(
+                "SELECT r.classification, p.resolution FROM reveals r JOIN posts p ON p.id = r.post_id"
+                " WHERE r.id = ? AND r.unpublished_at IS NULL",
+                [hit.ref_id],
+            ).fetchone()
+            if row and row[1] is not None:
+                if row[0] != row[1]:
+                    return -1.0
+                best = max(best, 1.0)
+        return best
+
+    def inspect(self, post: PostView, context: Context, note: NoteView, p_before: float) -> Verdict:
+        text = sanitize(note.text)
+        vector = self._vectors.get(note.offer_id)
+        if vector is None:
+            vector = self.retriever.embedder.encode([text])[0]
+        if instruction_regions(text):
+            return Verdict(p_before, p_before, rationale="instruction-like text: no weight")
+        relevance = self._relevance(vector, post)
+        r = self.reliability(note, post.community_id)
+        support = self._support(vector, post) if relevance > 0 else 0.0
+        weight = relevance * max(0.0, math.log(r / (1 - r))) * max(0.0, 1 + 0.5 * support)
+        direction = 1.0 if note.classification == "misleading" else -1.0
+        p_after = clamp(_sigmoid(_logit(p_before) + direction * weight))
+        return Verdict(
+            p_before,
+            p_after,
+            rationale=f"relevance {relevance:.2f}, reliability {r:.2f}, support {support:+.0f}",
+            extra={"relevance": relevance, "reliability": r, "support": support},
+        )

@@ -1,0 +1,196 @@
+"""The web app in a real browser: Debian's Chromium driven by Playwright, against uvicorn on 127.0.0.1.
+
+Two flows: an informer signs up and submits a sealed note, a moderator closes the market, a reader
+sees the revealed note under the post; and a moderator edits a judge prompt, evaluates and activates
+it. The SimpleJudge keeps the purchase predictable (see tests/web_fixtures.py).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from pipeline import evaluate
+from pipeline.judge.simple import SimpleJudge
+from tests.web_fixtures import (  # noqa: F401  (fixtures)
+    FAKE_EVAL,
+    MODERATOR,
+    READER,
+    fast_hashing_fixture,
+    seeded_db,
+    web_settings_fixture,
+)
+from web.app import create_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (make browser)"
+    ),
+]
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+NOTE = (
+    "Nobody will ban gas stoves in existing homes next month: the city council voted only on new homes,"
+    " starting next year. Existing homes keep their stoves."
+)
+POST_SNIPPET = "ban gas stoves"
+
+
+@pytest.fixture
+def base_url(tmp_path: Path, web_settings: Any, fast_hashing: None) -> Iterator[str]:
+    """The app under uvicorn in a background thread, on a free port; stopped after the test."""
+    db_path = tmp_path / "browser.db"
+    seeded_db(db_path, web_settings)
+    app = create_app(db_path, web_settings, judge=SimpleJudge(), key="browser-test-secret")
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        assert thread.is_alive(), "uvicorn stopped while starting"
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(20)
+
+
+@pytest.fixture
+def page(base_url: str) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(15_000)
+        yield context.new_page()
+        context.close()
+        browser.close()
+
+
+def _log_in(page: Any, handle: str, password: str) -> None:
+    page.goto("/login")
+    page.fill("input[name=handle]", handle)
+    page.fill("input[name=password]", password)
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("text=Log out")
+
+
+def _log_out(page: Any) -> None:
+    page.click("button:has-text('Log out')")
+    page.wait_for_selector("a:has-text('Log in')")
+
+
+def test_informer_note_is_bought_and_a_reader_sees_it(page: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    # An informer signs up and gets the sign-up grant.
+    page.goto("/signup")
+    page.fill("input[name=handle]", "zoe")
+    page.fill("input[name=password]", "zoe-password")
+    page.select_option("select[name=community]", "demo")
+    page.click("#signup-form button[type=submit]")
+    expect(page.locator("#dash-wallet")).to_have_text("100")
+    page.screenshot(path=str(tmp_path / "dashboard-new.png"), full_page=True)
+
+    # It opens an open post, sees time left, and submits a sealed note.
+    page.goto("/")
+    page.click(f"a:has-text('{POST_SNIPPET}')")
+    expect(page.locator("#market-status")).to_have_text("open")
+    expect(page.locator("#time-left")).to_contain_text("min")
+    page.check("input[name=classification][value=misleading]")
+    page.fill("textarea[name=text]", NOTE)
+    page.fill("textarea[name=sources]", "https://example.org/city-council-minutes")
+    page.fill("input[name=bid]", "5")
+    page.fill("input[name=price]", "4")
+    page.click("#offer-form button[type=submit]")
+    expect(page.locator("#receipt")).to_contain_text("Keep the salt")
+    assert len(page.input_value("#receipt-salt")) >= 16
+    assert len(page.input_value("#receipt-commitment")) == 64
+    page.screenshot(path=str(tmp_path / "receipt.png"), full_page=True)
+
+    page.goto("/me")
+    expect(page.locator("#my-offers tbody tr").first).to_contain_text("sealed")
+    assert NOTE not in page.content()  # a sealed note is never shown, not even to its informer
+    _log_out(page)
+
+    # A moderator closes the market now.
+    _log_in(page, *MODERATOR)
+    page.click("#nav-console")
+    row = page.locator(f"#markets tr:has-text('{POST_SNIPPET}')")
+    row.locator("button:has-text('Close now')").click()
+    expect(page.locator(".flash")).to_contain_text("1 bought")
+    page.screenshot(path=str(tmp_path / "console.png"), full_page=True)
+    _log_out(page)
+
+    # A reader sees the revealed note under the post, with its informer and price.
+    _log_in(page, *READER)
+    page.goto("/")
+    post = page.locator(f"section.post:has-text('{POST_SNIPPET}')")
+    note = post.locator("article.note")
+    expect(note).to_contain_text("Nobody will ban gas stoves")
+    expect(note).to_contain_text("zoe")
+    expect(note).to_contain_text("bought for 4 credits")
+    page.screenshot(path=str(tmp_path / "feed.png"), full_page=True)
+    post.locator("a.post-link, p.post-text a").first.click()
+    expect(page.locator("#market-status")).to_have_text("settled")
+    expect(page.locator("#notes")).to_contain_text("Nobody will ban gas stoves")
+    page.screenshot(path=str(tmp_path / "post-settled.png"), full_page=True)
+
+
+def test_moderator_edits_evaluates_and_activates_a_prompt(
+    page: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from playwright.sync_api import expect
+
+    monkeypatch.setattr(evaluate, "evaluate", lambda path, **kwargs: FAKE_EVAL)
+    monkeypatch.setattr(evaluate, "format_table", lambda rows: f"{rows[0][0]}\nlogloss_final 0.5")
+    claims = tmp_path / "labelled.jsonl"
+    claims.write_text('{"claim": "x", "label": "misleading"}\n')
+
+    # A reader is kept out of the console.
+    _log_in(page, *READER)
+    response = page.goto("/mod/demo")
+    assert response is not None and response.status == 403
+    expect(page.locator("h1")).to_contain_text("Not allowed")
+    _log_out(page)
+
+    _log_in(page, *MODERATOR)
+    page.goto("/mod/demo")
+    page.click("#prompts-link")
+    expect(page.locator("#active-version")).to_have_text("judge v1")
+    page.click("#version-1 a >> nth=0")
+    page.fill("#edit-form textarea[name=text]", "You are a careful judge.\nCite the note's evidence.")
+    page.fill("#edit-form input[name=note]", "shorter prompt")
+    page.click("#edit-form button[type=submit]")
+    expect(page.locator(".flash")).to_contain_text("Saved as version 2")
+
+    # Evaluate through htmx: the result table is swapped into the page.
+    page.fill("#eval-form input[name=path]", str(claims))
+    page.select_option("#eval-form select[name=judge_kind]", "simple")
+    page.click("#eval-form button[type=submit]")
+    expect(page.locator("#eval-result pre")).to_contain_text("judge v2 (simple)")
+    expect(page.locator("#eval-result")).to_contain_text("purchase_precision")
+    page.screenshot(path=str(tmp_path / "prompt-eval.png"), full_page=True)
+
+    page.click("#activate-form button[type=submit]")
+    expect(page.locator(".flash")).to_contain_text("Version 2 is now the active judge prompt")
+    expect(page.locator("#active-version")).to_have_text("judge v2")
+    page.screenshot(path=str(tmp_path / "prompts.png"), full_page=True)
+
+    page.goto("/mod/demo#audit")
+    expect(page.locator("#audit")).to_contain_text("prompt.activate")

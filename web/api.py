@@ -1,0 +1,356 @@
+"""The JSON API: everything the pages do, for bots and scripts, documented at ``/openapi.json``.
+
+Authentication is ``Authorization: Bearer <token>`` only (never the session cookie), so the API
+needs no CSRF token. Bodies are pydantic models; the pipeline re-checks every value, and its
+refusals come back as ``{"error": code, "detail": message}`` with a 4xx status.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from sqlite_utils import Database
+from starlette.concurrency import run_in_threadpool
+
+from pipeline import community, ledger, market, moderation, prompts, settlement
+from pipeline.community import SETTING_KEYS, Community
+from pipeline.errors import Forbidden, MarketClosed, NotFound
+from web import auth, evaluation, queries
+from web.deps import DB, ApiUser, JudgeDep, SettingsDep, User
+
+router = APIRouter(prefix="/api")
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SignUp(_Body):
+    handle: str = Field(examples=["alice"])
+    password: str = Field(min_length=auth.MIN_PASSWORD_CHARS, max_length=auth.MAX_PASSWORD_CHARS)
+    community: str = Field(examples=["demo"])
+
+
+class TokenRequest(_Body):
+    handle: str
+    password: str
+    label: str = Field("api", max_length=100)
+
+
+class NewPost(_Body):
+    community: str
+    text: str
+
+
+class Funding(_Body):
+    amount: int = Field(gt=0)
+
+
+class SealedNote(_Body):
+    classification: Literal["misleading", "not_misleading"]
+    text: str
+    sources: list[str] = []
+    bid: int = Field(ge=0)
+    price: int = Field(ge=0)
+
+
+class SettingsChange(_Body):
+    attention_slots: int | None = None
+    reserve: int | None = None
+    window_seconds: int | None = None
+    price_of_information: int | None = None
+    budget_per_market: int | None = None
+    auction: Literal["gsp", "first_price"] | None = None
+
+
+class PromptVersion(_Body):
+    text: str
+    note: str = ""
+
+
+class EvalRequest(_Body):
+    path: str = Field(description="A labelled .jsonl file on the server.")
+    judge_kind: Literal["local", "openai", "simple"] = "local"
+    limit: int | None = Field(None, ge=1)
+
+
+class Reason(_Body):
+    reason: str
+
+
+class Ban(_Body):
+    account_id: int
+    reason: str
+
+
+def _moderated(slug: str, user: User, db: Database) -> Community:
+    com = community.get_community(db, slug)
+    community.require_moderator(db, user.id, com.id)
+    return com
+
+
+# --- accounts ---------------------------------------------------------------------------------------
+
+
+@router.post("/signup", status_code=201, tags=["accounts"])
+def api_signup(*, body: SignUp, request: Request, db: DB) -> dict[str, Any]:
+    """Create an account (reader and informer in ``community``) with the sign-up grant of credits."""
+    grant = request.app.state.signup_grant
+    account_id = auth.sign_up(db, body.handle, body.password, body.community, grant=grant)
+    return {
+        "account_id": account_id,
+        "handle": body.handle,
+        "wallet": ledger.balance(db, ledger.wallet(account_id)),
+    }
+
+
+@router.post("/tokens", status_code=201, tags=["accounts"])
+def api_token(*, body: TokenRequest, db: DB) -> dict[str, Any]:
+    """Trade a handle and password for a bearer token. The token is shown only in this answer."""
+    account_id = auth.log_in(db, body.handle, body.password)
+    return {"token": auth.create_token(db, account_id, body.label), "account_id": account_id}
+
+
+@router.get("/me", tags=["accounts"])
+def api_me(*, user: ApiUser, db: DB) -> dict[str, Any]:
+    """Your wallet, roles, earnings and track record."""
+    track = market.track_record(db, user.id)
+    return {
+        "account_id": user.id,
+        "handle": user.handle,
+        "wallet": ledger.balance(db, ledger.wallet(user.id)),
+        "roles": user.roles,
+        "earnings": queries.earnings(db, user.id),
+        "track_record": {"right": track.right, "wrong": track.wrong, "reliability": track.reliability},
+    }
+
+
+@router.get("/me/offers", tags=["informers"])
+def api_my_offers(*, user: ApiUser, db: DB) -> list[dict[str, Any]]:
+    """Your own offers and their status (never their content, never anyone else's offers)."""
+    return queries.informer_offers(db, user.id)
+
+
+@router.post("/offers/{offer_id}/withdraw", tags=["informers"])
+def api_withdraw(*, offer_id: int, user: ApiUser, db: DB) -> dict[str, Any]:
+    market.withdraw_offer(db, offer_id, user.id)
+    return {"offer_id": offer_id, "status": "withdrawn"}
+
+
+# --- reading and posting ------------------------------------------------------------------------------
+
+
+@router.get("/communities", tags=["feed"])
+def api_communities(*, db: DB) -> list[dict[str, Any]]:
+    return queries.communities(db)
+
+
+@router.get("/posts", tags=["feed"])
+def api_feed(
+    *,
+    community_slug: Annotated[str | None, Query(alias="community")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    db: DB,
+) -> list[dict[str, Any]]:
+    """Newest posts with their market state and revealed notes."""
+    community_id = community.get_community(db, community_slug).id if community_slug else None
+    return queries.feed(db, community_id=community_id, limit=limit)
+
+
+@router.get("/posts/{post_id}", tags=["feed"])
+def api_post(*, post_id: int, db: DB) -> dict[str, Any]:
+    """A post, its market (status, seconds left, budget, offer counts) and its revealed notes."""
+    post = queries.post_detail(db, post_id)
+    if post is None:
+        raise NotFound(f"no post {post_id}")
+    return post
+
+
+@router.post("/posts", status_code=201, tags=["feed"])
+def api_new_post(*, body: NewPost, user: ApiUser, db: DB) -> dict[str, Any]:
+    """Ask for notes on a post: it is recorded and a market opens on it."""
+    com = community.get_community(db, body.community)
+    if not user.has_role(com.id, "reader"):
+        raise Forbidden(f"join {com.slug} before posting there")
+    post_id = community.add_post(db, com.id, body.text, platform="web", author=user.handle)
+    market_id = market.open_market(db, post_id)
+    return {"post_id": post_id, "market_id": market_id}
+
+
+@router.post("/posts/{post_id}/fund", tags=["feed"])
+def api_fund(*, post_id: int, body: Funding, user: ApiUser, db: DB) -> dict[str, Any]:
+    """Move credits from your wallet into the pool of the post's community."""
+    post = community.get_post(db, post_id)
+    community.fund_pool(db, int(post["community_id"]), user.id, body.amount)
+    return {
+        "pool": ledger.balance(db, ledger.pool(int(post["community_id"]))),
+        "wallet": ledger.balance(db, ledger.wallet(user.id)),
+    }
+
+
+@router.post("/posts/{post_id}/offers", status_code=201, tags=["informers"])
+def api_submit(
+    *,
+    post_id: int,
+    body: SealedNote,
+    user: ApiUser,
+    db: DB,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    """Seal a note with a bid and a price. Keep the receipt's salt: it proves authorship later."""
+    state = queries.market_state(db, post_id)
+    if state is None:
+        raise MarketClosed(f"post {post_id} has no market")
+    post = community.get_post(db, post_id)
+    if not user.has_role(int(post["community_id"]), "informer"):
+        raise Forbidden("you are not an informer in this community")
+    receipt = market.submit_offer(
+        db,
+        int(state["id"]),
+        user.id,
+        classification=body.classification,
+        text=body.text,
+        sources=body.sources,
+        bid=body.bid,
+        price=body.price,
+        limits=settings.limits,
+    )
+    return receipt.as_dict() | {"keep_the_salt": "Keep the salt: with it you can prove you wrote this note."}
+
+
+# --- moderators ---------------------------------------------------------------------------------------
+
+
+@router.get("/communities/{slug}/settings", tags=["moderators"])
+def api_get_settings(*, slug: str, user: ApiUser, db: DB) -> dict[str, Any]:
+    com = _moderated(slug, user, db)
+    return {k: getattr(com, k) for k in SETTING_KEYS}
+
+
+@router.patch("/communities/{slug}/settings", tags=["moderators"])
+def api_update_settings(*, slug: str, body: SettingsChange, user: ApiUser, db: DB) -> dict[str, Any]:
+    com = _moderated(slug, user, db)
+    updated = community.update_settings(db, com.id, body.model_dump(exclude_none=True), actor_id=user.id)
+    return {k: getattr(updated, k) for k in SETTING_KEYS}
+
+
+@router.get("/communities/{slug}/markets", tags=["moderators"])
+def api_markets(*, slug: str, user: ApiUser, db: DB) -> list[dict[str, Any]]:
+    return queries.community_markets(db, _moderated(slug, user, db).id)
+
+
+@router.post("/markets/{market_id}/close", tags=["moderators"])
+def api_close(
+    *,
+    market_id: int,
+    user: ApiUser,
+    db: DB,
+    judge: JudgeDep,
+    request: Request,
+) -> dict[str, Any]:
+    """Close a market now (before its window ends), run the auction and the judge, settle."""
+    found = market.get_market(db, market_id)
+    community.require_moderator(db, user.id, int(found["community_id"]))
+    with request.app.state.close_lock:
+        report = settlement.close_market(db, market_id, judge, force=True)
+    community.audit(
+        db, user.id, "market.close", f"market:{market_id}", {"force": True}, int(found["community_id"])
+    )
+    return {
+        "market_id": market_id,
+        "already_settled": report.already_settled,
+        "spent": report.spent,
+        "returned": report.returned,
+        "inspections": [
+            {"offer_id": i.offer_id, "bought": i.bought, "price": i.price, "reason": i.reason}
+            for i in report.inspections
+        ],
+    }
+
+
+@router.post("/reveals/{reveal_id}/unpublish", tags=["moderators"])
+def api_unpublish(*, reveal_id: int, body: Reason, user: ApiUser, db: DB) -> dict[str, Any]:
+    moderation.unpublish(db, user.id, reveal_id, body.reason)
+    return {"reveal_id": reveal_id, "unpublished": True}
+
+
+@router.post("/communities/{slug}/bans", status_code=201, tags=["moderators"])
+def api_ban(*, slug: str, body: Ban, user: ApiUser, db: DB) -> dict[str, Any]:
+    com = community.get_community(db, slug)
+    community.ban(db, user.id, body.account_id, com.id, body.reason)
+    return {"account_id": body.account_id, "community": slug, "banned": True}
+
+
+@router.get("/communities/{slug}/audit", tags=["moderators"])
+def api_audit(*, slug: str, user: ApiUser, db: DB) -> list[dict[str, Any]]:
+    return moderation.audit_log(db, _moderated(slug, user, db).id)
+
+
+@router.get("/communities/{slug}/ledger", tags=["moderators"])
+def api_ledger(*, slug: str, user: ApiUser, db: DB) -> dict[str, Any]:
+    """``ledger check`` and every balance."""
+    com = _moderated(slug, user, db)
+    report = ledger.check(db)
+    return {
+        "ok": report.ok,
+        "problems": report.problems(),
+        "transactions": report.transactions,
+        "minted": report.minted,
+        "circulating": report.circulating,
+        "pool": ledger.balance(db, ledger.pool(com.id)),
+        "balances": ledger.balances(db),
+    }
+
+
+@router.get("/communities/{slug}/prompts", tags=["prompts"])
+def api_prompts(*, slug: str, user: ApiUser, db: DB) -> dict[str, Any]:
+    com = _moderated(slug, user, db)
+    return {"active_id": prompts.active_prompt(db, com.id)["id"], "versions": prompts.list_versions(db)}
+
+
+@router.get("/communities/{slug}/prompts/{prompt_id}", tags=["prompts"])
+def api_prompt(*, slug: str, prompt_id: int, user: ApiUser, db: DB) -> dict[str, Any]:
+    _moderated(slug, user, db)
+    return prompts.get_version(db, prompt_id)
+
+
+@router.post("/communities/{slug}/prompts", status_code=201, tags=["prompts"])
+def api_new_prompt(*, slug: str, body: PromptVersion, user: ApiUser, db: DB) -> dict[str, Any]:
+    """Save an edited prompt as a new version (not active until activated)."""
+    com = community.get_community(db, slug)
+    prompt_id = prompts.create_version(db, body.text, note=body.note, actor_id=user.id, community_id=com.id)
+    return prompts.get_version(db, prompt_id)
+
+
+@router.get("/communities/{slug}/prompts/diff/{old_id}/{new_id}", tags=["prompts"])
+def api_diff(*, slug: str, old_id: int, new_id: int, user: ApiUser, db: DB) -> dict[str, str]:
+    _moderated(slug, user, db)
+    return {"diff": prompts.diff(db, old_id, new_id)}
+
+
+@router.post("/communities/{slug}/prompts/{prompt_id}/activate", tags=["prompts"])
+def api_activate(*, slug: str, prompt_id: int, user: ApiUser, db: DB) -> dict[str, Any]:
+    com = community.get_community(db, slug)
+    prompts.activate(db, com.id, prompt_id, actor_id=user.id)
+    return {"active_id": prompt_id}
+
+
+@router.post("/communities/{slug}/prompts/{prompt_id}/eval", tags=["prompts"])
+async def api_eval(
+    *,
+    slug: str,
+    prompt_id: int,
+    body: EvalRequest,
+    request: Request,
+    user: ApiUser,
+    db: DB,
+) -> dict[str, Any]:
+    """Evaluate a prompt version on a labelled .jsonl file on the server (runs in a worker thread)."""
+    _moderated(slug, user, db)
+    prompt = prompts.get_version(db, prompt_id)
+    settings = request.app.state.settings
+    return await run_in_threadpool(
+        evaluation.run, settings, prompt=prompt, judge_kind=body.judge_kind, limit=body.limit, path=body.path
+    )

@@ -1,0 +1,142 @@
+"""Building the FastAPI app: middleware, routers, error pages, and the worker in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+
+from pipeline.config import Settings
+from pipeline.db import open_db
+from pipeline.errors import NotebazaarError
+from pipeline.judge import Judge
+from pipeline.judge.factory import make_judge
+from web import api, console, deps, pages
+from web.worker import CloseWorker
+
+log = logging.getLogger(__name__)
+
+SECRET_ENV = "NOTEBAZAAR_SECRET_KEY"
+SIGNUP_GRANT = 100  # credits minted for each new web account, so a new informer can bid
+
+
+def secret_key() -> str:
+    """The session-signing key: ``$NOTEBAZAAR_SECRET_KEY``, else a random one for this process."""
+    key = os.environ.get(SECRET_ENV)
+    if key:
+        return key
+    log.warning(
+        "%s is not set: using a random per-process secret; sessions end when the server restarts",
+        SECRET_ENV,
+    )
+    return secrets.token_urlsafe(48)
+
+
+def create_app(
+    db_path: Path,
+    settings: Settings,
+    *,
+    judge: Judge | None = None,
+    judge_kind: str | None = None,
+    key: str | None = None,
+    signup_grant: int = SIGNUP_GRANT,
+    start_worker: bool = True,
+) -> FastAPI:
+    """The web app over the database at ``db_path``.
+
+    ``judge`` (or ``judge_kind``, passed to :func:`make_judge`) picks the judge that closes markets;
+    by default it is built from ``settings``. The worker that closes due markets starts with the app
+    and stops with it.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        judge_db = open_db(db_path)  # migrates once; kept open for a judge that reads the database
+        worker = None
+        try:
+            if app.state.judge is None:
+                app.state.judge = make_judge(settings, judge_db, kind=judge_kind)
+            if start_worker:
+                worker = CloseWorker(
+                    db_path, app.state.judge, settings.web.close_poll_seconds, app.state.close_lock
+                )
+                worker.start()
+            yield
+        finally:
+            if worker is not None:
+                worker.stop()
+            judge_db.close()
+
+    app = FastAPI(
+        title="notebazaar",
+        summary="Community notes bought by an amnesic judge in a sealed information market.",
+        description="The JSON API under /api covers everything the web pages do. Authenticate with"
+        " `Authorization: Bearer <token>` (create a token on the 'API tokens' page or with"
+        " `POST /api/tokens`). The API never reads cookies, so it needs no CSRF token.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.db_path = Path(db_path)
+    app.state.settings = settings
+    app.state.judge = judge
+    app.state.close_lock = threading.Lock()
+    app.state.signup_grant = signup_grant
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=key or secret_key(),
+        session_cookie="notebazaar_session",
+        same_site="lax",
+        max_age=14 * 24 * 3600,
+    )
+    app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
+    app.include_router(pages.router)
+    app.include_router(console.router)
+    app.include_router(api.router)
+    _install_error_handlers(app)
+    return app
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(NotebazaarError)
+    async def refused(request: Request, exc: NotebazaarError) -> Response:
+        status = deps.status_for(exc)
+        if _is_api(request):
+            return JSONResponse({"error": exc.code, "detail": str(exc)}, status_code=status)
+        return deps.render(request, "error.html", {"status": status, "message": str(exc)}, status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _is_api(request) or exc.status_code == 405:
+            return JSONResponse({"error": "http", "detail": exc.detail}, exc.status_code, headers=exc.headers)
+        return deps.render(
+            request, "error.html", {"status": exc.status_code, "message": exc.detail}, exc.status_code
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()
+        )
+        if _is_api(request):
+            return JSONResponse({"error": "invalid", "detail": problems}, status_code=422)
+        return deps.render(request, "error.html", {"status": 422, "message": problems}, 422)
+
+    @app.exception_handler(deps.LoginRequired)
+    async def login_required(request: Request, exc: deps.LoginRequired) -> Response:
+        deps.flash(request, "Please log in first.")
+        return deps.redirect(f"/login?next={request.url.path}")

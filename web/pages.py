@@ -1,0 +1,319 @@
+"""Pages for readers and informers: feed, post page, sealed-note form, dashboard, accounts, tokens.
+
+Every POST carries the session's CSRF token. A refused request re-renders its page with the
+pipeline's message and a 4xx status, and changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlite_utils import Database
+
+from pipeline import community, ledger, market
+from pipeline.errors import Forbidden, MarketClosed, NotebazaarError
+from web import auth, queries
+from web.deps import (
+    DB,
+    MaybeUser,
+    PageUser,
+    SettingsDep,
+    User,
+    check_csrf,
+    flash,
+    page_user,
+    redirect,
+    render,
+    status_for,
+)
+from web.forms import lines, safe_next, whole_number
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(page_user)])
+CSRF = [Depends(check_csrf)]
+
+
+# --- feed and posts -------------------------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse)
+def feed_page(
+    *,
+    request: Request,
+    community_slug: Annotated[str | None, Query(alias="community")] = None,
+    db: DB,
+) -> Response:
+    community_id = community.get_community(db, community_slug).id if community_slug else None
+    return render(
+        request,
+        "feed.html",
+        {
+            "posts": queries.feed(db, community_id=community_id),
+            "communities": queries.communities(db),
+            "current": community_slug,
+        },
+    )
+
+
+@router.post("/posts", dependencies=CSRF)
+def new_post(
+    *,
+    request: Request,
+    community_slug: Annotated[str, Form(alias="community")] = "",
+    text: Annotated[str, Form()] = "",
+    user: PageUser,
+    db: DB,
+) -> Response:
+    """A reader asks for notes on a post: the post is recorded and a market opens on it."""
+    try:
+        com = community.get_community(db, community_slug)
+        if not user.has_role(com.id, "reader"):
+            raise Forbidden(f"join {com.slug} before posting there")
+        post_id = community.add_post(db, com.id, text, platform="web", author=user.handle)
+        market.open_market(db, post_id)
+    except NotebazaarError as exc:
+        context = {"posts": queries.feed(db), "communities": queries.communities(db), "current": None}
+        context |= {"post_error": str(exc), "post_form": {"text": text, "community": community_slug}}
+        return render(request, "feed.html", context, status_for(exc))
+    flash(request, "Your post is up and its market is open for sealed notes.")
+    return redirect(f"/posts/{post_id}")
+
+
+def _post_context(db: Database, post_id: int, user: User | None) -> dict[str, Any]:
+    post = queries.post_detail(db, post_id)
+    if post is None:
+        raise HTTPException(404, f"no post {post_id}")
+    mine: list[dict[str, Any]] = []
+    if user is not None and post["market"] is not None:
+        mine = [o for o in queries.informer_offers(db, user.id) if o["market_id"] == post["market"]["id"]]
+    return {
+        "post": post,
+        "market": post["market"],
+        "my_offers": mine,
+        "is_informer": user is not None and user.has_role(post["community_id"], "informer"),
+        "is_member": user is not None and user.has_role(post["community_id"], "reader"),
+        "is_moderator": user is not None and user.has_role(post["community_id"], "moderator"),
+        "pool": ledger.balance(db, ledger.pool(post["community_id"])),
+        "form": {},
+    }
+
+
+@router.get("/posts/{post_id}", response_class=HTMLResponse)
+def post_page(*, request: Request, post_id: int, user: MaybeUser, db: DB) -> Response:
+    return render(request, "post.html", _post_context(db, post_id, user))
+
+
+@router.get("/posts/{post_id}/market", response_class=HTMLResponse)
+def market_fragment(*, request: Request, post_id: int, db: DB) -> Response:
+    """The market box alone, polled by htmx so the time left stays current."""
+    return render(request, "_market.html", {"market": queries.market_state(db, post_id), "post_id": post_id})
+
+
+@router.post("/posts/{post_id}/fund", dependencies=CSRF)
+def fund(
+    *,
+    request: Request,
+    post_id: int,
+    amount: Annotated[str, Form()] = "",
+    user: PageUser,
+    db: DB,
+) -> Response:
+    context = _post_context(db, post_id, user)
+    try:
+        credits = whole_number("amount", amount)
+        community.fund_pool(db, context["post"]["community_id"], user.id, credits)
+    except NotebazaarError as exc:
+        context |= {"fund_error": str(exc), "fund_amount": amount}
+        return render(request, "post.html", context, status_for(exc))
+    flash(request, f"You added {credits} credits to the community's pool. Thank you!")
+    return redirect(f"/posts/{post_id}")
+
+
+@router.post("/posts/{post_id}/offers", dependencies=CSRF)
+def submit_note(
+    *,
+    request: Request,
+    post_id: int,
+    classification: Annotated[str, Form()] = "",
+    text: Annotated[str, Form()] = "",
+    sources: Annotated[str, Form()] = "",
+    bid: Annotated[str, Form()] = "",
+    price: Annotated[str, Form()] = "",
+    user: PageUser,
+    db: DB,
+    settings: SettingsDep,
+) -> Response:
+    """Seal a note. The answer is the receipt; the salt is shown here once and never stored."""
+    context = _post_context(db, post_id, user)
+    try:
+        if context["market"] is None:
+            raise MarketClosed("this post has no market")
+        if not context["is_informer"]:
+            raise Forbidden(f"join {context['post']['community']} as an informer to submit notes")
+        receipt = market.submit_offer(
+            db,
+            int(context["market"]["id"]),
+            user.id,
+            classification=classification,
+            text=text,
+            sources=lines(sources),
+            bid=whole_number("bid", bid),
+            price=whole_number("price", price),
+            limits=settings.limits,
+        )
+    except NotebazaarError as exc:
+        form = {
+            "classification": classification,
+            "text": text,
+            "sources": sources,
+            "bid": bid,
+            "price": price,
+        }
+        context |= {"offer_error": str(exc), "form": form}
+        return render(request, "post.html", context, status_for(exc))
+    return render(request, "receipt.html", {"receipt": receipt, "post": context["post"]}, 201)
+
+
+@router.post("/communities/{slug}/join", dependencies=CSRF)
+def join(
+    *,
+    slug: str,
+    request: Request,
+    next: Annotated[str, Form()] = "/",
+    user: PageUser,
+    db: DB,
+) -> Response:
+    com = community.get_community(db, slug)
+    if community.is_banned(db, user.id, com.id):
+        raise Forbidden(f"you are banned from {slug}")
+    community.grant(db, user.id, com.id, "reader")
+    community.grant(db, user.id, com.id, "informer")
+    flash(request, f"You joined {slug} as a reader and informer.")
+    return redirect(safe_next(next))
+
+
+# --- accounts ---------------------------------------------------------------------------------------
+
+
+@router.get("/signup", response_class=HTMLResponse)
+def signup_page(*, request: Request, db: DB) -> Response:
+    default = request.app.state.settings.web.demo_community
+    return render(
+        request, "signup.html", {"communities": queries.communities(db), "form": {"community": default}}
+    )
+
+
+@router.post("/signup", dependencies=CSRF)
+def signup(
+    *,
+    request: Request,
+    handle: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    community_slug: Annotated[str, Form(alias="community")] = "",
+    db: DB,
+) -> Response:
+    try:
+        account_id = auth.sign_up(db, handle, password, community_slug, grant=request.app.state.signup_grant)
+    except NotebazaarError as exc:
+        context = {"communities": queries.communities(db), "error": str(exc)}
+        context["form"] = {"handle": handle, "community": community_slug}
+        return render(request, "signup.html", context, status_for(exc))
+    _start_session(request, account_id)
+    grant = request.app.state.signup_grant
+    flash(request, f"Welcome, {handle}! Your wallet starts with {grant} credits to bid with.")
+    return redirect("/me")
+
+
+def _start_session(request: Request, account_id: int) -> None:
+    request.session.clear()  # a fresh session (and CSRF token) on every login
+    request.session["account_id"] = account_id
+    auth.csrf_token(request.session)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(*, request: Request, next: str = "/") -> Response:
+    return render(request, "login.html", {"next": safe_next(next), "form": {}})
+
+
+@router.post("/login", dependencies=CSRF)
+def login(
+    *,
+    request: Request,
+    handle: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/",
+    db: DB,
+) -> Response:
+    try:
+        account_id = auth.log_in(db, handle, password)
+    except NotebazaarError as exc:
+        context = {"error": str(exc), "next": safe_next(next), "form": {"handle": handle}}
+        return render(request, "login.html", context, 401)
+    _start_session(request, account_id)
+    return redirect(safe_next(next))
+
+
+@router.post("/logout", dependencies=CSRF)
+def logout(*, request: Request) -> Response:
+    request.session.clear()
+    return redirect("/")
+
+
+# --- informer dashboard and tokens --------------------------------------------------------------------
+
+
+@router.get("/me", response_class=HTMLResponse)
+def dashboard(*, request: Request, user: PageUser, db: DB) -> Response:
+    return render(
+        request,
+        "dashboard.html",
+        {
+            "offers": queries.informer_offers(db, user.id),
+            "earnings": queries.earnings(db, user.id),
+            "track": market.track_record(db, user.id),
+            "wallet": ledger.balance(db, ledger.wallet(user.id)),
+        },
+    )
+
+
+@router.post("/me/offers/{offer_id}/withdraw", dependencies=CSRF)
+def withdraw(*, request: Request, offer_id: int, user: PageUser, db: DB) -> Response:
+    market.withdraw_offer(db, offer_id, user.id)
+    flash(request, f"Offer {offer_id} withdrawn: its bid is refunded and its note shredded.")
+    return redirect("/me")
+
+
+@router.get("/me/tokens", response_class=HTMLResponse)
+def tokens_page(*, request: Request, user: PageUser, db: DB) -> Response:
+    return render(request, "tokens.html", {"tokens": auth.list_tokens(db, user.id), "new_token": None})
+
+
+@router.post("/me/tokens", dependencies=CSRF)
+def create_token(
+    *,
+    request: Request,
+    label: Annotated[str, Form()] = "",
+    user: PageUser,
+    db: DB,
+) -> Response:
+    try:
+        token = auth.create_token(db, user.id, label)
+    except NotebazaarError as exc:
+        context = {"tokens": auth.list_tokens(db, user.id), "new_token": None, "error": str(exc)}
+        return render(request, "tokens.html", context, status_for(exc))
+    context = {"tokens": auth.list_tokens(db, user.id), "new_token": token, "label": label}
+    return render(request, "tokens.html", context, 201)
+
+
+@router.post("/me/tokens/{fingerprint}/revoke", dependencies=CSRF)
+def revoke_token(
+    *,
+    request: Request,
+    fingerprint: str,
+    user: PageUser,
+    db: DB,
+) -> Response:
+    auth.revoke_token(db, user.id, fingerprint)
+    flash(request, "Token revoked.")
+    return redirect("/me/tokens")

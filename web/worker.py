@@ -1,0 +1,55 @@
+"""The pipeline worker that runs beside the web app: it closes markets whose window has elapsed.
+
+A thread, not an asyncio task, because settlement is blocking work (SQLite and the judge, which may
+be a slow network call) and must not stall the event loop. It has its own database connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from pipeline.db import open_db
+from pipeline.judge import Judge
+from pipeline.settlement import close_due
+
+log = logging.getLogger(__name__)
+
+
+class CloseWorker:
+    """Calls :func:`pipeline.settlement.close_due` every ``interval`` seconds until stopped.
+
+    ``lock`` is shared with the "close now" handlers: one judge instance settles one market at a
+    time (a judge may hold per-market state between ``prepare`` and ``forget``).
+    """
+
+    def __init__(self, db_path: Path, judge: Judge, interval: float, lock: threading.Lock) -> None:
+        self.db_path = db_path
+        self.lock = lock
+        self.judge = judge
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="notebazaar-close-worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        db = open_db(self.db_path, migrate=False)
+        try:
+            while not self._stop.is_set():
+                try:
+                    with self.lock:
+                        closed = close_due(db, self.judge)
+                    if closed:
+                        log.info("worker closed markets %s", closed)
+                except Exception:  # keep the worker alive; the next pass retries
+                    log.exception("close worker pass failed")
+                self._stop.wait(self.interval)
+        finally:
+            db.close()
