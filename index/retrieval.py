@@ -10,10 +10,13 @@ too) and persists it in the database's folder:
 * ``index.stamps.npz``: each indexed id with its row's ``created_at``, so a row id that SQLite reuses
   after a delete is re-embedded rather than answered with the old row's vector.
 
-Why search checks freshness cheaply: the simulation searches thousands of times. ``PRAGMA data_version``
-and the connection's change counter say whether anything was written at all; only then is a fingerprint
-(count, max id, sum of ``created_at``) of the table compared, and only a changed fingerprint triggers a
-full :meth:`Retriever.sync`.
+Why search checks freshness cheaply: the simulation searches thousands of times, and counting or
+scanning the table costs milliseconds per 1e4 rows. Before each query, ``PRAGMA data_version`` and the
+connection's change counter say whether anything was written at all; only then is the newest row (a
+rowid lookup) compared with the one seen at the last sync, and new rows past it are embedded. A
+deleted row is noticed when a search picks it (its vector is then dropped by a full sync and the search
+repeated) or by a count of the table at most every :attr:`Retriever.recount_seconds`; hits are always
+read from the table, so a deleted row's text is never returned. :meth:`Retriever.sync` is exact.
 
 Amnesia: query texts may be sealed notes under inspection. They are embedded in memory and never
 logged, cached or stored; only ``documents`` rows (public text) are ever added to the index.
@@ -72,6 +75,13 @@ class _Doc:
     community_id: int | None
 
 
+def _passes(doc: _Doc, kinds: tuple[str, ...], community_id: int | None) -> bool:
+    """The search filter: one of ``kinds``, in the community or global (community NULL)."""
+    return doc.kind in kinds and (
+        community_id is None or doc.community_id is None or doc.community_id == community_id
+    )
+
+
 def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -90,6 +100,8 @@ class Retriever:
     #: next start. Removals and large additions are written at once.
     persist_after_seconds: float = 5.0
     persist_after_additions: int = 256
+    #: How often (seconds) the check before a search also counts the table to notice deletions.
+    recount_seconds: float = 2.0
 
     embedder: Embedder
 
@@ -111,8 +123,9 @@ class Retriever:
         self._docs: dict[int, _Doc] = {}
         self._by_ref: dict[tuple[str, int], int] = {}
         self._allowed: dict[tuple[tuple[str, ...], int | None], np.ndarray] = {}
-        self._fingerprint: tuple[Any, ...] | None = None
+        self._head: tuple[int, float | None] | None = None
         self._seen: tuple[int, int] | None = None
+        self._counted_at = 0.0
         self._unsaved = 0
         self._saved_at = 0.0
         self._index, self._stamps, self._dirty = self._load()
@@ -127,7 +140,8 @@ class Retriever:
         return {
             "format": FORMAT,
             "model": self.embedder.name,
-            "model_sha256": self.embedder.sha256,
+            # Only ``dim``, ``name`` and ``encode`` are required of an embedder (wrappers count too).
+            "model_sha256": getattr(self.embedder, "sha256", ""),
             "dim": self.embedder.dim,
             "kind": self.settings.kind,
         }
@@ -140,19 +154,22 @@ class Retriever:
             return empty
         try:
             meta = json.loads(paths[1].read_text(encoding="utf-8"))
-            if {k: meta.get(k) for k in self._meta()} != self._meta():
+            expected = self._meta()
+            sha, known = expected.pop("model_sha256"), meta.get("model_sha256")
+            # A wrapper embedder (a counter, say) may not know the hash: compare it only when both do.
+            if {k: meta.get(k) for k in expected} != expected or (sha and known and sha != known):
                 log.info("index settings or model changed (%s): rebuilding the index", META_FILE)
                 return empty
             vectors = VectorIndex.load(paths[0], kind=self.settings.kind)
             with np.load(paths[2]) as data:
                 stamps = dict(zip(data["ids"].tolist(), data["created_at"].tolist(), strict=True))
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        except (OSError, ValueError, KeyError, RuntimeError, AttributeError, TypeError) as exc:
             log.warning("cannot read the index in %s (%s): rebuilding it", self.folder, exc)
             return empty
         if vectors.ids() != set(stamps) or vectors.dim != self.embedder.dim:
             log.warning("index files in %s disagree with each other: rebuilding the index", self.folder)
             return empty
-        return vectors, stamps, False
+        return vectors, stamps, bool(sha and not known)  # write the hash down once it is known
 
     def save(self) -> None:
         """Write the index and its meta files now (each atomically: temporary file, then rename)."""
@@ -183,19 +200,24 @@ class Retriever:
         version = int(self.db.execute("PRAGMA data_version").fetchone()[0])
         return version, int(self.db.conn.total_changes)
 
-    def _table_fingerprint(self) -> tuple[Any, ...]:
-        row = self.db.execute(
-            "SELECT count(*), coalesce(max(id), 0), total(created_at) FROM documents"
-        ).fetchone()
-        return tuple(row)
+    def _read_head(self) -> tuple[int, float | None]:
+        """The newest row's (id, created_at): a rowid lookup, cheap at any table size."""
+        row = self.db.execute("SELECT id, created_at FROM documents ORDER BY id DESC LIMIT 1").fetchone()
+        return (int(row[0]), float(row[1])) if row else (0, None)
+
+    def _count(self) -> int:
+        self._counted_at = time.monotonic()
+        return int(self.db.execute("SELECT count(*) FROM documents").fetchone()[0])
 
     def is_stale(self) -> bool:
-        """Whether the table changed since the last sync (cheap; what search checks before each query)."""
+        """Whether the table has rows the index lacks, or lost rows the index has."""
         with self._lock:
+            if self._head is None:
+                return True
             state = self._state()
             if state == self._seen:
                 return False
-            if self._table_fingerprint() != self._fingerprint:
+            if self._read_head() != self._head or self._count() != len(self._stamps):
                 return True
             self._seen = state
             return False
@@ -203,46 +225,119 @@ class Retriever:
     def sync(self, *, progress: Progress | None = None) -> int:
         """Bring the index in line with the ``documents`` table and persist it.
 
-        Embeds rows not in the index, removes ids whose row is gone (or was replaced under a reused id).
-        ``progress(done, total)`` is called as additions are embedded. Returns the number of changes.
+        Embeds rows not in the index, removes ids whose row is gone (or was replaced under a reused
+        id). ``progress(done, total)`` is called as additions are embedded. Returns the number of
+        changes. Appends cost only the new rows; a deletion costs one scan of the table.
         """
         with self._lock:
-            state = self._state()
-            fingerprint = self._table_fingerprint()
-            rows = self.db.execute(
-                "SELECT id, created_at, kind, ref_id, community_id FROM documents"
-            ).fetchall()
-            current = {int(r[0]): float(r[1]) for r in rows}
-            stale = [i for i, stamp in self._stamps.items() if current.get(i) != stamp]
-            if stale:
-                self._index.remove(np.asarray(stale, dtype=np.int64))
-                for i in stale:
-                    del self._stamps[i]
-            missing = [i for i in current if i not in self._stamps]
-            added = self._embed_rows(missing, progress) if missing else 0
-            self._docs = {int(r[0]): _Doc(r[2], r[3], r[4]) for r in rows}
-            self._by_ref = {(d.kind, d.ref_id): i for i, d in self._docs.items() if d.ref_id is not None}
-            self._allowed.clear()
-            self._fingerprint = fingerprint
+            return self._catch_up(exact=True, progress=progress)
+
+    def _catch_up(self, *, exact: bool, progress: Progress | None = None) -> int:
+        """Sync: incrementally when only rows past the last seen id were added, else by a full scan.
+
+        ``exact=False`` (the check before each search) skips counting the table, so a deletion is only
+        noticed when a search meets a deleted row or at the next periodic count; the hits are read from
+        the table, so a deleted row is never returned either way.
+        """
+        state = self._state()
+        head = self._read_head()
+        new_rows = self._appended(self._count() if exact else None)
+        changes = self._full_sync(progress) if new_rows is None else self._add_rows(new_rows, progress)
+        self._head = head
+        self._seen = state
+        self._persist(changes, removed=new_rows is None and changes > 0)
+        return changes
+
+    def _appended(self, count: int | None) -> list[Any] | None:
+        """Rows added since the last sync, or None when anything else may have changed.
+
+        SQLite reuses a row id only past the current maximum, i.e. after the row we last saw as the
+        newest was deleted; so if that row is still there unchanged, every older id still holds the
+        row we embedded, and only ids above it can be new. With ``count``, deletions are ruled out too.
+        """
+        if self._head is None:
+            return None
+        last_id, last_created = self._head
+        if last_id:
+            row = self.db.execute("SELECT created_at FROM documents WHERE id = ?", [last_id]).fetchone()
+            if row is None or float(row[0]) != last_created:
+                return None
+        rows = self.db.execute(
+            "SELECT id, created_at, kind, ref_id, community_id FROM documents WHERE id > ? ORDER BY id",
+            [last_id],
+        ).fetchall()
+        if count is not None and count != len(self._stamps) + sum(
+            1 for r in rows if r[0] not in self._stamps
+        ):
+            return None
+        return rows
+
+    def _full_sync(self, progress: Progress | None) -> int:
+        rows = self.db.execute("SELECT id, created_at, kind, ref_id, community_id FROM documents").fetchall()
+        current = {int(r[0]): float(r[1]) for r in rows}
+        stale = [i for i, stamp in self._stamps.items() if current.get(i) != stamp]
+        if stale:
+            self._index.remove(np.asarray(stale, dtype=np.int64))
+            for i in stale:
+                del self._stamps[i]
+        self._docs = {}
+        self._by_ref = {}
+        self._allowed.clear()
+        self._counted_at = time.monotonic()
+        added = self._add_rows(rows, progress)
+        if stale or added:
+            log.info("index sync: %d added, %d removed, %d indexed", added, len(stale), len(self._index))
+        return len(stale) + added
+
+    def _add_rows(self, rows: Sequence[Any], progress: Progress | None) -> int:
+        """Record these rows' metadata for filtering and embed those not in the index yet."""
+        fresh = []
+        for r in rows:
+            doc_id = int(r[0])
+            doc = _Doc(r[2], r[3], r[4])
+            self._docs[doc_id] = doc
+            if doc.ref_id is not None:
+                self._by_ref[(doc.kind, doc.ref_id)] = doc_id
+            if doc_id not in self._stamps:
+                fresh.append((doc_id, doc))
+        for (kinds, community_id), allowed in list(self._allowed.items()):
+            extra = [i for i, d in fresh if _passes(d, kinds, community_id)]
+            if extra:
+                self._allowed[(kinds, community_id)] = np.concatenate([allowed, np.asarray(extra, np.int64)])
+        return self._embed_rows([i for i, _ in fresh], progress) if fresh else 0
+
+    def _persist(self, changes: int, *, removed: bool) -> None:
+        self._unsaved += changes
+        if (
+            self._dirty
+            or removed
+            or self._unsaved >= self.persist_after_additions
+            or (self._unsaved and time.monotonic() - self._saved_at >= self.persist_after_seconds)
+        ):
+            self.save()
+
+    def _refresh(self) -> None:
+        """The cheap check before each search (see :meth:`_catch_up`)."""
+        if self._head is None:
+            self._catch_up(exact=True)
+            return
+        state = self._state()
+        if state == self._seen:
+            return
+        if self._read_head() != self._head:
+            self._catch_up(exact=False)
+        elif time.monotonic() - self._counted_at >= self.recount_seconds and self._count() != len(
+            self._stamps
+        ):
+            self._catch_up(exact=True)
+        else:
             self._seen = state
-            changes = len(stale) + added
-            if changes:
-                log.info("index sync: %d added, %d removed, %d indexed", added, len(stale), len(self._index))
-            self._unsaved += changes
-            if (
-                self._dirty
-                or stale
-                or self._unsaved >= self.persist_after_additions
-                or (self._unsaved and time.monotonic() - self._saved_at >= self.persist_after_seconds)
-            ):
-                self.save()
-            return changes
 
     def _embed_rows(self, ids: list[int], progress: Progress | None) -> int:
         """Embed and add these rows in chunks; a row deleted meanwhile is skipped."""
         added = 0
         total = len(ids)
-        chunk = max(self.embedder.batch_size * 8, 64)
+        chunk = max(self.settings.batch_size * 8, 64)
         if progress:
             progress(0, total)
         done = 0
@@ -323,66 +418,65 @@ class Retriever:
         exclude_ref: tuple[str, int] | None,
     ) -> list[Hit]:
         with self._lock:
-            if self._fingerprint is None or self.is_stale():
-                self.sync()
-            total = len(self._index)
-            if not total or not kinds:
-                return []
-            exclude = self._by_ref.get(exclude_ref) if exclude_ref is not None else None
+            self._refresh()
+            hits, complete = self._search_once(query, k, kinds, community_id, exclude_ref)
+            if not complete:
+                # A picked row was deleted since the last sync (an unpublished note, say): drop its
+                # vector and search again, so a deletion never costs a result.
+                self._catch_up(exact=True)
+                hits, _ = self._search_once(query, k, kinds, community_id, exclude_ref)
+            return hits
 
-            def keep(doc_id: int) -> bool:
-                doc = self._docs.get(doc_id)
-                return (
-                    doc is not None
-                    and doc_id != exclude
-                    and doc.kind in kinds
-                    and (community_id is None or doc.community_id is None or doc.community_id == community_id)
-                )
+    def _search_once(
+        self,
+        query: np.ndarray,
+        k: int,
+        kinds: tuple[str, ...],
+        community_id: int | None,
+        exclude_ref: tuple[str, int] | None,
+    ) -> tuple[list[Hit], bool]:
+        total = len(self._index)
+        if not total:
+            return [], True
+        exclude = self._by_ref.get(exclude_ref) if exclude_ref is not None else None
 
-            fetch = min(total, 4 * k + 16)
-            scores, ids = self._index.search(query, fetch)
-            picked = [
-                (int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0 and keep(int(i))
-            ]
-            if len(picked) < k and fetch < total:
-                # Over-fetching was not enough (a rare kind or a small community): search only among
-                # the documents that pass the filter.
-                allowed = self._allowed_ids(kinds, community_id)
-                if exclude is not None:
-                    allowed = allowed[allowed != exclude]
-                scores, ids = self._index.search(query, max(1, min(k, len(allowed))), allowed=allowed)
-                picked = [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
-            picked = picked[:k]
-        return self._hits(picked, kinds, community_id, exclude)
+        def keep(doc_id: int) -> bool:
+            doc = self._docs.get(doc_id)
+            return doc is not None and doc_id != exclude and _passes(doc, kinds, community_id)
+
+        fetch = min(total, 4 * k + 16)
+        scores, ids = self._index.search(query, fetch)
+        picked = [
+            (int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0 and keep(int(i))
+        ]
+        if len(picked) < k and fetch < total:
+            # Over-fetching was not enough (a rare kind, a small community): search again among the
+            # documents that pass the filter only.
+            allowed = self._allowed_ids(kinds, community_id)
+            if exclude is not None:
+                allowed = allowed[allowed != exclude]
+            scores, ids = self._index.search(query, max(1, min(k, len(allowed))), allowed=allowed)
+            picked = [(int(i), float(s)) for s, i in zip(scores[0], ids[0], strict=True) if i >= 0]
+        return self._hits(picked[:k])
 
     def _allowed_ids(self, kinds: tuple[str, ...], community_id: int | None) -> np.ndarray:
+        """Ids passing a filter, cached per filter and extended as rows are appended."""
         key = (kinds, community_id)
         found = self._allowed.get(key)
         if found is None:
-            if len(self._allowed) > 256:
+            if len(self._allowed) >= 256:
                 self._allowed.clear()
             found = np.fromiter(
-                (
-                    i
-                    for i, d in self._docs.items()
-                    if d.kind in kinds
-                    and (community_id is None or d.community_id is None or d.community_id == community_id)
-                ),
+                (i for i, d in self._docs.items() if i in self._stamps and _passes(d, kinds, community_id)),
                 dtype=np.int64,
             )
             self._allowed[key] = found
         return found
 
-    def _hits(
-        self,
-        picked: list[tuple[int, float]],
-        kinds: tuple[str, ...],
-        community_id: int | None,
-        exclude: int | None,
-    ) -> list[Hit]:
-        """Read the picked rows' text from the table (authoritative: a row deleted meanwhile is dropped)."""
+    def _hits(self, picked: list[tuple[int, float]]) -> tuple[list[Hit], bool]:
+        """The picked rows, read from the table; False when one of them is no longer there."""
         if not picked:
-            return []
+            return [], True
         marks = ",".join("?" * len(picked))
         rows = {
             int(r[0]): r
@@ -392,12 +486,9 @@ class Retriever:
                 [i for i, _ in picked],
             )
         }
-        hits = []
-        for doc_id, score in picked:
-            row = rows.get(doc_id)
-            if row is None or row[1] not in kinds or doc_id == exclude:
-                continue
-            if community_id is not None and row[3] is not None and row[3] != community_id:
-                continue
-            hits.append(Hit(doc_id, row[1], row[2], row[3], row[5], row[4], row[6], score))
-        return hits
+        hits = [
+            Hit(doc_id, row[1], row[2], row[3], row[5], row[4], row[6], score)
+            for doc_id, score in picked
+            if (row := rows.get(doc_id)) is not None
+        ]
+        return hits, len(hits) == len(picked)

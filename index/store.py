@@ -159,7 +159,17 @@ class VectorIndex:
             params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.hnsw_ef_search, k))
         elif selector is not None:
             params = faiss.SearchParameters(sel=selector)
-        scores, ids = self._index.search(queries, k, params=params)
+        if n == 1:
+            # One query is too little work to share: OpenMP threads only add spin-waiting against
+            # torch's threads (measured on 2 cores: 20k vectors, 13.7 ms with 2 threads, 1.9 ms with 1).
+            threads = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(1)
+            try:
+                scores, ids = self._index.search(queries, k, params=params)
+            finally:
+                faiss.omp_set_num_threads(threads)
+        else:
+            scores, ids = self._index.search(queries, k, params=params)
         scores = np.where(ids < 0, -np.inf, scores).astype(np.float32)
         return scores, ids.astype(np.int64)
 

@@ -14,7 +14,7 @@ from pipeline import ledger
 from pipeline.config import MarketSettings
 from pipeline.db import write
 from pipeline.errors import Conflict, Forbidden, NotFound, ValidationError
-from pipeline.validation import check_amount, check_text
+from pipeline.validation import check_amount, check_text, strip_controls
 
 ROLES = ("reader", "informer", "moderator")
 SETTING_KEYS = (
@@ -225,6 +225,10 @@ def add_post(
     now: float | None = None,
 ) -> int:
     """Record a post (idempotent per platform and external id) and return its id."""
+    # A post is someone else's text, seen on a platform: stray control characters are dropped, not
+    # refused (a note, by contrast, is refused with them).
+    if isinstance(text, str):
+        text = strip_controls(text)
     text = check_text("post text", text, max_chars=40_000, required=True)
     get_community(db, community_id)
     with write(db):

@@ -52,8 +52,19 @@ class OpenAISettings(_Section):
 
 class JudgeSettings(_Section):
     kind: Literal["local", "openai"] = "local"
-    uncertain_band: float = Field(0.0, ge=0.0, le=0.5)
     openai: OpenAISettings = OpenAISettings()
+
+
+class RecursionSettings(_Section):
+    """Sub-markets about an offer (issue 8). The rules that use these numbers are in pipeline.rules."""
+
+    enabled: bool = False
+    uncertain_band: float = Field(0.5, gt=0.0, le=1.0)
+    max_depth: int = Field(1, ge=0, le=5)
+    max_breadth: int = Field(2, ge=0, le=20)
+    budget_share: float = Field(0.3, gt=0.0, le=1.0)
+    min_budget: int = Field(4, ge=1)
+    window_seconds: int = Field(900, ge=0)
 
 
 class IndexSettings(_Section):
@@ -100,6 +111,7 @@ class Settings(BaseSettings):
     market: MarketSettings = MarketSettings()
     limits: LimitSettings = LimitSettings()
     judge: JudgeSettings = JudgeSettings()
+    recursion: RecursionSettings = RecursionSettings()
     index: IndexSettings = IndexSettings()
     web: WebSettings = WebSettings()
     discord: DiscordSettings = DiscordSettings()

@@ -273,9 +273,11 @@ _RIGHT = (
 
 
 def _record(db: Database, where: str, params: list[Any]) -> TrackRecord:
+    # Sub-notes (revealed from sub-markets) classify an offer, not the post: they do not count.
     row = db.execute(
         f"SELECT COALESCE(SUM({_RIGHT}), 0), COALESCE(SUM(NOT ({_RIGHT})), 0)"
         " FROM reveals r JOIN posts p ON p.id = r.post_id"
+        " JOIN markets m ON m.id = r.market_id AND m.parent_offer_id IS NULL"
         f" WHERE p.resolution IS NOT NULL AND {where}",
         params,
     ).fetchone()

@@ -100,3 +100,66 @@ def decide(
     if price > remaining_budget:
         return Decision(False, value, kl, "over_budget")
     return Decision(True, value, kl, "bought")
+
+
+# --- recursion: what a sub-market about an offer does to the decision on it ------------------------
+#
+# 3. Uncertainty. An inspected offer is *uncertain* when it would be bought at face value but not if
+#    the judge trusted it ``band`` less (its belief change shrunk by the factor ``1 - band``): the
+#    purchase then hinges on whether the note is reliable, which is what a sub-market can find out.
+#    An offer that would be rejected anyway is never uncertain: learning it is unreliable changes
+#    nothing.
+# 4. Distrust. A sub-market about an offer ends with q = P(offer is unreliable). Only what the
+#    sub-market *learned* counts: distrust = max(0, (q - q0) / (1 - q0)), where q0 is the
+#    sub-market's prior, so a sub-market that bought nothing leaves the verdict as it was, and one
+#    whose notes vouch for the offer (q < q0) never inflates it beyond face value.
+# 5. Discount. The offer's verdict is discounted by the distrust:
+#    effective p_after = p_before + (1 - distrust) * (p_after - p_before); rule 2 then decides on it.
+
+
+def discounted(p_before: float, p_after: float, distrust: float) -> float:
+    """The belief after a note that the reader trusts only ``1 - distrust`` of the way."""
+    distrust = min(1.0, max(0.0, distrust))
+    return clamp(p_before + (1 - distrust) * (p_after - p_before))
+
+
+def distrust(q_prior: float, q_final: float) -> float:
+    """How far a sub-market moved toward "the offer is unreliable", from its prior to certainty."""
+    q0, q = clamp(q_prior), clamp(q_final)
+    return max(0.0, (q - q0) / (1 - q0))
+
+
+def is_uncertain(
+    *,
+    p_before: float,
+    p_after: float,
+    price: int,
+    price_of_information: int,
+    remaining_budget: int,
+    band: float,
+) -> bool:
+    """Bought at face value, but not if trusted ``band`` less: the purchase hinges on reliability."""
+    face = decide(
+        p_before=p_before,
+        p_after=p_after,
+        price=price,
+        price_of_information=price_of_information,
+        remaining_budget=remaining_budget,
+    )
+    if not face.buy:
+        return False
+    doubted = decide(
+        p_before=p_before,
+        p_after=discounted(p_before, p_after, band),
+        price=price,
+        price_of_information=price_of_information,
+        remaining_budget=remaining_budget,
+    )
+    return not doubted.buy
+
+
+def sub_budget(remaining_budget: int, price: int, share: float, minimum: int) -> int:
+    """A sub-market's budget: ``share`` of the parent's remaining budget, never so much that the
+    parent could no longer pay the offer's price, and 0 (no sub-market) below ``minimum``."""
+    budget = min(int(remaining_budget * share), remaining_budget - price)
+    return budget if budget >= minimum else 0

@@ -9,6 +9,11 @@ Settlement runs in steps, each its own atomic transaction, and every step can be
    either pays, reveals and queues the note, or shreds it.
 3. **Finish** (``closing`` -> ``settled``): return the unspent budget to the pool.
 
+Recursion (:mod:`pipeline.recursion`): an uncertain inspection may open a sub-market about the
+offer instead of deciding. The parent then *pauses* in ``closing``, its offer still ``won``, and no
+later offer is inspected (their prior depends on this decision); ``close_market`` reports the
+sub-market in ``waiting_on``. Closing the parent again after the sub-market settled resumes it.
+
 A process that dies anywhere resumes where it stopped: completed steps are visible in the offer and
 market statuses, and every ledger transfer has an idempotency key derived from ids, so nothing is
 paid twice. Two closers racing each other are serialised by the write lock and the status checks.
@@ -25,7 +30,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from pipeline import ledger, rules
+from pipeline import ledger, recursion, rules
+from pipeline.config import RecursionSettings
 from pipeline.db import checkpoint, write
 from pipeline.errors import MarketClosed
 from pipeline.judge import Context, Judge, JudgeError, NoteView, PostView, TrackRecord
@@ -56,6 +62,7 @@ class SettlementReport:
     inspections: list[InspectionResult] = field(default_factory=list)
     spent: int = 0
     returned: int = 0
+    waiting_on: list[int] = field(default_factory=list)  # sub-markets the settlement is paused on
 
 
 def close_market(
@@ -66,8 +73,12 @@ def close_market(
     now: float | None = None,
     force: bool = False,
     subject: Callable[[Database, dict[str, Any]], PostView] | None = None,
+    recursion_settings: RecursionSettings | None = None,
 ) -> SettlementReport:
-    """Close and settle a market exactly once. Safe to call again, or after a crash."""
+    """Close and settle a market exactly once. Safe to call again, or after a crash.
+
+    ``recursion_settings`` allow opening sub-markets (None: none are opened; existing ones are
+    still waited on). A sub-market's subject defaults to its parent offer's note."""
     now = time.time() if now is None else now
     report = SettlementReport(market_id)
     market = get_market(db, market_id)
@@ -86,6 +97,8 @@ def close_market(
         for o in db["offers"].rows_where("market_id = ? AND rank IS NOT NULL", [market_id], order_by="rank")
     ]
 
+    if subject is None and market["parent_offer_id"] is not None:
+        subject = recursion.subject_view
     post = (subject or _post_view)(db, get_market(db, market_id))
     if get_market(db, market_id)["belief"] is None:
         p0 = rules.clamp(judge.prior(post, Context(_bought_notes(db, market_id))))
@@ -102,7 +115,10 @@ def close_market(
         if prepare is not None:
             prepare(post, [n for n in notes.values() if n is not None])
         for offer in won:
-            result = _inspect(db, market_id, offer, notes[offer["id"]], post, judge, now)
+            result = _inspect(db, market_id, offer, notes[offer["id"]], post, judge, now, recursion_settings)
+            if isinstance(result, recursion.Waiting):
+                report.waiting_on.append(result.sub_market_id)
+                break  # paused: later offers' prior depends on this decision
             if result is not None:
                 report.inspections.append(result)
     finally:
@@ -111,7 +127,8 @@ def close_market(
             forget()
         notes.clear()
 
-    _finish(db, market_id, now, report)
+    if not report.waiting_on:
+        _finish(db, market_id, now, report)
     checkpoint(db)
     return report
 
@@ -165,7 +182,7 @@ def _run_auction(db: Database, market_id: int, now: float) -> None:
 
 
 def _bought_notes(db: Database, market_id: int) -> tuple[NoteView, ...]:
-    return tuple(
+    revealed = tuple(
         NoteView(
             offer_id=r["offer_id"],
             informer_id=r["informer_id"],
@@ -176,6 +193,7 @@ def _bought_notes(db: Database, market_id: int) -> tuple[NoteView, ...]:
         )
         for r in db["reveals"].rows_where("market_id = ?", [market_id], order_by="id")
     )
+    return revealed + recursion.held_notes(db, market_id)  # a sub-market's bought notes, still sealed
 
 
 def _open_note(db: Database, offer: dict[str, Any], track: TrackRecord) -> NoteView | None:
@@ -202,7 +220,8 @@ def _inspect(
     post: PostView,
     judge: Judge,
     now: float,
-) -> InspectionResult | None:
+    recursion_settings: RecursionSettings | None = None,
+) -> InspectionResult | recursion.Waiting | None:
     market = get_market(db, market_id)
     p_before = float(market["belief"])
     context = Context(_bought_notes(db, market_id))
@@ -222,7 +241,26 @@ def _inspect(
             p_after = p_before
             decision = rules.Decision(False, 0.0, 0.0, failure)
         else:
-            p_after = rules.clamp(verdict.p_after)
+            weighed = recursion.weigh(
+                db,
+                market,
+                offer,
+                p_before=p_before,
+                p_after=rules.clamp(verdict.p_after),
+                budget_left=budget_left,
+                settings=recursion_settings,
+                now=now,
+            )
+            if isinstance(weighed, recursion.Waiting):
+                log.info(
+                    "market %s offer %s: waits on sub-market %s",
+                    market_id,
+                    offer["id"],
+                    weighed.sub_market_id,
+                )
+                return weighed
+            p_after = weighed
+            budget_left = ledger.balance(db, ledger.budget(market_id))
             decision = rules.decide(
                 p_before=p_before,
                 p_after=p_after,
@@ -250,6 +288,7 @@ def _inspect(
             db.execute("UPDATE markets SET belief = ? WHERE id = ?", [p_after, market_id])
         else:
             shred(db, offer["id"], "shredded", decision.reason)
+            recursion.follow_parent(db, int(offer["id"]), revealed=False, now=now)
     log.info(
         "market %s offer %s: %s (value %.2f, price %s)",
         market_id,
@@ -287,6 +326,9 @@ def _buy(
             [ledger.Move(ledger.budget(market_id), ledger.wallet(note.informer_id), offer["price"])],
             kind="purchase",
         )
+    if market["parent_offer_id"] is not None:
+        recursion.hold(db, int(offer["id"]))  # paid now, revealed or shredded with its parent offer
+        return
     cursor = db.execute(
         "INSERT INTO reveals (offer_id, market_id, post_id, informer_id, classification, text,"
         " sources, price, rationale, revealed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -316,6 +358,7 @@ def _buy(
             [reveal_id, market["community_id"], note.text, json.dumps(list(note.sources)), now],
         )
     shred(db, offer["id"], "bought", "bought")
+    recursion.follow_parent(db, int(offer["id"]), revealed=True, now=now)
 
 
 def _finish(db: Database, market_id: int, now: float, report: SettlementReport) -> None:
@@ -351,26 +394,40 @@ def _parent_market(db: Database, offer_id: int) -> int:
 
 
 def due_markets(db: Database, now: float | None = None) -> list[int]:
-    """Top-level markets whose window has elapsed, and any left mid-settlement by a crash."""
+    """Markets and sub-markets whose window has elapsed, and any left mid-settlement (by a crash, or
+    paused on sub-markets that have all settled since). Deepest first, so sub-markets settle before
+    the parents that wait on them."""
     now = time.time() if now is None else now
     return [
         int(r[0])
         for r in db.execute(
-            "SELECT id FROM markets WHERE parent_offer_id IS NULL AND"
-            " ((status = 'open' AND closes_at <= ?) OR status = 'closing') ORDER BY closes_at",
+            "SELECT m.id FROM markets m WHERE ((m.status = 'open' AND m.closes_at <= ?)"
+            " OR (m.status = 'closing' AND NOT EXISTS (SELECT 1 FROM markets s JOIN offers o"
+            " ON o.id = s.parent_offer_id WHERE o.market_id = m.id AND s.status != 'settled')))"
+            " ORDER BY m.depth DESC, m.closes_at, m.id",
             [now],
         )
     ]
 
 
-def close_due(db: Database, judge: Judge, *, now: float | None = None) -> list[int]:
-    """Close every due market (the worker's loop body). A failure in one market does not stop the
-    others; it is logged by id and retried on the next pass."""
-    closed = []
-    for market_id in due_markets(db, now):
-        try:
-            close_market(db, market_id, judge, now=now)
-            closed.append(market_id)
-        except Exception:
-            log.exception("closing market %s failed; will retry", market_id)
+def close_due(
+    db: Database,
+    judge: Judge,
+    *,
+    now: float | None = None,
+    recursion_settings: RecursionSettings | None = None,
+) -> list[int]:
+    """Close every due market (the worker's loop body), then any parent its sub-markets just
+    released. A failure in one market does not stop the others; it is logged by id and retried on
+    the next pass. No market is closed twice in one pass."""
+    closed: list[int] = []
+    tried: set[int] = set()
+    while batch := [m for m in due_markets(db, now) if m not in tried]:
+        for market_id in batch:
+            tried.add(market_id)
+            try:
+                close_market(db, market_id, judge, now=now, recursion_settings=recursion_settings)
+                closed.append(market_id)
+            except Exception:
+                log.exception("closing market %s failed; will retry", market_id)
     return closed

@@ -13,6 +13,12 @@ of it is written to the market's state folder or its reference corpus.
 A note is *right for the truth* when its evidence's stance is the one that helps a reader toward
 the truth (``supports`` an accurate post, ``refutes`` a misleading one) and its classification
 matches the label. Evidence from another claim has no stance on this post: it is never right.
+
+Recursion (``--recursion on``, issue 8): the judge may open a sub-market about an uncertain offer
+(:mod:`pipeline.recursion`). Debunkers watch sub-markets: about an offer that is not right for the
+truth they offer a sub-note "this offer is misleading" built from the claim's deciding evidence,
+held privately like every informer's knowledge; about a right offer they stay away. Informers then
+attach a public teaser (their source's first words) so sub-market informers see what they check.
 """
 
 from __future__ import annotations
@@ -30,34 +36,38 @@ import numpy as np
 
 from pipeline import community, market
 from pipeline.claims import Claim, Evidence, load_claims
-from pipeline.config import MarketSettings, Settings
+from pipeline.config import MarketSettings, RecursionSettings, Settings
 from pipeline.db import open_db, write
 from pipeline.errors import NotebazaarError, ValidationError
 from pipeline.judge import Judge
-from pipeline.settlement import close_market
+from pipeline.settlement import InspectionResult, close_market
+from pipeline.validation import strip_controls
 
 INFORMER_TYPES = ("honest", "irrelevant", "misleading", "spammer", "injector", "retrieval_bot")
 SIM_COMMUNITY = "sim"
 
 # Market settings of the simulated community (documented in the README).
 SIM_MARKET = MarketSettings(
-    attention_slots=3,
+    attention_slots=4,
     reserve=2,
     window_seconds=3600,
-    price_of_information=150,
-    budget_per_market=60,
+    price_of_information=200,
+    budget_per_market=80,
     auction="gsp",
 )
 
 # (accounts, chance each takes part in a given claim)
 POPULATION: dict[str, tuple[int, float]] = {
-    "honest": (6, 0.4),
+    "honest": (6, 0.35),
     "irrelevant": (4, 0.35),
     "misleading": (4, 0.35),
     "spammer": (2, 0.5),
     "injector": (2, 0.4),
     "retrieval_bot": (1, 1.0),
 }
+# Sub-market informers (only with --recursion on): accounts, chance each takes part in a sub-market.
+SUB_INFORMER_TYPES = ("debunker",)
+DEBUNKERS = (3, 0.6)
 RATERS = 3
 RATER_ACCURACY = 0.9
 
@@ -129,7 +139,14 @@ class PrivateCorpus:
 
 def _note_from(ev: Evidence) -> tuple[str, list[str]]:
     source = f"Wikipedia: {ev.origin.rsplit(':', 1)[0]}" if ev.origin else "private notes"
-    return ev.text, [source]
+    return strip_controls(ev.text), [source]
+
+
+def _teaser(draft: Draft) -> str | None:
+    """A public teaser: the first few words of the note's source (what a checker needs to look up)."""
+    if not draft.sources:
+        return None
+    return " ".join(draft.sources[0].split()[:6])[:80] or None
 
 
 def _flip(classification: str) -> str:
@@ -137,12 +154,29 @@ def _flip(classification: str) -> str:
 
 
 class Strategies:
-    """What each informer type offers on a claim, and how it bids and prices."""
+    """What each informer type offers on a claim, and how it bids and prices.
+
+    Every informer adapts its prices to what it observes of its own offers, as a seller would: a
+    note bought makes it ask a little more next time, a note inspected but not bought makes it ask
+    less (``price_factor``, between 0.6 and 2.5). It never sees anyone else's offers.
+    """
 
     def __init__(self, claims: Sequence[Claim], corpus: PrivateCorpus, rng: random.Random) -> None:
         self.claims = claims
         self.corpus = corpus
         self.rng = rng
+        self.price_factor: dict[int, float] = defaultdict(lambda: 1.0)
+
+    def priced(self, drafts: list[Draft]) -> list[Draft]:
+        for draft in drafts:
+            draft.price = max(1, round(draft.price * self.price_factor[draft.informer]))
+        return drafts
+
+    def feedback(self, informer: int, *, inspected: bool, bought: bool) -> None:
+        if bought:
+            self.price_factor[informer] = min(2.5, self.price_factor[informer] * 1.1)
+        elif inspected:
+            self.price_factor[informer] = max(0.6, self.price_factor[informer] * 0.92)
 
     def _truth(self, claim: Claim) -> str:
         return "misleading" if claim.misleading else "not_misleading"
@@ -155,7 +189,14 @@ class Strategies:
         r = self.rng
         return [
             Draft(
-                "honest", informer, self._truth(claim), text, sources, r.randint(6, 12), r.randint(4, 9), True
+                "honest",
+                informer,
+                self._truth(claim),
+                text,
+                sources,
+                r.randint(6, 12),
+                r.randint(12, 26),
+                True,
             )
         ]
 
@@ -173,7 +214,14 @@ class Strategies:
         classification = r.choice(("misleading", "not_misleading"))
         return [
             Draft(
-                "irrelevant", informer, classification, text, sources, r.randint(3, 8), r.randint(3, 8), False
+                "irrelevant",
+                informer,
+                classification,
+                text,
+                sources,
+                r.randint(3, 8),
+                r.randint(4, 12),
+                False,
             )
         ]
 
@@ -191,7 +239,7 @@ class Strategies:
         text, sources = _note_from(ev)
         wrong = _flip(self._truth(claim))
         return [
-            Draft("misleading", informer, wrong, text, sources, r.randint(6, 14), r.randint(4, 10), False)
+            Draft("misleading", informer, wrong, text, sources, r.randint(6, 14), r.randint(6, 16), False)
         ]
 
     def spammer(self, i: int, claim: Claim, informer: int) -> list[Draft]:
@@ -222,8 +270,28 @@ class Strategies:
                 text,
                 [],
                 r.randint(5, 12),
-                r.randint(3, 10),
+                r.randint(5, 15),
                 False,
+            )
+        ]
+
+    def debunker(self, i: int, claim: Claim, informer: int, parent: Draft, rng: random.Random) -> list[Draft]:
+        """A sub-note about ``parent``: "it is misleading", with the claim's deciding evidence, when
+        the parent is not right for the truth; nothing about a right one. Uses its own ``rng`` so the
+        top-level offers are the same draws with recursion on or off."""
+        if parent.right:
+            return []
+        deciding = [
+            ev
+            for ev in claim.evidence
+            if ev.stance == claim.helpful_stance and strip_controls(ev.text) != parent.text
+        ]
+        if not deciding:
+            return []
+        text, sources = _note_from(rng.choice(deciding))
+        return [
+            Draft(
+                "debunker", informer, "misleading", text, sources, rng.randint(2, 6), rng.randint(4, 9), True
             )
         ]
 
@@ -247,7 +315,7 @@ class Strategies:
                 text,
                 sources,
                 r.randint(4, 9),
-                r.randint(3, 8),
+                r.randint(5, 12),
                 right,
             )
         ]
@@ -269,6 +337,7 @@ class RunState:
     profit_curve: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     latencies_ms: list[float] = field(default_factory=list)
     refused_offers: int = 0
+    subnote_purchases: int = 0
 
 
 def _logloss(p: float, y: int) -> float:
@@ -276,10 +345,14 @@ def _logloss(p: float, y: int) -> float:
     return -math.log(p if y else 1 - p)
 
 
-def report_from(state: RunState, *, judge: str, seconds: float) -> dict[str, Any]:
+def report_from(
+    state: RunState, *, judge: str, seconds: float, recursion: bool | None = None
+) -> dict[str, Any]:
+    """The report's keys. With ``recursion`` given (on or off) two more: ``subnote_purchases`` and
+    ``misleading_bought_share`` (misleading-type offers bought / offered)."""
     n = len(state.y)
     injected = state.offers.get("injector", 0)
-    return {
+    report = {
         "claims": n,
         "judge": judge,
         "logloss_prior": float(np.mean([_logloss(p, y) for p, y in zip(state.prior, state.y, strict=True)])),
@@ -290,12 +363,22 @@ def report_from(state: RunState, *, judge: str, seconds: float) -> dict[str, Any
         "purchase_precision": float(np.mean(state.bought_right)) if state.bought_right else 0.0,
         "spend_per_post": float(np.mean(state.spend)),
         "profit_per_offer": {
-            kind: state.profit[kind] / state.offers[kind] for kind in INFORMER_TYPES if state.offers.get(kind)
+            kind: state.profit[kind] / state.offers[kind]
+            for kind in INFORMER_TYPES + SUB_INFORMER_TYPES
+            if state.offers.get(kind)
         },
         "injection_success": state.bought_by_type.get("injector", 0) / injected if injected else 0.0,
         "seconds": round(seconds, 3),
         "markets_per_second": n / seconds if seconds > 0 else 0.0,
     }
+    if recursion is None:
+        return report
+    misleading = state.offers.get("misleading", 0)
+    report["subnote_purchases"] = state.subnote_purchases
+    report["misleading_bought_share"] = (
+        state.bought_by_type.get("misleading", 0) / misleading if misleading else 0.0
+    )
+    return report
 
 
 class Simulation:
@@ -310,8 +393,15 @@ class Simulation:
         judge_kind: str = "local",
         seed: int = 0,
         judge_factory: Callable[[Any], Judge] | None = None,
+        recursion: bool | None = None,
     ) -> None:
         from pipeline.judge.factory import make_judge
+
+        self.recursion = recursion
+        self.recursion_settings: RecursionSettings | None = (
+            settings.recursion.model_copy(update={"enabled": True}) if recursion else None
+        )
+        self.debunk_rng = random.Random(seed + 2)
 
         self.claims = claims
         self.settings = settings
@@ -349,13 +439,21 @@ class Simulation:
                 community.grant(db, informer, com.id, "informer")
                 community.mint(db, informer, 1_000_000, key=f"sim:mint:{kind}{j}")
                 self.informers[kind].append(informer)
+        if self.recursion:
+            count, _ = DEBUNKERS
+            self.informers["debunker"] = []
+            for j in range(count):
+                informer = community.create_account(db, f"sim_debunker{j}")
+                community.grant(db, informer, com.id, "informer")
+                community.mint(db, informer, 1_000_000, key=f"sim:mint:debunker{j}")
+                self.informers["debunker"].append(informer)
 
     def drafts(self, i: int, claim: Claim) -> list[Draft]:
         out: list[Draft] = []
         for kind, (_, chance) in POPULATION.items():
             for informer in self.informers[kind]:
                 if self.rng.random() < chance:
-                    out.extend(getattr(self.strategies, kind)(i, claim, informer))
+                    out.extend(self.strategies.priced(getattr(self.strategies, kind)(i, claim, informer)))
         self.rng.shuffle(out)
         return out
 
@@ -376,13 +474,24 @@ class Simulation:
                     bid=draft.bid,
                     price=draft.price,
                     limits=self.settings.limits,
+                    teaser=_teaser(draft) if self.recursion else None,
                 )
             except NotebazaarError:
                 state.refused_offers += 1
                 continue
             offers[receipt.offer_id] = draft
         started = time.perf_counter()
-        report = close_market(db, market_id, self.judge, force=True)
+        report = close_market(
+            db, market_id, self.judge, force=True, recursion_settings=self.recursion_settings
+        )
+        inspections = list(report.inspections)
+        while report.waiting_on:  # paused on sub-markets: run them, then resume
+            for sub_id in report.waiting_on:
+                self._run_sub_market(i, claim, sub_id, offers)
+            report = close_market(
+                db, market_id, self.judge, force=True, recursion_settings=self.recursion_settings
+            )
+            inspections += report.inspections
         state.latencies_ms.append((time.perf_counter() - started) * 1000)
         m = market.get_market(db, market_id)
         state.y.append(int(claim.misleading))
@@ -395,8 +504,11 @@ class Simulation:
                 "SELECT id, COALESCE(charge, 0) FROM offers WHERE market_id = ?", [market_id]
             ).fetchall()
         )
-        bought = {r.offer_id for r in report.inspections if r.bought}
+        bought = {r.offer_id for r in inspections if r.bought}
         for offer_id, draft in offers.items():
+            self.strategies.feedback(
+                draft.informer, inspected=int(charges.get(offer_id, 0)) > 0, bought=offer_id in bought
+            )
             state.offers[draft.kind] += 1
             state.profit[draft.kind] += (draft.price if offer_id in bought else 0) - int(
                 charges.get(offer_id, 0)
@@ -406,9 +518,60 @@ class Simulation:
             state.bought_by_type[draft.kind] += 1
             state.bought_right.append(draft.right)
         state.covered.append(any(offers[o].right for o in bought))
-        for kind in INFORMER_TYPES:
+        for kind in INFORMER_TYPES + (SUB_INFORMER_TYPES if self.recursion else ()):
             state.profit_curve[kind].append(state.profit[kind])
         self._rate_and_resolve(post_id, {o: offers[o] for o in bought})
+
+    def _run_sub_market(self, i: int, claim: Claim, sub_id: int, offers: dict[int, Draft]) -> None:
+        """Debunkers offer into a sub-market about one of this claim's offers; it is closed (and any
+        sub-market it waits on in turn), and the debunkers learn from the outcome as sellers do."""
+        db, state = self.db, self.state
+        parent = offers.get(int(market.get_market(db, sub_id)["parent_offer_id"]))
+        sub_offers: dict[int, Draft] = {}
+        _, chance = DEBUNKERS
+        for informer in self.informers.get("debunker", []):
+            if parent is None or self.debunk_rng.random() >= chance:
+                continue
+            for draft in self.strategies.priced(
+                self.strategies.debunker(i, claim, informer, parent, self.debunk_rng)
+            ):
+                try:
+                    receipt = market.submit_offer(
+                        db,
+                        sub_id,
+                        draft.informer,
+                        classification=draft.classification,
+                        text=draft.text,
+                        sources=draft.sources,
+                        bid=draft.bid,
+                        price=draft.price,
+                        limits=self.settings.limits,
+                        teaser=_teaser(draft),
+                    )
+                except NotebazaarError:
+                    state.refused_offers += 1
+                    continue
+                sub_offers[receipt.offer_id] = draft
+        report = close_market(db, sub_id, self.judge, force=True, recursion_settings=self.recursion_settings)
+        inspections: list[InspectionResult] = list(report.inspections)
+        while report.waiting_on:  # deeper sub-markets (max_depth > 1): nobody offers into them
+            for deeper in report.waiting_on:
+                self._run_sub_market(i, claim, deeper, {})
+            report = close_market(
+                db, sub_id, self.judge, force=True, recursion_settings=self.recursion_settings
+            )
+            inspections += report.inspections
+        bought = {r.offer_id for r in inspections if r.bought}
+        charges = dict(
+            db.execute("SELECT id, COALESCE(charge, 0) FROM offers WHERE market_id = ?", [sub_id]).fetchall()
+        )
+        for offer_id, draft in sub_offers.items():
+            charge = int(charges.get(offer_id, 0))
+            self.strategies.feedback(draft.informer, inspected=charge > 0, bought=offer_id in bought)
+            state.offers[draft.kind] += 1
+            state.profit[draft.kind] += (draft.price if offer_id in bought else 0) - charge
+            if offer_id in bought:
+                state.subnote_purchases += 1
 
     def _rate_and_resolve(self, post_id: int, bought: dict[int, Draft]) -> None:
         """Readers rate the shown notes (mostly right about helpfulness); then the post resolves."""
@@ -444,7 +607,7 @@ def plot(state: RunState, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 8), sharex=True)
-    for kind in INFORMER_TYPES:
+    for kind in INFORMER_TYPES + SUB_INFORMER_TYPES:
         if state.offers.get(kind):
             ax1.plot(state.profit_curve[kind], label=kind)
     ax1.set_ylabel("cumulative profit (credits)")
@@ -475,12 +638,24 @@ def simulate(
     limit: int | None = None,
     progress: bool = True,
     judge_factory: Callable[[Any], Judge] | None = None,
+    recursion: bool | None = None,
 ) -> tuple[dict[str, Any], RunState]:
-    """Run the whole simulation; returns the report (the exact keys of report.json) and the state."""
+    """Run the whole simulation; returns the report (the exact keys of report.json) and the state.
+
+    ``recursion``: None runs without sub-markets and reports the 13 keys; True or False also
+    reports ``subnote_purchases`` and ``misleading_bought_share``, True with sub-markets on."""
     from rich.progress import Progress
 
     claims = load_claims(claims_path, limit=limit)
-    sim = Simulation(claims, db_path, settings, judge_kind=judge_kind, seed=seed, judge_factory=judge_factory)
+    sim = Simulation(
+        claims,
+        db_path,
+        settings,
+        judge_kind=judge_kind,
+        seed=seed,
+        judge_factory=judge_factory,
+        recursion=recursion,
+    )
     started = time.perf_counter()
     try:
         with Progress(disable=not progress, transient=True) as bar:
@@ -491,4 +666,4 @@ def simulate(
     finally:
         sim.close()
     seconds = time.perf_counter() - started
-    return report_from(sim.state, judge=judge_kind, seconds=seconds), sim.state
+    return report_from(sim.state, judge=judge_kind, seconds=seconds, recursion=recursion), sim.state

@@ -48,6 +48,11 @@ def check_text(name: str, value: Any, *, max_chars: int, required: bool = False)
     return value
 
 
+def strip_controls(text: str) -> str:
+    """``text`` without control characters other than line breaks and tabs."""
+    return "".join(ch for ch in text if ch in "\n\r\t" or unicodedata.category(ch) != "Cc")
+
+
 def check_classification(value: Any) -> str:
     if value not in CLASSIFICATIONS:
         raise ValidationError(f"classification must be 'misleading' or 'not_misleading', not {value!r}")

@@ -103,6 +103,8 @@ def test_folder_without_weights_is_a_clear_error(tmp_path: Path) -> None:
 def test_unknown_model_is_not_downloaded(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="neither a folder nor in the local model cache"):
         Embedder("someone/not-a-real-model", sha256=PACKAGED_SHA256)
+    with pytest.raises(ModelError, match="cannot load embedding model"):
+        Embedder("someone/not-a-real-model")
 
 
 def test_model_sha256_setting_is_checked() -> None:

@@ -26,8 +26,6 @@ class CountingEmbedder:
         self.inner = inner
         self.dim = inner.dim
         self.name = name or inner.name
-        self.sha256 = inner.sha256
-        self.batch_size = inner.batch_size
         self.encoded: list[str] = []
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -146,6 +144,12 @@ def test_rebuilds_when_the_model_or_kind_changes(
     other = CountingEmbedder(counting.inner, name="/models/another")
     assert retriever(db, db_path, other).sync() == 1
     assert json.loads((db_path.parent / META_FILE).read_text())["model"] == "/models/another"
+    pinned = CountingEmbedder(counting.inner, name="/models/another")
+    pinned.sha256 = "a" * 64  # type: ignore[attr-defined]
+    assert retriever(db, db_path, pinned).sync() == 0  # the file did not know the hash: kept
+    repinned = CountingEmbedder(counting.inner, name="/models/another")
+    repinned.sha256 = "b" * 64  # type: ignore[attr-defined]
+    assert retriever(db, db_path, repinned).sync() == 1  # other weights under the same name
     hnsw = retriever(db, db_path, counting, kind="hnsw")
     assert hnsw.sync() == 1 and hnsw.index.kind == "hnsw"
 
@@ -242,3 +246,30 @@ def test_only_documents_are_indexed_never_sealed_notes(
     hits = r.search_vector(counting.inner.encode([secret])[0], 5, kinds=("post", "reveal", "reference"))
     assert all(h.score < 0.95 for h in hits)
     assert all("retroreflectors" not in h.text for h in hits)
+
+
+def test_deleting_an_older_row_never_costs_a_result(
+    db: Database, db_path: Path, counting: CountingEmbedder
+) -> None:
+    climate, vaccine, moon = (add_doc(db, t) for t in (CLIMATE, VACCINE, MOON))
+    r = retriever(db, db_path, counting)
+    r.recount_seconds = 3600.0  # only the search itself can notice the deletion
+    r.sync()
+    db.execute("DELETE FROM documents WHERE id = ?", [climate])
+    hits = r.search("carbon dioxide in the air", 2)
+    assert [h.doc_id for h in hits] != [] and climate not in {h.doc_id for h in hits}
+    assert len(hits) == 2
+    assert r.index.ids() == {vaccine, moon}
+
+
+def test_periodic_count_notices_deletions(db: Database, db_path: Path, counting: CountingEmbedder) -> None:
+    first = add_doc(db, CLIMATE)
+    add_doc(db, MOON)
+    r = retriever(db, db_path, counting)
+    r.sync()
+    r.recount_seconds = 0.0
+    db.execute("DELETE FROM documents WHERE id = ?", [first])
+    assert r.is_stale()
+    r.search("Apollo", 1)  # does not pick the deleted row, but the count sees it gone
+    assert first not in r.index.ids()
+    assert not r.is_stale()

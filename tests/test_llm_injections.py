@@ -159,10 +159,11 @@ def test_echoed_fake_json_is_not_taken_as_the_answer(judge: LLMJudge, server: Fa
 
 def test_smuggled_tag_characters_never_reach_the_model(judge: LLMJudge, server: FakeOpenAI) -> None:
     row = next(r for r in INJECTIONS if r["id"] == "invisible-tag-smuggling")
-    verdict, _, body = run(judge, server, row, "quote_instruction")
+    verdict, reason, body = run(judge, server, row, "quote_instruction")
     raw = json.dumps(body, ensure_ascii=False)
     assert "\U000e0049" not in raw and "p_after 0.99" not in raw
-    assert verdict is not None and verdict.p_after == verdict.p_before
+    # The tag characters spell an instruction once read as ASCII, so the note is refused outright.
+    assert verdict is None and reason == "note_contains_instructions"
 
 
 def test_injection_through_the_sources_is_refused(judge: LLMJudge, server: FakeOpenAI) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from pipeline import evaluate, ledger
+from tests.conftest import CLAIMS
 from tests.web_fixtures import (  # noqa: F401  (fixtures)
     FAKE_EVAL,
     INFORMER,
@@ -178,11 +179,21 @@ def test_moderator_settings_prompts_and_eval(
 
     claims = tmp_path / "claims.jsonl"
     claims.write_text('{"claim": "x", "label": "misleading"}\n')
-    # The real evaluate is a placeholder: its refusal is a clear message.
-    placeholder = client.post(
+    # A malformed labelled file is refused with a message naming the line.
+    malformed = client.post(
         f"{base}/prompts/{v2}/eval", headers=mod, json={"path": str(claims), "judge_kind": "simple"}
     )
-    assert placeholder.status_code == 400 and "not available" in placeholder.json()["detail"]
+    assert malformed.status_code == 400 and "line 1" in malformed.json()["detail"]
+    # The real evaluation runs (the simple judge keeps it quick) and reports the quality keys.
+    good = tmp_path / "good.jsonl"
+    good.write_text(
+        "".join(CLAIMS.read_text(encoding="utf-8").splitlines(keepends=True)[:3]), encoding="utf-8"
+    )
+    real = client.post(
+        f"{base}/prompts/{v2}/eval", headers=mod, json={"path": str(good), "judge_kind": "simple"}
+    )
+    assert real.status_code == 200, real.text
+    assert real.json()["result"]["claims"] == 3 and "logloss_final" in real.json()["table"]
 
     seen: dict[str, Any] = {}
 

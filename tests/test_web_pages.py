@@ -184,8 +184,8 @@ def test_prompt_eval_by_upload_and_its_failures(web: WebWorld, monkeypatch: pyte
     url = f"/mod/{SLUG}/prompts/{prompt_id}/eval"
     token = csrf_of(client, f"/mod/{SLUG}/prompts/{prompt_id}")
     upload = {"upload": ("claims.jsonl", b'{"claim": "x", "label": "misleading"}\n', "application/json")}
-    placeholder = client.post(url, data={"judge_kind": "simple", "csrf_token": token}, files=upload)
-    assert placeholder.status_code == 400 and "not available in this build" in placeholder.text
+    malformed = client.post(url, data={"judge_kind": "simple", "csrf_token": token}, files=upload)
+    assert malformed.status_code == 400 and "line 1" in malformed.text
 
     seen: dict[str, Any] = {}
 

@@ -29,6 +29,7 @@ from pipeline.judge.spotlight import (
     Region,
     Spotlight,
     find_span,
+    has_instructions,
     instruction_regions,
     overlaps,
     sanitize,
@@ -176,7 +177,7 @@ class LLMJudge:
             _check_span(span, text, regions)
         if _copied_from(rationale, text, regions):
             raise JudgeError("answer_copied_from_note")
-        if regions or any(instruction_regions(s) for s in sources):
+        if regions or has_instructions(note.text) or any(has_instructions(s) for s in note.sources):
             raise JudgeError("note_contains_instructions")
         p_before = clamp(p_before)
         p_after = clamp(p_model) if span else p_before

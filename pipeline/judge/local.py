@@ -10,8 +10,10 @@ history it is 0.5.
 **After** (``inspect``): the note's classification says which way to move; how far is a
 log-likelihood ratio built from three things the judge can check without the note's author:
 
-- *relevance*: cosine similarity of the note to the post, mapped linearly from ``rel_floor``
-  (unrelated: no weight) to ``rel_full`` (squarely on topic: full weight);
+- *relevance*: cosine similarity to the post of what the note adds (the note less any runs of
+  four or more words quoted from the post), mapped linearly from ``rel_floor``
+  (unrelated: no weight) to ``rel_full`` (squarely on topic: full weight), and back down to zero
+  between ``echo_start`` and ``echo_full`` (a note that restates the post tells a reader nothing);
 - *reliability*: the informer's record of revealed notes on resolved posts, shrunk toward the
   community's record (a hierarchical Beta prior), so a newcomer is trusted like the average
   informer and a proven liar not at all; the weight is ``log(r / (1 - r))``, floored at zero, so a
@@ -32,6 +34,7 @@ which settlement calls around the market's inspections; nothing is cached across
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +43,7 @@ import numpy as np
 from sqlite_utils import Database
 
 from pipeline.judge import Context, NoteView, PostView, Verdict
-from pipeline.judge.spotlight import instruction_regions, sanitize
+from pipeline.judge.spotlight import has_instructions, sanitize
 from pipeline.market import community_track_record
 from pipeline.rules import clamp
 
@@ -49,6 +52,8 @@ from pipeline.rules import clamp
 class LocalJudgeParams:
     rel_floor: float = 0.30
     rel_full: float = 0.60
+    echo_start: float = 0.88  # above this a note starts to merely restate the post
+    echo_full: float = 0.97  # ...and at this it tells the reader nothing new
     newcomer_reliability: float = 0.80  # the community prior before any resolved note
     prior_strength: float = 4.0  # pseudo-notes behind the community's reliability
     informer_shrinkage: float = 3.0  # pseudo-notes pulling an informer toward the community
@@ -57,6 +62,36 @@ class LocalJudgeParams:
     knn_k: int = 8
     knn_min_score: float = 0.55
     knn_weight: float = 0.5  # how far similar resolved posts move the base rate, at most
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_QUOTE_RUN = 4  # words in a row shared with the post that count as quoting it
+
+
+def residual(note: str, post: str) -> str:
+    """The note without the parts that quote the post (runs of 4+ words in a row found in it).
+
+    A note is judged on what it adds: quoting the post is fine, but the quote itself is no
+    evidence, and a copy of the post with filler appended must not pass for a relevant note.
+    """
+    post_words = [w.lower() for w in _WORD.findall(post)]
+    grams = {tuple(post_words[i : i + _QUOTE_RUN]) for i in range(len(post_words) - _QUOTE_RUN + 1)}
+    matches = list(_WORD.finditer(note))
+    words = [m.group().lower() for m in matches]
+    quoted = [False] * len(words)
+    for i in range(len(words) - _QUOTE_RUN + 1):
+        if tuple(words[i : i + _QUOTE_RUN]) in grams:
+            for j in range(i, i + _QUOTE_RUN):
+                quoted[j] = True
+    if not any(quoted):
+        return note
+    pieces, start = [], 0
+    for m, q in zip(matches, quoted, strict=True):
+        if q:
+            pieces.append(note[start : m.start()])
+            start = m.end()
+    pieces.append(note[start:])
+    return re.sub(r"\s+", " ", "".join(pieces)).strip()
 
 
 def _logit(p: float) -> float:
@@ -82,7 +117,7 @@ class LocalJudge:
 
     def prepare(self, post: PostView, notes: Sequence[NoteView]) -> None:
         """Embed the post and this market's inspected notes in one batch (for throughput)."""
-        texts = [post.text] + [sanitize(n.text) for n in notes]
+        texts = [post.text] + [residual(sanitize(n.text), post.text) or "." for n in notes]
         vectors = self.retriever.embedder.encode(texts)
         self._post_vector = (post.id, vectors[0])
         self._vectors = {n.offer_id: vectors[i + 1] for i, n in enumerate(notes)}
@@ -145,7 +180,9 @@ class LocalJudge:
     def _relevance(self, vector: np.ndarray, post: PostView) -> float:
         p = self.params
         similarity = float(np.dot(vector, self._post_vec(post)))
-        return min(1.0, max(0.0, (similarity - p.rel_floor) / (p.rel_full - p.rel_floor)))
+        on_topic = (similarity - p.rel_floor) / (p.rel_full - p.rel_floor)
+        news = (p.echo_full - similarity) / (p.echo_full - p.echo_start)
+        return max(0.0, min(1.0, on_topic, news))
 
     def _support(self, vector: np.ndarray, post: PostView) -> float:
         """+1 for corroboration, -1 for echoing a note that proved wrong, 0 otherwise."""
@@ -172,12 +209,14 @@ class LocalJudge:
         return best
 
     def inspect(self, post: PostView, context: Context, note: NoteView, p_before: float) -> Verdict:
-        text = sanitize(note.text)
+        if has_instructions(note.text) or any(has_instructions(s) for s in note.sources):
+            return Verdict(p_before, p_before, rationale="instruction-like text: no weight")
+        added = residual(sanitize(note.text), post.text)
+        if not _WORD.search(added):
+            return Verdict(p_before, p_before, rationale="the note only restates the post: no weight")
         vector = self._vectors.get(note.offer_id)
         if vector is None:
-            vector = self.retriever.embedder.encode([text])[0]
-        if instruction_regions(text):
-            return Verdict(p_before, p_before, rationale="instruction-like text: no weight")
+            vector = self.retriever.embedder.encode([added])[0]
         relevance = self._relevance(vector, post)
         r = self.reliability(note, post.community_id)
         support = self._support(vector, post) if relevance > 0 else 0.0

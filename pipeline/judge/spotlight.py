@@ -78,6 +78,34 @@ def sanitize(text: str) -> str:
     return out.strip()
 
 
+def _invisible_as_space(text: str) -> str:
+    return "".join(
+        " "
+        if unicodedata.category(ch) in _DROP_CATEGORIES
+        or ch in _INVISIBLE_EXTRA
+        or _is_variation_selector(ch)
+        else ch
+        for ch in text
+    )
+
+
+def _tags_as_ascii(text: str) -> str:
+    """Unicode tag characters (U+E0020-E007E) read as the ASCII they shadow ("ASCII smuggling")."""
+    return "".join(chr(ord(ch) - 0xE0000) if 0xE0020 <= ord(ch) <= 0xE007E else ch for ch in text)
+
+
+def has_instructions(raw: str) -> bool:
+    r"""True when raw, unsanitised text holds instruction-like text in any of three readings.
+
+    Invisible characters can hide an instruction inside a word ("ig\u200bnore": caught once they are
+    stripped, as :func:`sanitize` does), as the only separator between words ("rules\u200bIgnore
+    all": caught once they read as spaces), or as tag characters spelling ASCII that a model may
+    still read (caught once they read as that ASCII).
+    """
+    readings = (sanitize(raw), sanitize(_invisible_as_space(raw)), sanitize(_tags_as_ascii(raw)))
+    return any(instruction_regions(text) for text in readings)
+
+
 @dataclass(frozen=True)
 class Spotlight:
     """The per-call delimiter token and datamark. Make a fresh one for every model call."""
