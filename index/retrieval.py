@@ -388,15 +388,26 @@ class Retriever:
         *,
         kinds: Sequence[str] = ("reference", "reveal"),
         community_id: int | None = None,
+        refresh: bool = True,
     ) -> list[Hit]:
-        """As :meth:`search`, for a query already embedded by :attr:`embedder` (normalised here)."""
+        """As :meth:`search`, for a query already embedded by :attr:`embedder` (normalised here).
+
+        ``refresh=False`` skips the check for rows added since the last one: a caller that runs many
+        searches in a burst (the judge, within one market) calls :meth:`refresh` once first, so rows it
+        writes meanwhile are embedded later in one batch instead of one by one.
+        """
         kinds = self._check(k, kinds)
         query = normalise(np.asarray(vector, dtype=np.float32).reshape(1, -1))
         if query.shape[1] != self.embedder.dim:
             raise ValidationError(
                 f"query vector has {query.shape[1]} dimensions, the index {self.embedder.dim}"
             )
-        return self._search(query, k, kinds, community_id, None)
+        return self._search(query, k, kinds, community_id, None, refresh=refresh)
+
+    def refresh(self) -> None:
+        """Embed rows added since the last check (the cheap check searches make by default)."""
+        with self._lock:
+            self._refresh()
 
     @staticmethod
     def _check(k: int, kinds: Sequence[str]) -> tuple[str, ...]:
@@ -416,9 +427,12 @@ class Retriever:
         kinds: tuple[str, ...],
         community_id: int | None,
         exclude_ref: tuple[str, int] | None,
+        *,
+        refresh: bool = True,
     ) -> list[Hit]:
         with self._lock:
-            self._refresh()
+            if refresh:
+                self._refresh()
             hits, complete = self._search_once(query, k, kinds, community_id, exclude_ref)
             if not complete:
                 # A picked row was deleted since the last sync (an unpublished note, say): drop its

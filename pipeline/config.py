@@ -59,9 +59,9 @@ class RecursionSettings(_Section):
     """Sub-markets about an offer (issue 8). The rules that use these numbers are in pipeline.rules."""
 
     enabled: bool = False
-    uncertain_band: float = Field(0.5, gt=0.0, le=1.0)
+    uncertain_band: float = Field(0.8, gt=0.0, le=1.0)
     max_depth: int = Field(1, ge=0, le=5)
-    max_breadth: int = Field(2, ge=0, le=20)
+    max_breadth: int = Field(3, ge=0, le=20)
     budget_share: float = Field(0.3, gt=0.0, le=1.0)
     min_budget: int = Field(4, ge=1)
     window_seconds: int = Field(900, ge=0)

@@ -334,4 +334,11 @@ def market_view(db: Database, market_id: int) -> dict[str, Any]:
             for i in inspections
         ],
         "reveals": reveals,
+        "sub_markets": _sub_markets(db, market_id),
     }
+
+
+def _sub_markets(db: Database, market_id: int) -> list[dict[str, Any]]:
+    from pipeline.recursion import sub_markets  # recursion builds on this module
+
+    return sub_markets(db, market_id)

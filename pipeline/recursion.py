@@ -58,7 +58,9 @@ def _content(db: Database, offer_id: int) -> NoteContent | None:
 
 
 def subject_view(db: Database, market: dict[str, Any]) -> PostView:
-    """What a sub-market judges: the parent offer's note, decrypted in memory only.
+    """What a sub-market judges: the parent offer's note *on its post* (the post's text, then the
+    note's), decrypted in memory only. The post is part of the subject because the question is
+    whether the note is a reliable note on that post: evidence about the post bears on it.
 
     Its id is the negated parent offer id, so no judge cache keyed by post id can mix it up with
     the post itself."""
@@ -66,7 +68,8 @@ def subject_view(db: Database, market: dict[str, Any]) -> PostView:
     content = _content(db, parent_offer_id)
     if content is None:
         raise NotFound(f"offer {parent_offer_id}, the subject of sub-market {market['id']}, is sealed away")
-    return PostView(-parent_offer_id, int(market["community_id"]), content.text, "submarket")
+    post = db.execute("SELECT text FROM posts WHERE id = ?", [market["post_id"]]).fetchone()[0]
+    return PostView(-parent_offer_id, int(market["community_id"]), f"{post}\n\n{content.text}", "submarket")
 
 
 def held_notes(db: Database, market_id: int) -> tuple[NoteView, ...]:
@@ -222,8 +225,28 @@ def sub_markets(db: Database, market_id: int, *, now: float | None = None) -> li
             "budget": int(r[5]),
             "depth": int(r[6]),
             "offers": int(r[7]),
+            "notes": revealed_sub_notes(db, int(r[0])),
         }
         for r in rows
+    ]
+
+
+def revealed_sub_notes(db: Database, sub_market_id: int) -> list[dict[str, Any]]:
+    """Sub-notes revealed with the offer they are about (none while it is undecided or unbought)."""
+    return [
+        {
+            "id": int(r[0]),
+            "offer_id": int(r[1]),
+            "classification": r[2],
+            "text": r[3],
+            "sources": json.loads(r[4] or "[]"),
+            "price": int(r[5]),
+        }
+        for r in db.execute(
+            "SELECT id, offer_id, classification, text, sources, price FROM reveals"
+            " WHERE market_id = ? AND unpublished_at IS NULL ORDER BY id",
+            [sub_market_id],
+        )
     ]
 
 

@@ -97,6 +97,10 @@ def close_market(
         for o in db["offers"].rows_where("market_id = ? AND rank IS NOT NULL", [market_id], order_by="rank")
     ]
 
+    pending = recursion.pending_sub_markets(db, market_id)
+    if pending:  # paused on sub-markets still open: nothing to do until they settle
+        report.waiting_on = pending
+        return report
     if subject is None and market["parent_offer_id"] is not None:
         subject = recursion.subject_view
     post = (subject or _post_view)(db, get_market(db, market_id))

@@ -149,6 +149,11 @@ def _teaser(draft: Draft) -> str | None:
     return " ".join(draft.sources[0].split()[:6])[:80] or None
 
 
+def _implied(ev: Evidence) -> str:
+    """The classification a piece of evidence supports: refuting evidence says "misleading"."""
+    return "misleading" if ev.stance == "refutes" else "not_misleading"
+
+
 def _flip(classification: str) -> str:
     return "not_misleading" if classification == "misleading" else "misleading"
 
@@ -179,24 +184,22 @@ class Strategies:
             self.price_factor[informer] = max(0.6, self.price_factor[informer] * 0.92)
 
     def _truth(self, claim: Claim) -> str:
+        """The label as a classification: used to score a draft (``right``), never to choose one."""
         return "misleading" if claim.misleading else "not_misleading"
 
     def honest(self, i: int, claim: Claim, informer: int) -> list[Draft]:
-        deciding = [ev for ev in claim.evidence if ev.stance == claim.helpful_stance]
+        """Evidence that takes a side on the post, classified as that evidence says."""
+        deciding = [ev for ev in claim.evidence if ev.stance in ("supports", "refutes")]
         if not deciding:
             return []
-        text, sources = _note_from(self.rng.choice(deciding))
+        ev = self.rng.choice(deciding)
+        text, sources = _note_from(ev)
+        classification = _implied(ev)
+        right = ev.stance == claim.helpful_stance and classification == self._truth(claim)
         r = self.rng
         return [
             Draft(
-                "honest",
-                informer,
-                self._truth(claim),
-                text,
-                sources,
-                r.randint(6, 12),
-                r.randint(12, 26),
-                True,
+                "honest", informer, classification, text, sources, r.randint(6, 12), r.randint(12, 26), right
             )
         ]
 
@@ -226,20 +229,26 @@ class Strategies:
         ]
 
     def misleading(self, i: int, claim: Claim, informer: int) -> list[Draft]:
+        """The opposite of what its own evidence says, dressed in topically close evidence from
+        another claim (or in evidence of this claim that takes the other side, when there is some)."""
         r = self.rng
-        wrong_stance = "supports" if claim.misleading else "refutes"
-        wrong_side = [ev for ev in claim.evidence if ev.stance == wrong_stance]
-        if wrong_side:
-            ev = r.choice(wrong_side)
+        deciding = [ev for ev in claim.evidence if ev.stance in ("supports", "refutes")]
+        if not deciding:
+            return []
+        believed = _implied(r.choice(deciding))
+        wrong = _flip(believed)
+        other_side = [ev for ev in deciding if _implied(ev) == wrong]
+        if other_side:
+            ev = r.choice(other_side)
         else:
             close = self.corpus.nearest(claim.post, k=5, exclude_claim=i)
             if not close:
                 return []
             ev = r.choice(close)[1]
         text, sources = _note_from(ev)
-        wrong = _flip(self._truth(claim))
+        right = ev in claim.evidence and ev.stance == claim.helpful_stance and wrong == self._truth(claim)
         return [
-            Draft("misleading", informer, wrong, text, sources, r.randint(6, 14), r.randint(6, 16), False)
+            Draft("misleading", informer, wrong, text, sources, r.randint(6, 14), r.randint(6, 16), right)
         ]
 
     def spammer(self, i: int, claim: Claim, informer: int) -> list[Draft]:

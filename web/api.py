@@ -220,6 +220,34 @@ def api_submit(
     return receipt.as_dict() | {"keep_the_salt": "Keep the salt: with it you can prove you wrote this note."}
 
 
+@router.post("/markets/{market_id}/offers", status_code=201, tags=["informers"])
+def api_submit_to_market(
+    *,
+    market_id: int,
+    body: SealedNote,
+    user: ApiUser,
+    db: DB,
+    settings: SettingsDep,
+) -> dict[str, Any]:
+    """Seal a note into a market by id: how to offer into a sub-market (a note about an offer, listed
+    in a post's ``sub_markets``); there ``misleading`` means the offer is misleading."""
+    target = market.get_market(db, market_id)
+    if not user.has_role(int(target["community_id"]), "informer"):
+        raise Forbidden("you are not an informer in this community")
+    receipt = market.submit_offer(
+        db,
+        market_id,
+        user.id,
+        classification=body.classification,
+        text=body.text,
+        sources=body.sources,
+        bid=body.bid,
+        price=body.price,
+        limits=settings.limits,
+    )
+    return receipt.as_dict() | {"keep_the_salt": "Keep the salt: with it you can prove you wrote this note."}
+
+
 # --- moderators ---------------------------------------------------------------------------------------
 
 

@@ -69,7 +69,11 @@ def create_app(
                 app.state.judge = make_judge(settings, judge_db, kind=judge_kind)
             if start_worker:
                 worker = CloseWorker(
-                    db_path, app.state.judge, settings.web.close_poll_seconds, app.state.close_lock
+                    db_path,
+                    app.state.judge,
+                    settings.web.close_poll_seconds,
+                    app.state.close_lock,
+                    settings.recursion,
                 )
                 worker.start()
             yield

@@ -140,20 +140,29 @@ def submit_note(
     sources: Annotated[str, Form()] = "",
     bid: Annotated[str, Form()] = "",
     price: Annotated[str, Form()] = "",
+    market_id: Annotated[str, Form()] = "",
     user: PageUser,
     db: DB,
     settings: SettingsDep,
 ) -> Response:
-    """Seal a note. The answer is the receipt; the salt is shown here once and never stored."""
+    """Seal a note. The answer is the receipt; the salt is shown here once and never stored.
+
+    With ``market_id`` the note goes into one of the post's sub-markets (a note about an offer)."""
     context = _post_context(db, post_id, user)
     try:
         if context["market"] is None:
             raise MarketClosed("this post has no market")
         if not context["is_informer"]:
             raise Forbidden(f"join {context['post']['community']} as an informer to submit notes")
+        target = int(context["market"]["id"])
+        if market_id:
+            subs = {s["id"] for s in context["post"]["sub_markets"]}
+            target = whole_number("market id", market_id)
+            if target not in subs:
+                raise MarketClosed(f"market {target} is not a sub-market of this post")
         receipt = market.submit_offer(
             db,
-            int(context["market"]["id"]),
+            target,
             user.id,
             classification=classification,
             text=text,

@@ -12,6 +12,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from pipeline import ledger
+from pipeline.recursion import sub_markets
 
 _REVEAL_COLUMNS = (
     "r.id, r.offer_id, r.post_id, r.market_id, r.classification, r.text, r.sources, r.price,"
@@ -83,6 +84,8 @@ def post_detail(db: Database, post_id: int) -> dict[str, Any] | None:
     post = dict(rows[0])
     post["market"] = market_state(db, post_id)
     post["notes"] = reveals_for_posts(db, [post_id])[post_id]
+    # Sub-markets about the market's offers (recursion): public teaser, status and time left only.
+    post["sub_markets"] = sub_markets(db, int(post["market"]["id"])) if post["market"] else []
     return post
 
 

@@ -10,6 +10,7 @@ import logging
 import threading
 from pathlib import Path
 
+from pipeline.config import RecursionSettings
 from pipeline.db import open_db
 from pipeline.judge import Judge
 from pipeline.settlement import close_due
@@ -24,8 +25,16 @@ class CloseWorker:
     time (a judge may hold per-market state between ``prepare`` and ``forget``).
     """
 
-    def __init__(self, db_path: Path, judge: Judge, interval: float, lock: threading.Lock) -> None:
+    def __init__(
+        self,
+        db_path: Path,
+        judge: Judge,
+        interval: float,
+        lock: threading.Lock,
+        recursion: RecursionSettings | None = None,
+    ) -> None:
         self.db_path = db_path
+        self.recursion = recursion  # [recursion] settings: sub-markets about uncertain offers
         self.lock = lock
         self.judge = judge
         self.interval = interval
@@ -45,7 +54,7 @@ class CloseWorker:
             while not self._stop.is_set():
                 try:
                     with self.lock:
-                        closed = close_due(db, self.judge)
+                        closed = close_due(db, self.judge, recursion_settings=self.recursion)
                     if closed:
                         log.info("worker closed markets %s", closed)
                 except Exception:  # keep the worker alive; the next pass retries

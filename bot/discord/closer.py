@@ -38,7 +38,7 @@ class Closer:
             self._db = open_db(self.db_path)
             self._judge = self.judge_factory(self.settings, self._db)
         assert self._judge is not None
-        return close_due(self._db, self._judge)
+        return close_due(self._db, self._judge, recursion_settings=self.settings.recursion)
 
     async def close_due(self) -> list[int]:
         """Close every market whose bidding window has ended; returns their ids."""

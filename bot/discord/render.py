@@ -77,6 +77,14 @@ def market_embed(view: dict[str, Any]) -> discord.Embed:
     if view["reveals"]:
         notes = ", ".join(f"#{r['id']} ({LABELS.get(r['classification'], '?')})" for r in view["reveals"])
         embed.add_field(name="Revealed notes", value=_cut(notes, 1024), inline=False)
+    subs = [s for s in view.get("sub_markets", []) if s["open"]]
+    if subs:  # markets about one offer each; informers offer into them by market id
+        listing = "\n".join(
+            f"market #{s['id']} about offer #{s['parent_offer_id']}"
+            f"{': ' + s['teaser'] if s['teaser'] else ''} (budget {s['budget']}, {s['seconds_left']}s left)"
+            for s in subs
+        )
+        embed.add_field(name="Open sub-markets", value=_cut(listing, 1024), inline=False)
     return embed
 
 

@@ -27,7 +27,7 @@ from pipeline.community import account_for_identity, add_post
 from pipeline.config import LimitSettings
 from pipeline.db import write
 from pipeline.errors import NotebazaarError, NotFound
-from pipeline.market import open_market, submit_offer, withdraw_offer
+from pipeline.market import get_market, open_market, submit_offer, withdraw_offer
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,12 @@ class Inbox:
             return messages.error_reply(problem), {"refused": "reddit_error", "replied": False}
 
     def _submit(self, command: messages.NoteCommand, informer: int) -> Any:
-        market_id = open_market(self.db, self._post_for(command.target))
+        if command.target.startswith("market:"):
+            market_id = int(command.target.split(":", 1)[1])
+            if int(get_market(self.db, market_id)["community_id"]) not in self.communities.values():
+                raise NotFound(f"market {market_id} is not in a community this bot serves")
+        else:
+            market_id = open_market(self.db, self._post_for(command.target))
         return submit_offer(
             self.db,
             market_id,

@@ -6,6 +6,9 @@ and every refusal names the line at fault. Commands (the subject line):
 * ``note <post>``: a sealed note on a post; ``<post>`` is a fullname (``t3_abc123``, ``t1_def456``)
   or a link to the post or comment. The body holds ``field: value`` lines (``classification``,
   ``bid``, ``price``, optional ``sources`` and ``teaser``), a blank line, then the note text.
+* ``note market <id>``: a sealed note into a market by id, which is how to offer into a
+  sub-market (a market about one offer, listed with the post's market): there ``misleading`` means
+  "that offer is misleading". Same body as above.
 * ``withdraw <offer id>``: take back a sealed offer before its market closes.
 * ``balance``: the wallet balance.
 
@@ -23,6 +26,7 @@ from pipeline.market import Receipt
 _FULLNAME = re.compile(r"^t([13])_([a-z0-9]{1,13})$", re.IGNORECASE)
 _PERMALINK = re.compile(r"/comments/([a-z0-9]{1,13})(?:/[^/?#]*/([a-z0-9]{1,13}))?", re.IGNORECASE)
 _SHORTLINK = re.compile(r"^(?:https?://)?redd\.it/([a-z0-9]{1,13})/?$", re.IGNORECASE)
+_MARKET = re.compile(r"^market\s+#?(\d{1,12})$", re.IGNORECASE)
 _FIELD = re.compile(r"^\s*([A-Za-z_ ]+?)\s*[:=]\s*(.*?)\s*$")
 _CLASSIFICATION = {
     "misleading": "misleading",
@@ -39,6 +43,7 @@ HELP = (
     "    sources: https://example.org/study, https://example.org/data\n"
     "\n"
     "    The note text, after one blank line.\n\n"
+    "To offer a note about an offer (into a sub-market), use the subject `note market <id>`.\n\n"
     "Other subjects: `withdraw <offer id>`, `balance`."
 )
 
@@ -49,7 +54,7 @@ class MessageFormatError(ValidationError):
 
 @dataclass(frozen=True)
 class NoteCommand:
-    target: str  # the post's fullname, t3_... or t1_...
+    target: str  # the post's fullname, t3_... or t1_..., or market:<id> for a market by id
     classification: str
     bid: int
     price: int
@@ -75,8 +80,11 @@ Command = NoteCommand | WithdrawCommand | BalanceCommand
 
 
 def parse_target(value: str) -> str:
-    """A post's fullname from a fullname, a permalink or a redd.it short link."""
+    """A post's fullname from a fullname, a permalink or a redd.it short link; or ``market:<id>``
+    from ``market <id>`` (a note into a market by id, such as a sub-market)."""
     value = value.strip().strip("<>")
+    if match := _MARKET.match(value):
+        return f"market:{int(match.group(1))}"
     if match := _FULLNAME.match(value):
         return f"t{match.group(1)}_{match.group(2).lower()}"
     if match := _SHORTLINK.match(value):

@@ -82,6 +82,7 @@ class RedditBot:
     ) -> None:
         self.db = db
         self.judge = judge
+        self.recursion = settings.recursion
         communities = map_communities(db, settings)
         self.bot_name = bot_username(reddit)
         self.account_id = account_for_identity(db, "reddit", self.bot_name.lower(), self.bot_name)
@@ -109,7 +110,12 @@ class RedditBot:
             *((f"watch {w.kind}", lambda w=w: _add(report, "new_items", w.poll())) for w in self.watchers),
             ("inbox", lambda: _add(report, "messages", self.inbox.process())),
             ("wiki", lambda: setattr(report, "wiki_applied", self.wiki.sync())),
-            ("close", lambda: setattr(report, "closed", close_due(self.db, self.judge))),
+            (
+                "close",
+                lambda: setattr(
+                    report, "closed", close_due(self.db, self.judge, recursion_settings=self.recursion)
+                ),
+            ),
             ("deliver", lambda: _add(report, "delivered", self.delivery.deliver())),
         ]
         for name, step in steps:

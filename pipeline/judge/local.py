@@ -117,6 +117,7 @@ class LocalJudge:
 
     def prepare(self, post: PostView, notes: Sequence[NoteView]) -> None:
         """Embed the post and this market's inspected notes in one batch (for throughput)."""
+        self.retriever.refresh()  # new posts and reveals, in one batch; inspections then skip the check
         texts = [post.text] + [residual(sanitize(n.text), post.text) or "." for n in notes]
         vectors = self.retriever.embedder.encode(texts)
         self._post_vector = (post.id, vectors[0])
@@ -188,7 +189,7 @@ class LocalJudge:
         """+1 for corroboration, -1 for echoing a note that proved wrong, 0 otherwise."""
         p = self.params
         hits = self.retriever.search_vector(
-            vector, k=3, kinds=("reference", "reveal"), community_id=post.community_id
+            vector, k=3, kinds=("reference", "reveal"), community_id=post.community_id, refresh=False
         )
         best = 0.0
         for hit in hits:
