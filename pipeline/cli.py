@@ -482,23 +482,42 @@ def corpus_add(db: Any, db_path: Path, settings: Settings, file: Path, slug: str
 # --- measuring the product ------------------------------------------------------------------------
 
 
+def _at_least_one(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise click.ClickException(f"--{param.name} must be at least 1")
+    return value
+
+
+def claims_run_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The options shared by the commands that replay labelled claims (simulate, eval)."""
+    for option in reversed(
+        [
+            click.option(
+                "--claims",
+                "claims_path",
+                required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                help="Labelled claims (JSONL).",
+            ),
+            click.option(
+                "--judge",
+                "judge_kind",
+                type=click.Choice(["local", "openai", "simple"]),
+                default=None,
+                help="Judge kind (default from config).",
+            ),
+            click.option("--seed", type=int, default=0, show_default=True),
+            click.option(
+                "--limit", type=int, default=None, callback=_at_least_one, help="Use only the first N claims."
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
 @main.command()
-@click.option(
-    "--claims",
-    "claims_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Labelled claims (JSONL).",
-)
-@click.option(
-    "--judge",
-    "judge_kind",
-    type=click.Choice(["local", "openai", "simple"]),
-    default=None,
-    help="Judge kind (default from config).",
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--limit", type=int, default=None, help="Use only the first N claims.")
+@claims_run_options
 @click.option(
     "--out",
     "out_path",
@@ -530,8 +549,6 @@ def simulate(
     from pipeline.simulate import plot
     from pipeline.simulate import simulate as run_simulation
 
-    if limit is not None and limit < 1:
-        raise click.ClickException("--limit must be at least 1")
     db.close()
     kind = judge_kind or settings.judge.kind
     report, state = run_simulation(
@@ -556,13 +573,7 @@ def simulate(
 
 
 @main.command("eval")
-@click.option(
-    "--claims",
-    "claims_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Labelled claims (JSONL).",
-)
+@claims_run_options
 @click.option(
     "--prompt",
     "prompt_specs",
@@ -570,15 +581,6 @@ def simulate(
     required=True,
     help="A prompt version id, a version of the judge prompt like v2, or a file. Give two to compare.",
 )
-@click.option(
-    "--judge",
-    "judge_kind",
-    type=click.Choice(["local", "openai", "simple"]),
-    default=None,
-    help="Judge kind (default from config).",
-)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--limit", type=int, default=None, help="Use only the first N claims.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @with_db
 def eval_command(
@@ -597,8 +599,6 @@ def eval_command(
 
     if len(prompt_specs) > 2:
         raise click.ClickException("give one --prompt, or two to compare")
-    if limit is not None and limit < 1:
-        raise click.ClickException("--limit must be at least 1")
     kind = judge_kind or settings.judge.kind
     resolved = [resolve_prompt(db, spec) for spec in prompt_specs]
     runs = []

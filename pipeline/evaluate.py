@@ -8,6 +8,7 @@ command line. Moderators use it to compare two prompts before activating one.
 
 from __future__ import annotations
 
+import io
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -133,6 +134,6 @@ def quality_table(results: Sequence[tuple[str, dict[str, Any]]], title: str = ""
 
 def format_table(results: list[tuple[str, dict[str, Any]]]) -> str:
     """The side-by-side table as plain text."""
-    console = Console(record=True, width=max(60, 32 + 14 * len(results)), file=open("/dev/null", "w"))  # noqa: SIM115
+    console = Console(record=True, width=max(60, 32 + 14 * len(results)), file=io.StringIO())
     console.print(quality_table(results))
     return console.export_text()

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from sqlite_utils import Database
 
-from pipeline.judge import Context, NoteView, PostView, Verdict
+from pipeline.judge import Context, NoteView, PostView, TrackRecord, Verdict
 from pipeline.judge.spotlight import has_instructions, sanitize
 from pipeline.market import community_track_record
 from pipeline.rules import clamp
@@ -112,6 +112,7 @@ class LocalJudge:
         self.params = params or LocalJudgeParams()
         self._vectors: dict[int, np.ndarray] = {}
         self._post_vector: tuple[int, np.ndarray] | None = None
+        self._community_record: tuple[int, TrackRecord] | None = None
 
     # --- per-market scope -------------------------------------------------------------------
 
@@ -121,6 +122,8 @@ class LocalJudge:
         texts = [post.text] + [residual(sanitize(n.text), post.text) or "." for n in notes]
         vectors = self.retriever.embedder.encode(texts)
         self._post_vector = (post.id, vectors[0])
+        # Records change only when posts resolve, never during one market's inspections.
+        self._community_record = (post.community_id, community_track_record(self.db, post.community_id))
         self._vectors = {n.offer_id: vectors[i + 1] for i, n in enumerate(notes)}
 
     def forget(self) -> None:
@@ -129,6 +132,7 @@ class LocalJudge:
             vector.fill(0.0)
         self._vectors = {}
         self._post_vector = None
+        self._community_record = None
 
     # --- the reader model -------------------------------------------------------------------
 
@@ -171,7 +175,11 @@ class LocalJudge:
 
     def reliability(self, note: NoteView, community_id: int) -> float:
         p = self.params
-        record = community_track_record(self.db, community_id)
+        cached = self._community_record
+        if cached is not None and cached[0] == community_id:
+            record = cached[1]
+        else:
+            record = community_track_record(self.db, community_id)
         right, wrong = record.right, record.wrong
         community = (right + p.prior_strength * p.newcomer_reliability) / (right + wrong + p.prior_strength)
         own = note.track

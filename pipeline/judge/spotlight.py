@@ -56,6 +56,9 @@ def sanitize(text: str) -> str:
     one space. Applied to the note before the model sees it and before any check, so the span
     check compares like with like.
     """
+    if text.isascii():
+        out = text.translate(_ASCII_TABLE)  # the loop below, for ASCII text, in one C call
+        return _collapse(out)
     kept = []
     for ch in unicodedata.normalize("NFKC", text):
         if ch in ("\u2028", "\u2029", "\r"):
@@ -71,11 +74,23 @@ def sanitize(text: str) -> str:
             continue
         else:
             kept.append(ch)
-    out = "".join(kept)
+    return _collapse("".join(kept))
+
+
+def _collapse(out: str) -> str:
     out = re.sub(r"[ ]*\n[ ]*", "\n", out)
     out = re.sub(r"\n{3,}", "\n\n", out)
     out = re.sub(r" {2,}", " ", out)
     return out.strip()
+
+
+# What the loop in ``sanitize`` does to each ASCII character: CR becomes a line break, other
+# whitespace a space, other control characters vanish, everything else stays.
+_ASCII_TABLE = {
+    code: ("\n" if ch == "\r" else " " if (ch.isspace() and ch != "\n") else None)
+    for code, ch in ((c, chr(c)) for c in range(128))
+    if ch == "\r" or (ch.isspace() and ch != "\n") or (unicodedata.category(ch) == "Cc" and ch != "\n")
+}
 
 
 def _invisible_as_space(text: str) -> str:
@@ -102,8 +117,8 @@ def has_instructions(raw: str) -> bool:
     all": caught once they read as spaces), or as tag characters spelling ASCII that a model may
     still read (caught once they read as that ASCII).
     """
-    readings = (sanitize(raw), sanitize(_invisible_as_space(raw)), sanitize(_tags_as_ascii(raw)))
-    return any(instruction_regions(text) for text in readings)
+    readings = {raw, _invisible_as_space(raw), _tags_as_ascii(raw)}  # one, for ordinary text
+    return any(instruction_regions(sanitize(text)) for text in readings)
 
 
 @dataclass(frozen=True)
