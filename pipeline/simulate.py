@@ -40,7 +40,7 @@ from pipeline.config import MarketSettings, RecursionSettings, Settings
 from pipeline.db import open_db, write
 from pipeline.errors import NotebazaarError, ValidationError
 from pipeline.judge import Judge
-from pipeline.settlement import InspectionResult, close_market
+from pipeline.settlement import InspectionResult, SettlementReport, close_market
 from pipeline.validation import strip_controls
 
 INFORMER_TYPES = ("honest", "irrelevant", "misleading", "spammer", "injector", "retrieval_bot")
@@ -466,15 +466,13 @@ class Simulation:
         self.rng.shuffle(out)
         return out
 
-    def run_claim(self, i: int, claim: Claim) -> None:
-        db, state = self.db, self.state
-        post_id = community.add_post(db, self.community.id, claim.post, platform="sim", external_id=claim.id)
-        market_id = market.open_market(db, post_id)
-        offers: dict[int, Draft] = {}
-        for draft in self.drafts(i, claim):
+    def _submit(self, market_id: int, drafts: Sequence[Draft], *, teaser: bool) -> dict[int, Draft]:
+        """Seal each draft into the market; a refused one is counted and skipped."""
+        placed: dict[int, Draft] = {}
+        for draft in drafts:
             try:
                 receipt = market.submit_offer(
-                    db,
+                    self.db,
                     market_id,
                     draft.informer,
                     classification=draft.classification,
@@ -483,24 +481,56 @@ class Simulation:
                     bid=draft.bid,
                     price=draft.price,
                     limits=self.settings.limits,
-                    teaser=_teaser(draft) if self.recursion else None,
+                    teaser=_teaser(draft) if teaser else None,
                 )
             except NotebazaarError:
-                state.refused_offers += 1
+                self.state.refused_offers += 1
                 continue
-            offers[receipt.offer_id] = draft
-        started = time.perf_counter()
+            placed[receipt.offer_id] = draft
+        return placed
+
+    def _settle(
+        self, i: int, claim: Claim, market_id: int, offers: dict[int, Draft]
+    ) -> tuple[list[InspectionResult], SettlementReport]:
+        """Close a market; while it waits on sub-markets about its ``offers``, run them and resume."""
         report = close_market(
-            db, market_id, self.judge, force=True, recursion_settings=self.recursion_settings
+            self.db, market_id, self.judge, force=True, recursion_settings=self.recursion_settings
         )
         inspections = list(report.inspections)
-        while report.waiting_on:  # paused on sub-markets: run them, then resume
+        while report.waiting_on:
             for sub_id in report.waiting_on:
                 self._run_sub_market(i, claim, sub_id, offers)
             report = close_market(
-                db, market_id, self.judge, force=True, recursion_settings=self.recursion_settings
+                self.db, market_id, self.judge, force=True, recursion_settings=self.recursion_settings
             )
             inspections += report.inspections
+        return inspections, report
+
+    def _account(
+        self, market_id: int, offers: dict[int, Draft], inspections: Sequence[InspectionResult]
+    ) -> set[int]:
+        """Each informer's profit on its offers (price if bought, less the attention charge), and
+        what it learns as a seller; returns the ids of the offers bought."""
+        bought = {r.offer_id for r in inspections if r.bought}
+        charges = dict(
+            self.db.execute(
+                "SELECT id, COALESCE(charge, 0) FROM offers WHERE market_id = ?", [market_id]
+            ).fetchall()
+        )
+        for offer_id, draft in offers.items():
+            charge = int(charges.get(offer_id, 0))
+            self.strategies.feedback(draft.informer, inspected=charge > 0, bought=offer_id in bought)
+            self.state.offers[draft.kind] += 1
+            self.state.profit[draft.kind] += (draft.price if offer_id in bought else 0) - charge
+        return bought & set(offers)
+
+    def run_claim(self, i: int, claim: Claim) -> None:
+        db, state = self.db, self.state
+        post_id = community.add_post(db, self.community.id, claim.post, platform="sim", external_id=claim.id)
+        market_id = market.open_market(db, post_id)
+        offers = self._submit(market_id, self.drafts(i, claim), teaser=self.recursion)
+        started = time.perf_counter()
+        inspections, report = self._settle(i, claim, market_id, offers)
         state.latencies_ms.append((time.perf_counter() - started) * 1000)
         m = market.get_market(db, market_id)
         state.y.append(int(claim.misleading))
@@ -508,20 +538,7 @@ class Simulation:
         state.final.append(float(m["belief"]))
         state.spend.append(report.spent)
 
-        charges = dict(
-            db.execute(
-                "SELECT id, COALESCE(charge, 0) FROM offers WHERE market_id = ?", [market_id]
-            ).fetchall()
-        )
-        bought = {r.offer_id for r in inspections if r.bought}
-        for offer_id, draft in offers.items():
-            self.strategies.feedback(
-                draft.informer, inspected=int(charges.get(offer_id, 0)) > 0, bought=offer_id in bought
-            )
-            state.offers[draft.kind] += 1
-            state.profit[draft.kind] += (draft.price if offer_id in bought else 0) - int(
-                charges.get(offer_id, 0)
-            )
+        bought = self._account(market_id, offers, inspections)
         for offer_id in bought:
             draft = offers[offer_id]
             state.bought_by_type[draft.kind] += 1
@@ -541,46 +558,13 @@ class Simulation:
         for informer in self.informers.get("debunker", []):
             if parent is None or self.debunk_rng.random() >= chance:
                 continue
-            for draft in self.strategies.priced(
+            drafts = self.strategies.priced(
                 self.strategies.debunker(i, claim, informer, parent, self.debunk_rng)
-            ):
-                try:
-                    receipt = market.submit_offer(
-                        db,
-                        sub_id,
-                        draft.informer,
-                        classification=draft.classification,
-                        text=draft.text,
-                        sources=draft.sources,
-                        bid=draft.bid,
-                        price=draft.price,
-                        limits=self.settings.limits,
-                        teaser=_teaser(draft),
-                    )
-                except NotebazaarError:
-                    state.refused_offers += 1
-                    continue
-                sub_offers[receipt.offer_id] = draft
-        report = close_market(db, sub_id, self.judge, force=True, recursion_settings=self.recursion_settings)
-        inspections: list[InspectionResult] = list(report.inspections)
-        while report.waiting_on:  # deeper sub-markets (max_depth > 1): nobody offers into them
-            for deeper in report.waiting_on:
-                self._run_sub_market(i, claim, deeper, {})
-            report = close_market(
-                db, sub_id, self.judge, force=True, recursion_settings=self.recursion_settings
             )
-            inspections += report.inspections
-        bought = {r.offer_id for r in inspections if r.bought}
-        charges = dict(
-            db.execute("SELECT id, COALESCE(charge, 0) FROM offers WHERE market_id = ?", [sub_id]).fetchall()
-        )
-        for offer_id, draft in sub_offers.items():
-            charge = int(charges.get(offer_id, 0))
-            self.strategies.feedback(draft.informer, inspected=charge > 0, bought=offer_id in bought)
-            state.offers[draft.kind] += 1
-            state.profit[draft.kind] += (draft.price if offer_id in bought else 0) - charge
-            if offer_id in bought:
-                state.subnote_purchases += 1
+            sub_offers.update(self._submit(sub_id, drafts, teaser=True))
+        # Deeper sub-markets (max_depth > 1) get no offers: nobody watches them.
+        inspections, _ = self._settle(i, claim, sub_id, {})
+        state.subnote_purchases += len(self._account(sub_id, sub_offers, inspections))
 
     def _rate_and_resolve(self, post_id: int, bought: dict[int, Draft]) -> None:
         """Readers rate the shown notes (mostly right about helpfulness); then the post resolves."""
