@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 # Tests run two xdist workers on two cores: one intra-op thread each keeps torch from fighting
@@ -63,3 +64,43 @@ def world(db: Database, settings: Settings) -> World:
         community.mint(db, informer, 1_000, key=f"test:mint:informer{i}")
         informers.append(informer)
     return World(com.id, moderator, reader, informers)
+
+
+@pytest.fixture
+def debug_log(tmp_path: Path) -> Iterator[Path]:
+    """Every record of every logger at DEBUG, into ``debug.log`` in the state folder (where canary
+    tests search); the root logger's handlers and level are restored afterwards."""
+    folder = tmp_path / "state"
+    folder.mkdir(exist_ok=True)
+    path = folder / "debug.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.DEBUG)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield path
+    for extra in root.handlers[:]:
+        if extra not in handlers:
+            root.removeHandler(extra)
+            extra.close()
+    root.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def quiet_logging_and_one_torch_thread() -> Iterator[None]:
+    """For modules that run the CLI and the model: the CLI adds a file handler to the root logger,
+    taken off after the module; and one torch thread, since under ``pytest -n 2`` on two cores more
+    threads only contend (about 4x slower)."""
+    import torch
+
+    root = logging.getLogger()
+    handlers, level, threads = list(root.handlers), root.level, torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)

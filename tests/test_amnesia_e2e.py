@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,30 +42,7 @@ MARKET = MarketSettings(
     attention_slots=3, reserve=2, price_of_information=100, budget_per_market=200, window_seconds=3600
 )
 
-
-@pytest.fixture
-def debug_log(tmp_path: Path) -> Iterator[Path]:
-    """Every record of every logger at DEBUG into the database's folder; logging and torch threads
-    restored afterwards (the CLI adds its own file handler to the root logger)."""
-    import torch
-
-    folder = tmp_path / "state"
-    folder.mkdir()
-    path = folder / "debug.log"
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setLevel(logging.DEBUG)
-    root = logging.getLogger()
-    handlers, level, threads = list(root.handlers), root.level, torch.get_num_threads()
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    torch.set_num_threads(1)
-    yield path
-    torch.set_num_threads(threads)
-    for extra in root.handlers[:]:
-        if extra not in handlers:
-            root.removeHandler(extra)
-            extra.close()
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("quiet_logging_and_one_torch_thread")
 
 
 def _files(folder: Path) -> dict[str, bytes]:

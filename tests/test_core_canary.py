@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,24 +21,6 @@ from pipeline.cli import main
 from pipeline.db import open_db
 from pipeline.settlement import close_market
 from tests.test_core_helpers import ScriptedJudge, make_market, restore_logging  # noqa: F401
-
-
-@pytest.fixture
-def debug_log(tmp_path: Path) -> Iterator[Path]:
-    """Every log record of every logger, at DEBUG, into a file in the database's folder."""
-    folder = tmp_path / "state"
-    folder.mkdir()
-    path = folder / "debug.log"
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setLevel(logging.DEBUG)
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    yield path
-    root.removeHandler(handler)
-    handler.close()
-    root.setLevel(level)
 
 
 def _canary(kind: str) -> str:

@@ -5,11 +5,9 @@ against the loopback fake server, and the benchmark's figures and clean-up."""
 from __future__ import annotations
 
 import json
-import logging
 import math
 import re
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,23 +46,7 @@ LIVE_TABLES = (
     "audit_log",
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def quiet_logging_and_one_torch_thread() -> Iterator[None]:
-    """The CLI adds a file handler to the root logger: take it off after the module. And one torch
-    thread: under ``pytest -n 2`` on two cores, more only contend."""
-    import torch
-
-    root = logging.getLogger()
-    handlers, level, threads = list(root.handlers), root.level, torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    for handler in root.handlers[:]:
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("quiet_logging_and_one_torch_thread")
 
 
 def counts(db_path: Path) -> dict[str, int]:

@@ -39,6 +39,8 @@ OFF_TOPIC = (
 MARKET = MarketSettings(
     attention_slots=4, reserve=1, price_of_information=100, budget_per_market=500, window_seconds=3600
 )
+
+pytestmark = pytest.mark.usefixtures("quiet_logging_and_one_torch_thread")
 _slugs = itertools.count()
 
 
@@ -78,17 +80,6 @@ class Community:
             )
         report = close_market(db, market_id, judge or self.env.judge, force=True)
         return post_id, market_id, report.inspections
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """One intra-op thread: under ``pytest -n 2`` on two cores, more threads only contend (4x slower)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,7 @@ sub-markets through the real pipeline, the ledger, and no sub-note of an unbough
 from __future__ import annotations
 
 import json
-import logging
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,24 +14,10 @@ from pipeline.cli import main
 from tests.conftest import CLAIMS
 from tests.test_simulate import REPORT_KEYS
 
+pytestmark = pytest.mark.usefixtures("quiet_logging_and_one_torch_thread")
+
 LIMIT = 30
 EXTRA = {"subnote_purchases", "misleading_bought_share"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def quiet_logging_and_one_torch_thread() -> Iterator[None]:
-    import torch
-
-    root = logging.getLogger()
-    handlers, level, threads = list(root.handlers), root.level, torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    for handler in root.handlers[:]:
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(level)
 
 
 def _run(folder: Path, *extra: str) -> tuple[dict[str, object], Path]:

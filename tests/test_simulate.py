@@ -5,10 +5,8 @@ knowledge staying out of the state folder, the ledger, and clean refusals of bad
 from __future__ import annotations
 
 import json
-import logging
 import math
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,8 @@ from pipeline.cli import main
 from pipeline.simulate import INFORMER_TYPES, SIM_MARKET
 from pipeline.validation import strip_controls
 from tests.conftest import CLAIMS
+
+pytestmark = pytest.mark.usefixtures("quiet_logging_and_one_torch_thread")
 
 LIMIT = 25
 SEED = 1
@@ -53,24 +53,6 @@ class Run:
     @property
     def report(self) -> dict[str, Any]:
         return json.loads(self.out.read_text(encoding="utf-8"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def quiet_logging_and_one_torch_thread() -> Iterator[None]:
-    """The CLI adds a file handler to the root logger: take it off after the module. And one torch
-    thread: under ``pytest -n 2`` on two cores, more only contend."""
-    import torch
-
-    root = logging.getLogger()
-    handlers, level, threads = list(root.handlers), root.level, torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    for handler in root.handlers[:]:
-        if handler not in handlers:
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(level)
 
 
 def simulate(folder: Path, *extra: str, claims: Path = CLAIMS, limit: str = str(LIMIT)) -> Run:
