@@ -203,21 +203,7 @@ def api_submit(
     state = queries.market_state(db, post_id)
     if state is None:
         raise MarketClosed(f"post {post_id} has no market")
-    post = community.get_post(db, post_id)
-    if not user.has_role(int(post["community_id"]), "informer"):
-        raise Forbidden("you are not an informer in this community")
-    receipt = market.submit_offer(
-        db,
-        int(state["id"]),
-        user.id,
-        classification=body.classification,
-        text=body.text,
-        sources=body.sources,
-        bid=body.bid,
-        price=body.price,
-        limits=settings.limits,
-    )
-    return receipt.as_dict() | {"keep_the_salt": "Keep the salt: with it you can prove you wrote this note."}
+    return _seal(db, user, int(state["id"]), body, settings)
 
 
 @router.post("/markets/{market_id}/offers", status_code=201, tags=["informers"])
@@ -231,6 +217,11 @@ def api_submit_to_market(
 ) -> dict[str, Any]:
     """Seal a note into a market by id: how to offer into a sub-market (a note about an offer, listed
     in a post's ``sub_markets``); there ``misleading`` means the offer is misleading."""
+    return _seal(db, user, market_id, body, settings)
+
+
+def _seal(db: Any, user: Any, market_id: int, body: SealedNote, settings: Any) -> dict[str, Any]:
+    """Seal ``body`` into a market of a community where ``user`` is an informer; the receipt."""
     target = market.get_market(db, market_id)
     if not user.has_role(int(target["community_id"]), "informer"):
         raise Forbidden("you are not an informer in this community")
