@@ -380,15 +380,33 @@ def market_open(db: Any, db_path: Path, settings: Settings, post_id: int, window
 def market_close(
     db: Any, db_path: Path, settings: Settings, market_id: int, force: bool, judge_kind: str | None
 ) -> None:
-    """Close a market: auction, inspections, payments, reveals. Safe to repeat."""
+    """Close a market: auction, inspections, payments, reveals. Safe to repeat.
+
+    With ``[recursion] enabled``, an uncertain offer opens a sub-market about it and the market
+    pauses: ``waiting_on`` lists the sub-markets to close first; then run this again to resume."""
     from pipeline.judge.factory import make_judge
     from pipeline.settlement import close_market
 
     market.get_market(db, market_id)
-    report = close_market(db, market_id, make_judge(settings, db, kind=judge_kind), force=force)
+    report = close_market(
+        db,
+        market_id,
+        make_judge(settings, db, kind=judge_kind),
+        force=force,
+        recursion_settings=settings.recursion if settings.recursion.enabled else None,
+    )
     if report.already_settled:
         click.echo(f"market {market_id} was already settled; nothing changed")
-    echo_json(market.market_view(db, market_id)["market"] | {"spent": report.spent})
+    if report.waiting_on:
+        ids = ", ".join(str(i) for i in report.waiting_on)
+        click.echo(
+            f"market {market_id} is paused until its sub-market(s) {ids} settle: close each with"
+            f" `notebazaar market close <id>` (add --force before its window ends), then close market"
+            f" {market_id} again"
+        )
+    echo_json(
+        market.market_view(db, market_id)["market"] | {"spent": report.spent, "waiting_on": report.waiting_on}
+    )
 
 
 @market_group.command("show")

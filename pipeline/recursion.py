@@ -33,7 +33,7 @@ from pipeline import rules
 from pipeline.config import RecursionSettings
 from pipeline.errors import NotFound
 from pipeline.judge import NoteView, PostView
-from pipeline.market import open_market, shred
+from pipeline.market import open_market, shred, track_record
 from pipeline.sealing import NoteContent, unseal
 
 HELD = "held"  # outcome of a bought sub-note whose parent offer is not decided yet
@@ -61,6 +61,8 @@ def subject_view(db: Database, market: dict[str, Any]) -> PostView:
     """What a sub-market judges: the parent offer's note *on its post* (the post's text, then the
     note's), decrypted in memory only. The post is part of the subject because the question is
     whether the note is a reliable note on that post: evidence about the post bears on it.
+    ``about`` carries the note itself and its informer's track record, from which the judge takes
+    its prior doubt about the note.
 
     Its id is the negated parent offer id, so no judge cache keyed by post id can mix it up with
     the post itself."""
@@ -68,8 +70,20 @@ def subject_view(db: Database, market: dict[str, Any]) -> PostView:
     content = _content(db, parent_offer_id)
     if content is None:
         raise NotFound(f"offer {parent_offer_id}, the subject of sub-market {market['id']}, is sealed away")
+    offer = db["offers"].get(parent_offer_id)
+    about = NoteView(
+        offer_id=parent_offer_id,
+        informer_id=int(offer["informer_id"]),
+        classification=content.classification,
+        text=content.text,
+        sources=content.sources,
+        price=int(offer["price"]),
+        track=track_record(db, int(offer["informer_id"])),
+    )
     post = db.execute("SELECT text FROM posts WHERE id = ?", [market["post_id"]]).fetchone()[0]
-    return PostView(-parent_offer_id, int(market["community_id"]), f"{post}\n\n{content.text}", "submarket")
+    return PostView(
+        -parent_offer_id, int(market["community_id"]), f"{post}\n\n{content.text}", "submarket", about
+    )
 
 
 def held_notes(db: Database, market_id: int) -> tuple[NoteView, ...]:

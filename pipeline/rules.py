@@ -104,29 +104,46 @@ def decide(
 
 # --- recursion: what a sub-market about an offer does to the decision on it ------------------------
 #
+# A note moves a reader in log-odds, by as much as the reader trusts its author: a note from a
+# source that is right with probability r moves logit(p) by (at most) log(r / (1 - r)). A
+# sub-market about an offer asks exactly "is this note unreliable?", starting from q0 (the judge's
+# doubt about the offer before any sub-note) and ending at q.
+#
 # 3. Uncertainty. An inspected offer is *uncertain* when it would be bought at face value but not if
-#    the judge trusted it ``band`` less (its belief change shrunk by the factor ``1 - band``): the
+#    the judge trusted it ``band`` less (its log-odds move shrunk by the factor ``1 - band``): the
 #    purchase then hinges on whether the note is reliable, which is what a sub-market can find out.
 #    An offer that would be rejected anyway is never uncertain: learning it is unreliable changes
 #    nothing.
-# 4. Distrust. A sub-market about an offer ends with q = P(offer is unreliable). Only what the
-#    sub-market *learned* counts: distrust = max(0, (q - q0) / (1 - q0)), where q0 is the
-#    sub-market's prior, so a sub-market that bought nothing leaves the verdict as it was, and one
-#    whose notes vouch for the offer (q < q0) never inflates it beyond face value.
-# 5. Discount. The offer's verdict is discounted by the distrust:
-#    effective p_after = p_before + (1 - distrust) * (p_after - p_before); rule 2 then decides on it.
+# 4. Distrust. Only what the sub-market *learned against* the offer counts. If q <= q0 (nothing
+#    bought, or sub-notes that vouch for it) the offer keeps its face value: distrust 0. If q >= 1/2
+#    the judge now holds the note more likely unreliable than not, and a reader gains nothing from
+#    it: distrust 1. In between, the note's weight is the log-odds of its reliability, updated:
+#    distrust = 1 - log((1 - q) / q) / log((1 - q0) / q0).
+# 5. Discount. The offer's log-odds move is scaled by ``1 - distrust``:
+#    logit(effective p_after) = logit(p_before) + (1 - distrust) * (logit(p_after) - logit(p_before));
+#    rule 2 then decides on it.
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
 
 
 def discounted(p_before: float, p_after: float, distrust: float) -> float:
-    """The belief after a note that the reader trusts only ``1 - distrust`` of the way."""
+    """The belief after a note whose log-odds move the reader trusts only ``1 - distrust`` of."""
     distrust = min(1.0, max(0.0, distrust))
-    return clamp(p_before + (1 - distrust) * (p_after - p_before))
+    before, after = _logit(clamp(p_before)), _logit(clamp(p_after))
+    return clamp(1 / (1 + math.exp(-(before + (1 - distrust) * (after - before)))))
 
 
 def distrust(q_prior: float, q_final: float) -> float:
-    """How far a sub-market moved toward "the offer is unreliable", from its prior to certainty."""
+    """How much of an offer's weight its sub-market took away: 0 when it learned nothing against
+    the offer (``q_final <= q_prior``), 1 once the offer is more likely unreliable than not."""
     q0, q = clamp(q_prior), clamp(q_final)
-    return max(0.0, (q - q0) / (1 - q0))
+    if q <= q0:
+        return 0.0
+    if q >= 0.5:
+        return 1.0
+    return 1 - _logit(1 - q) / _logit(1 - q0)  # both positive: q0 < q < 1/2
 
 
 def is_uncertain(

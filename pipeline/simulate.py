@@ -410,11 +410,16 @@ class Simulation:
         self.recursion_settings: RecursionSettings | None = (
             settings.recursion.model_copy(update={"enabled": True}) if recursion else None
         )
+        # Draws are made per claim from generators seeded by (seed, claim), so two runs that differ
+        # only in the judge or in recursion see the same informers offer the same drafts on every
+        # claim; only what informers learn (their prices) can make them diverge. Raters and
+        # debunkers draw from their own generators for the same reason.
+        self.seed = seed
         self.debunk_rng = random.Random(seed + 2)
+        self.rater_rng = random.Random(seed + 3)
 
         self.claims = claims
         self.settings = settings
-        self.rng = random.Random(seed)
         self.db = open_db(db_path)
         if self.db.execute("SELECT 1 FROM communities WHERE slug = ?", [SIM_COMMUNITY]).fetchone():
             raise ValidationError(f"{db_path} already holds a simulation; give a fresh --db path")
@@ -458,12 +463,15 @@ class Simulation:
                 self.informers["debunker"].append(informer)
 
     def drafts(self, i: int, claim: Claim) -> list[Draft]:
+        """Who takes part in claim ``i`` and what each offers: the same draws in every run."""
+        rng = random.Random(f"{self.seed}:take-part:{i}")
+        self.strategies.rng = random.Random(f"{self.seed}:drafts:{i}")
         out: list[Draft] = []
         for kind, (_, chance) in POPULATION.items():
             for informer in self.informers[kind]:
-                if self.rng.random() < chance:
+                if rng.random() < chance:
                     out.extend(self.strategies.priced(getattr(self.strategies, kind)(i, claim, informer)))
-        self.rng.shuffle(out)
+        rng.shuffle(out)
         return out
 
     def _submit(self, market_id: int, drafts: Sequence[Draft], *, teaser: bool) -> dict[int, Draft]:
@@ -575,7 +583,7 @@ class Simulation:
                     "SELECT id FROM reveals WHERE offer_id = ?", [offer_id]
                 ).fetchone()[0]
                 for rater in self.raters:
-                    correct = self.rng.random() < RATER_ACCURACY
+                    correct = self.rater_rng.random() < RATER_ACCURACY
                     helpful = draft.right if correct else not draft.right
                     self.db["ratings"].insert(
                         {

@@ -127,6 +127,7 @@ def test_by_hand_flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     closed = cli("market", "close", str(market_id), "--force", "--judge", "simple")
     summary = json.loads(closed.stdout.strip().splitlines()[-1])
     assert summary["status"] == "settled" and summary["spent"] == 10
+    assert summary["waiting_on"] == []  # [recursion] is off by default: no sub-market was opened
 
     again = cli("market", "close", str(market_id), "--force", "--judge", "simple")
     assert f"market {market_id} was already settled; nothing changed" in again.stdout
@@ -173,6 +174,48 @@ def test_by_hand_flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     log_text = (state / "notebazaar.log").read_text()
     assert f"market {market_id} settled" in log_text
     assert WITHDRAWN_NOTE not in log_text
+
+
+def test_close_opens_a_sub_market_when_recursion_is_enabled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``[recursion] enabled = true`` in the config, closing from the CLI opens a sub-market
+    about an uncertain offer and names it in ``waiting_on``; once it is closed, closing again resumes."""
+    config = tmp_path / "config.toml"
+    config.write_text("[recursion]\nenabled = true\nwindow_seconds = 600\n", encoding="utf-8")
+    monkeypatch.setenv("NOTEBAZAAR_CONFIG", str(config))
+    monkeypatch.delenv("NOTEBAZAAR_RECURSION__ENABLED", raising=False)
+    cli = Cli(tmp_path / "nb.db")
+    flow = _hand_flow(cli)
+    market_id, offer_id = flow["market_id"], flow["receipt"]["offer_id"]
+
+    # The simple judge moves 0.5 to 0.941 on GOOD_NOTE: worth 46.9 credits at face value, 1.6 if
+    # trusted 80% less (uncertain_band), so at price 10 the purchase hinges on its reliability.
+    paused = cli("market", "close", str(market_id), "--force", "--judge", "simple")
+    summary = json.loads(paused.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "closing" and summary["spent"] == 0
+    [sub_id] = summary["waiting_on"]
+    assert f"paused until its sub-market(s) {sub_id} settle" in paused.stdout
+
+    view = cli.json("market", "show", str(market_id))
+    [listed] = view["sub_markets"]
+    assert (listed["id"], listed["parent_offer_id"], listed["open"]) == (sub_id, offer_id, True)
+    assert listed["budget"] == 18  # 30% of the 60 left
+    assert GOOD_NOTE not in json.dumps(view) and view["offers"][0]["status"] == "won"
+    sub = cli.json("market", "show", str(sub_id))["market"]
+    assert (sub["parent_offer_id"], sub["depth"], sub["status"]) == (offer_id, 1, "open")
+
+    still = cli.json("market", "close", str(market_id), "--force", "--judge", "simple")
+    assert (still["status"], still["waiting_on"]) == ("closing", [sub_id])  # the sub-market is still open
+
+    closed_sub = cli.json("market", "close", str(sub_id), "--force", "--judge", "simple")
+    assert (closed_sub["status"], closed_sub["waiting_on"]) == ("settled", [])
+
+    resumed = cli.json("market", "close", str(market_id), "--force", "--judge", "simple")
+    assert (resumed["status"], resumed["spent"], resumed["waiting_on"]) == ("settled", 10, [])
+    offers = {o["id"]: o for o in cli.json("market", "show", str(market_id))["offers"]}
+    assert offers[offer_id]["status"] == "bought"  # a sub-market that learned nothing changes nothing
+    assert cli("ledger", "check").stdout.strip().endswith("ok")
 
 
 def test_refusals_print_a_clean_error(tmp_path: Path) -> None:

@@ -72,7 +72,16 @@ def test_the_cog_registers_its_commands_in_the_tree(db: Database, db_path: Path)
     payloads = {c.name: c.to_dict(bot.tree) for c in bot.tree.get_commands()}
     assert set(payloads) == {"note", "pool", "market", "judge", "informer", "wallet", "Request notes"}
     subcommands = {o["name"] for o in payloads["note"]["options"]}
-    assert subcommands == {"submit", "status", "unpublish"}
+    assert subcommands == {"submit", "submarket", "status", "unpublish"}
+    submarket = next(o for o in payloads["note"]["options"] if o["name"] == "submarket")
+    [option] = submarket["options"]
+    assert (option["name"], option["type"], option["required"], option["autocomplete"]) == (
+        "market",
+        4,  # an integer: the sub-market's id
+        True,
+        True,
+    )
+    assert option["min_value"] == 1
     assert payloads["Request notes"]["type"] == 3  # a message context menu
     guild_only = {name for name, p in payloads.items() if p["dm_permission"] is False}
     assert guild_only == set(payloads) - {"wallet"}

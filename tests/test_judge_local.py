@@ -382,3 +382,38 @@ def test_a_market_does_not_depend_on_the_notes_of_an_earlier_one(tmp_path: Path)
         ["The memo is authentic; the council confirmed the increase.", OFF_TOPIC, POST],
     )
     assert fresh == after_one == after_other
+
+
+# --- sub-markets: the subject is a note on a post -----------------------------------------------------
+
+PARENT = "Transit officials confirmed to reporters that the fare increase was approved unanimously."
+
+
+def test_a_sub_market_doubts_a_note_as_much_as_its_authors_record_does(env: Env) -> None:
+    com = new_community(env)
+    newcomer = NoteView(7, com.informer("subject"), "misleading", PARENT)
+    liar = NoteView(7, newcomer.informer_id, "misleading", PARENT, track=TrackRecord(right=0, wrong=6))
+    subject = PostView(-(10**6 + 7), com.id, f"{POST}\n\n{PARENT}", "submarket", about=newcomer)
+    q0 = env.judge.prior(subject, Context())
+    assert q0 == pytest.approx(1 - env.judge.reliability(newcomer, com.id))
+    doubted = PostView(-(10**6 + 8), com.id, subject.text, "submarket", about=liar)
+    assert env.judge.prior(doubted, Context()) > q0 + 0.3  # a record of wrong notes: more doubt
+    assert PARENT not in repr(subject) and POST not in repr(subject)  # the subject never reaches a log
+
+
+def test_a_sub_note_may_speak_to_the_post_or_to_the_note_but_not_copy_either(env: Env) -> None:
+    com = new_community(env)
+    parent = NoteView(9, com.informer("subject"), "misleading", PARENT)
+    subject = PostView(-(10**6 + 9), com.id, f"{POST}\n\n{PARENT}", "submarket", about=parent)
+    checker = com.informer("checker")
+    q0 = env.judge.prior(subject, Context())
+
+    def moved(text: str) -> float:
+        verdict = env.judge.inspect(subject, Context(), NoteView(10, checker, "misleading", text), q0)
+        return logit(verdict.p_after) - logit(q0)
+
+    assert moved(RELEVANT) > 0.5  # evidence on the post: the fare vote was postponed
+    assert moved("Transit officials made no statement; no vote on fares has been approved.") > 0.5
+    for empty in (PARENT, PARENT.upper(), OFF_TOPIC):
+        assert abs(moved(empty)) < 0.05, empty
+    env.judge.forget()

@@ -28,6 +28,7 @@ from tests.fake_openai import (
     slow,
     spotlight_token,
     system_message,
+    user_message,
 )
 
 POST = PostView(1, 1, "The council never passed the 2024 budget, they just spent the money.")
@@ -293,3 +294,18 @@ def test_factory_builds_the_llm_judge_with_the_default_or_given_prompt(
     server.script(answer(p=0.6))
     custom.prior(POST, Context())
     assert system_message(server.requests[1]).startswith("Custom v2. Blocks: ")
+
+
+def test_a_sub_market_subject_is_named_as_a_note_not_a_post(server: FakeOpenAI) -> None:
+    """In a sub-market the model must judge the note's reliability, not the post again."""
+    subject = PostView(-11, 1, f"{POST.text}\n\n{NOTE_TEXT}", "submarket", about=NOTE)
+    server.script(answer(p=0.3), answer(p=0.3), answer(p=0.3))
+    judge = judge_for(server)
+    judge.prior(subject, Context())
+    judge.prior(POST, Context())
+    on_subject, on_post = (user_message(b) for b in server.requests[:2])
+    assert "The subject is a NOTE offered on a post" in on_subject
+    assert "P(the note is unreliable" in on_subject
+    assert "NOTE offered" not in on_post and "The post:" in on_post
+    shown = blocks(server.requests[0])["POST"]
+    assert POST.text in shown and NOTE_TEXT in shown  # the post, then the note, spotlighted

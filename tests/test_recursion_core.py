@@ -4,6 +4,7 @@ happens to sub-notes when the offer they are about is bought or not."""
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 
 import pytest
@@ -16,7 +17,7 @@ from pipeline.settlement import close_due, close_market, due_markets
 from tests.test_core_helpers import ScriptedJudge, make_market
 
 ON = RecursionSettings(enabled=True, uncertain_band=0.5, max_depth=1, max_breadth=2, budget_share=0.3)
-# With b = 100 and a prior of 0.5: UNSURE (0.7) is worth 8.2 at face value and 2.0 if trusted half
+# With b = 100 and a prior of 0.5: UNSURE (0.7) is worth 8.2 at face value and 2.2 if trusted half
 # as much, so at price 8 it is uncertain; SURE (0.95) is worth 53 and never uncertain.
 SCRIPT = {"UNSURE": 0.7, "SURE": 0.95, "DEBUNK": 0.9, "VOUCH": 0.1}
 
@@ -48,11 +49,18 @@ def _wallet(db: Database, informer: int) -> int:
 
 
 def test_rules_distrust_and_discount() -> None:
-    assert rules.distrust(0.5, 0.5) == 0.0 and rules.distrust(0.5, 0.2) == 0.0
-    assert rules.distrust(0.5, 0.9) == pytest.approx(0.8)
+    # Nothing learned against the offer (or sub-notes that vouch for it): no distrust.
+    assert rules.distrust(0.5, 0.5) == 0.0 and rules.distrust(0.2, 0.1) == 0.0
+    # More likely unreliable than not: the offer is worth nothing.
+    assert rules.distrust(0.2, 0.5) == 1.0 and rules.distrust(0.2, 0.9) == 1.0
+    assert rules.distrust(0.5, 0.51) == 1.0
+    # In between, the note's log-odds weight follows its reliability: logit(0.6) / logit(0.8).
+    assert rules.distrust(0.2, 0.4) == pytest.approx(1 - math.log(1.5) / math.log(4))
     assert rules.discounted(0.5, 0.7, 0.0) == pytest.approx(0.7)
     assert rules.discounted(0.5, 0.7, 1.0) == pytest.approx(0.5)
-    assert rules.discounted(0.5, 0.7, 0.5) == pytest.approx(0.6)
+    # Half the log-odds move: logit(p) = logit(0.7) / 2.
+    assert rules.discounted(0.5, 0.7, 0.5) == pytest.approx(1 / (1 + math.sqrt(3 / 7)))
+    assert rules.discounted(0.2, 0.01, 0.5) == pytest.approx(1 / (1 + math.sqrt(4 * 99)))
     kw = {"p_before": 0.5, "price_of_information": 100, "remaining_budget": 200, "band": 0.5}
     assert rules.is_uncertain(p_after=0.7, price=8, **kw)
     assert not rules.is_uncertain(p_after=0.95, price=8, **kw)  # bought even if trusted half
@@ -87,7 +95,7 @@ def test_debunked_offer_is_not_bought_and_its_sub_notes_are_paid_then_shredded(d
 
     done = close_market(db, market_id, judge, force=True, recursion_settings=ON)
     assert not done.waiting_on and [i.bought for i in done.inspections] == [False]
-    assert done.inspections[0].p_after == pytest.approx(0.54)  # 0.5 + (1 - 0.8) * 0.2
+    assert done.inspections[0].p_after == pytest.approx(0.5)  # held unreliable (0.9 > 1/2): no weight
     assert _status(db, parent) == ("shredded", "worth_less_than_price", False)
     assert _status(db, sub_offer) == ("bought", "shredded_with_parent", False)
     assert db["reveals"].count == 0 and db["outbox"].count == 0

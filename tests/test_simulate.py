@@ -188,3 +188,31 @@ def test_the_same_seed_gives_the_same_report(run: Run, tmp_path: Path) -> None:
     assert {k: v for k, v in first.items() if k not in TIMING_KEYS} == {
         k: v for k, v in second.items() if k not in TIMING_KEYS
     }
+
+
+def test_a_claims_drafts_do_not_depend_on_what_happened_before(tmp_path: Path) -> None:
+    """Runs that differ only in recursion (or the judge) are paired: every claim sees the same
+    informers offer the same notes, so their figures differ by what the market did, not by luck.
+    Only prices may differ, since informers learn them from their own sales."""
+    from pipeline.config import Settings
+    from pipeline.judge.simple import SimpleJudge
+    from pipeline.simulate import Simulation
+
+    claims = load_claims(CLAIMS, limit=6)
+    fresh = Simulation(claims, tmp_path / "a.db", Settings(), judge_factory=lambda db: SimpleJudge())
+    busy = Simulation(
+        claims, tmp_path / "b.db", Settings(), judge_factory=lambda db: SimpleJudge(), recursion=True
+    )
+    try:
+        for i in range(3):
+            busy.run_claim(i, claims[i])
+        assert busy.state.offers  # it did trade: the comparison is not between two idle runs
+
+        def drafts(sim: Simulation) -> list[tuple[object, ...]]:
+            return [(d.kind, d.informer, d.classification, d.text, d.bid) for d in sim.drafts(4, claims[4])]
+
+        assert drafts(fresh) == drafts(busy) and drafts(fresh)
+        assert drafts(fresh) == drafts(fresh)  # and drawing them again draws the same
+    finally:
+        fresh.close()
+        busy.close()

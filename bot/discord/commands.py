@@ -25,7 +25,7 @@ from bot.discord.interactions import (
     require_moderator,
     send,
 )
-from bot.discord.modal import NoteModal
+from bot.discord.modal import NoteModal, SubNoteModal
 from bot.discord.refs import parse_message_ref
 from pipeline import community, ledger, moderation, prompts
 from pipeline import market as market_core
@@ -66,6 +66,33 @@ class NotebazaarCog(commands.Cog):
             community_for_guild(self.db, self.settings, interaction.guild_id)  # fail before the form
             # The modal must be the first response: nothing slow and no defer before it.
             await interaction.response.send_modal(NoteModal(self.db, self.settings, post=post))
+
+    @note.command(name="submarket", description="Offer a sealed note about an offer, into its sub-market")
+    @app_commands.describe(market="The sub-market's id (/market show lists a post's open sub-markets)")
+    async def note_submarket(
+        self, interaction: discord.Interaction, market: app_commands.Range[int, 1]
+    ) -> None:
+        async with guarded(interaction, "note submarket"):
+            com = community_for_guild(self.db, self.settings, interaction.guild_id)
+            target = queries.open_sub_market(self.db, market, com.id)  # refuse before the form
+            await interaction.response.send_modal(SubNoteModal(self.db, self.settings, target))
+
+    @note_submarket.autocomplete("market")
+    async def sub_market_choices(
+        self, interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[int]]:
+        """Open sub-markets of this server's community, by id or by their offer's teaser."""
+        try:
+            com = community_for_guild(self.db, self.settings, interaction.guild_id)
+        except NotebazaarError:
+            return []
+        wanted = current.strip().lstrip("#").lower()
+        found = [
+            s
+            for s in queries.open_sub_markets(self.db, com.id)
+            if not wanted or str(s.id).startswith(wanted) or wanted in s.teaser.lower()
+        ]
+        return [app_commands.Choice(name=render.sub_market_choice(s), value=s.id) for s in found[:25]]
 
     @note.command(name="status", description="Your offers and what became of them")
     async def note_status(self, interaction: discord.Interaction) -> None:

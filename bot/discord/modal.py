@@ -1,16 +1,18 @@
-"""The sealed-note modal behind ``/note submit``.
+"""The sealed-note modals behind ``/note submit`` and ``/note submarket``.
 
-A modal holds at most five top-level components. Ours: the post (message link or id), the
-classification (a select, which discord.py 2.6+ supports inside a ``Label`` in modals), the note,
-the sources (one per line) and the terms (bid and price, e.g. ``5 20``). The modal is the first
-response to the slash command; its submission is a new interaction, which this module answers
-with an ephemeral receipt. The note's text is never logged.
+A modal holds at most five top-level components. Ours: the subject, the classification (a select,
+which discord.py 2.6+ supports inside a ``Label`` in modals), the note, the sources (one per line)
+and the terms (bid and price, e.g. ``5 20``). The subject is the post (message link or id) for a
+note on a post, or, for a sub-note, a text display naming the sub-market and the public teaser of
+the offer it is about. The modal is the first response to the slash command; its submission is a
+new interaction, which this module answers with an ephemeral receipt. The note's text is never
+logged.
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import ui
@@ -47,23 +49,28 @@ def parse_terms(value: str) -> tuple[int, int]:
     return int(tokens[0]), int(tokens[1])
 
 
-class NoteModal(ui.Modal, title="Offer a sealed note"):
-    def __init__(self, db: Database, settings: Settings, *, post: str | None = None) -> None:
-        super().__init__(timeout=900)
+class _SealedNoteForm(ui.Modal):
+    """The fields every sealed note has (classification, note, sources, terms) under a subject the
+    subclass puts first, and the one pipeline call that seals it."""
+
+    action = "note submit"
+    classifications: tuple[tuple[str, str], ...] = (
+        ("misleading", "Misleading"),
+        ("not_misleading", "Not misleading"),
+    )
+    classification_help = "Is the post misleading?"
+    note_help = "What readers should know"
+
+    def __init__(self, db: Database, settings: Settings, subject: ui.Item[Any], *, title: str) -> None:
+        super().__init__(title=title, timeout=900)
         self.db = db
         self.settings = settings
-        self.post = ui.TextInput(
-            custom_id="post", default=post, placeholder="https://discord.com/channels/…", max_length=200
-        )
-        self.classification: ui.Select[NoteModal] = ui.Select(
+        self.classification: ui.Select[_SealedNoteForm] = ui.Select(
             custom_id="classification",
             required=True,
             min_values=1,
             max_values=1,
-            options=[
-                discord.SelectOption(label="Misleading", value="misleading"),
-                discord.SelectOption(label="Not misleading", value="not_misleading"),
-            ],
+            options=[discord.SelectOption(label=label, value=value) for value, label in self.classifications],
         )
         self.note = ui.TextInput(
             custom_id="note",
@@ -78,13 +85,13 @@ class NoteModal(ui.Modal, title="Offer a sealed note"):
             max_length=TEXT_INPUT_MAX,
         )
         self.terms = ui.TextInput(custom_id="terms", placeholder="5 20", max_length=40)
-        self.add_item(ui.Label(text="Post", description="Message link or message id", component=self.post))
+        self.add_item(subject)
         self.add_item(
             ui.Label(
-                text="Classification", description="Is the post misleading?", component=self.classification
+                text="Classification", description=self.classification_help, component=self.classification
             )
         )
-        self.add_item(ui.Label(text="Note", description="What readers should know", component=self.note))
+        self.add_item(ui.Label(text="Note", description=self.note_help, component=self.note))
         self.add_item(ui.Label(text="Sources", description="Optional, one per line", component=self.sources))
         self.add_item(
             ui.Label(
@@ -94,18 +101,24 @@ class NoteModal(ui.Modal, title="Offer a sealed note"):
             )
         )
 
+    def target_market(self, community_id: int) -> int:
+        """The id of the market the note goes into (a refusal if there is none to offer into)."""
+        raise NotImplementedError
+
+    def receipt_text(self, receipt: market.Receipt) -> str:
+        return render.receipt_text(receipt)
+
     def seal(self, interaction: discord.Interaction) -> market.Receipt:
         """Validate the form and seal the offer (the core checks amounts, limits and bans)."""
         com = community_for_guild(self.db, self.settings, interaction.guild_id)
         informer = account_for_user(self.db, interaction.user)
-        post = queries.find_post(self.db, parse_message_ref(self.post.value), com.id)
-        market_row = queries.market_for_post(self.db, int(post["id"]))
+        market_id = self.target_market(com.id)
         bid, price = parse_terms(self.terms.value)
         values = self.classification.values
         sources = [line.strip() for line in self.sources.value.splitlines() if line.strip()]
         return market.submit_offer(
             self.db,
-            int(market_row["id"]),
+            market_id,
             informer,
             classification=values[0] if values else None,
             text=self.note.value,
@@ -116,10 +129,52 @@ class NoteModal(ui.Modal, title="Offer a sealed note"):
         )
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        async with guarded(interaction, "note submit"):
+        async with guarded(interaction, self.action):
             await defer(interaction)
             receipt = self.seal(interaction)
-            await send(interaction, render.receipt_text(receipt))
+            await send(interaction, self.receipt_text(receipt))
 
     async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
         await report_error(interaction, "note modal", error)
+
+
+class NoteModal(_SealedNoteForm):
+    """``/note submit``: a sealed note on a post, named by message link or id."""
+
+    def __init__(self, db: Database, settings: Settings, *, post: str | None = None) -> None:
+        self.post = ui.TextInput(
+            custom_id="post", default=post, placeholder="https://discord.com/channels/…", max_length=200
+        )
+        subject = ui.Label(text="Post", description="Message link or message id", component=self.post)
+        super().__init__(db, settings, subject, title="Offer a sealed note")
+
+    def target_market(self, community_id: int) -> int:
+        post = queries.find_post(self.db, parse_message_ref(self.post.value), community_id)
+        return int(queries.market_for_post(self.db, int(post["id"]))["id"])
+
+
+class SubNoteModal(_SealedNoteForm):
+    """``/note submarket``: a sealed sub-note into an open sub-market, which is about one offer.
+
+    The form shows the offer's public teaser (never its sealed note) and what the classification
+    means there; the sub-market is checked again on submit, since it may have closed meanwhile."""
+
+    action = "note submarket"
+    classifications = (
+        ("misleading", "Misleading: the offer is unreliable"),
+        ("not_misleading", "Not misleading: the offer holds up"),
+    )
+    classification_help = "Is the offer this sub-market is about misleading?"
+    note_help = "What the judge should know about that offer"
+
+    def __init__(self, db: Database, settings: Settings, target: queries.SubMarket) -> None:
+        self.target = target
+        subject = ui.TextDisplay(render.sub_market_subject(target))
+        super().__init__(db, settings, subject, title=render.sub_note_title(target))
+
+    def target_market(self, community_id: int) -> int:
+        self.target = queries.open_sub_market(self.db, self.target.id, community_id)
+        return self.target.id
+
+    def receipt_text(self, receipt: market.Receipt) -> str:
+        return render.sub_receipt_text(receipt, self.target)

@@ -5,12 +5,14 @@ They read amounts, statuses and ids only, never sealed content.
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from sqlite_utils import Database
 
 from bot.discord.refs import MessageRef, external_id
-from pipeline.errors import NotFound
+from pipeline.errors import MarketClosed, NotFound, ValidationError
 from pipeline.prompts import DEFAULT_NAME, ensure_default_prompt
 
 PLATFORM = "discord"
@@ -48,6 +50,66 @@ def market_for_post(db: Database, post_id: int) -> dict[str, Any]:
             "no market is open on that message; open one with the message's Apps > Request notes menu"
         )
     return rows[0]
+
+
+@dataclass(frozen=True)
+class SubMarket:
+    """A sub-market an informer can offer into: public facts only (the parent offer's teaser, never
+    its sealed note)."""
+
+    id: int
+    parent_offer_id: int
+    teaser: str
+    post_url: str | None
+    closes_at: float
+    budget: int
+
+
+_SUB_MARKET_COLUMNS = (
+    "SELECT m.id, m.parent_offer_id, COALESCE(o.teaser, ''), p.url, m.closes_at, m.budget,"
+    " m.community_id, m.status FROM markets m JOIN posts p ON p.id = m.post_id"
+    " LEFT JOIN offers o ON o.id = m.parent_offer_id"
+)
+
+
+def _sub_market(row: Any) -> SubMarket:
+    return SubMarket(int(row[0]), int(row[1]), row[2], row[3] or None, float(row[4]), int(row[5]))
+
+
+def open_sub_market(
+    db: Database, market_id: int, community_id: int, *, now: float | None = None
+) -> SubMarket:
+    """The open sub-market ``market_id`` of this community, or a refusal that says what is wrong.
+
+    The core refuses offers into a closed market too (inside the transaction that would seal the
+    offer); checking here lets the bot refuse before the informer fills in the form."""
+    now = time.time() if now is None else now
+    row = db.execute(f"{_SUB_MARKET_COLUMNS} WHERE m.id = ?", [market_id]).fetchone()
+    if row is None or int(row[6]) != community_id:
+        raise NotFound(f"no sub-market #{market_id} in this server; /market show lists a post's open ones")
+    if row[1] is None:
+        raise ValidationError(
+            f"market #{market_id} is a post's market, not a sub-market; offer a note on the post"
+            " with /note submit"
+        )
+    if row[7] != "open":
+        raise MarketClosed(f"sub-market #{market_id} is {row[7]}; it takes no more offers")
+    if now >= float(row[4]):
+        raise MarketClosed(f"sub-market #{market_id}'s bidding window has ended; it takes no more offers")
+    return _sub_market(row)
+
+
+def open_sub_markets(
+    db: Database, community_id: int, *, now: float | None = None, limit: int = 100
+) -> list[SubMarket]:
+    """This community's sub-markets still taking offers, closing soonest first."""
+    now = time.time() if now is None else now
+    rows = db.execute(
+        f"{_SUB_MARKET_COLUMNS} WHERE m.community_id = ? AND m.parent_offer_id IS NOT NULL"
+        " AND m.status = 'open' AND m.closes_at > ? ORDER BY m.closes_at, m.id LIMIT ?",
+        [community_id, now, limit],
+    ).fetchall()
+    return [_sub_market(r) for r in rows]
 
 
 def informer_offers(db: Database, account_id: int, *, limit: int = 15) -> list[dict[str, Any]]:

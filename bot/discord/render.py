@@ -10,6 +10,7 @@ from typing import Any
 
 import discord
 
+from bot.discord.queries import SubMarket
 from pipeline.market import Receipt
 from pipeline.outbox import PendingReveal
 
@@ -44,6 +45,46 @@ def receipt_text(receipt: Receipt) -> str:
         f" price {receipt.price} credits. Your note stays secret unless the judge buys it.\n"
         f"Commitment `{receipt.commitment}`\nSalt `{receipt.salt}` (keep it to prove what you sent)"
     )
+
+
+def _teaser(target: SubMarket) -> str:
+    """The parent offer's public teaser, safe to show (no formatting, no pings)."""
+    if not target.teaser:
+        return "(its informer gave no teaser)"
+    return "“" + discord.utils.escape_mentions(discord.utils.escape_markdown(target.teaser)) + "”"
+
+
+def sub_note_title(target: SubMarket) -> str:
+    return _cut(f"Sub-note on offer #{target.parent_offer_id}", 45)  # Discord's limit for a modal title
+
+
+def sub_market_subject(target: SubMarket) -> str:
+    """What a sub-market is about, for the sub-note form: the offer's public teaser only."""
+    where = f" on {target.post_url}" if target.post_url else ""
+    return _cut(
+        f"**Sub-market #{target.id}** is about sealed offer #{target.parent_offer_id}{where}.\n"
+        f"Its public teaser: {_teaser(target)}\n"
+        "Your note judges that offer, not the post: *Misleading* means the offer is unreliable."
+        f" The offer itself stays sealed. Budget {target.budget} credits; bidding closes"
+        f" <t:{int(target.closes_at)}:R>.",
+        4000,
+    )
+
+
+def sub_receipt_text(receipt: Receipt, target: SubMarket) -> str:
+    return (
+        f"Sealed sub-note #{receipt.offer_id} in sub-market #{receipt.market_id}, about offer"
+        f" #{target.parent_offer_id} {_teaser(target)}: bid {receipt.bid}, price {receipt.price} credits."
+        " Your note stays secret unless the judge buys it, and a bought sub-note is revealed only if"
+        " the offer it is about is bought.\n"
+        f"Commitment `{receipt.commitment}`\nSalt `{receipt.salt}` (keep it to prove what you sent)"
+    )
+
+
+def sub_market_choice(target: SubMarket) -> str:
+    """A sub-market as an autocomplete choice (at most 100 characters)."""
+    teaser = f": {target.teaser}" if target.teaser else ""
+    return _cut(f"#{target.id} about offer #{target.parent_offer_id}{teaser}", 100)
 
 
 def offers_text(offers: list[dict[str, Any]]) -> str:
@@ -85,6 +126,7 @@ def market_embed(view: dict[str, Any]) -> discord.Embed:
             for s in subs
         )
         embed.add_field(name="Open sub-markets", value=_cut(listing, 1024), inline=False)
+        embed.set_footer(text="Offer a sealed note about an offer: /note submarket market:<id>")
     return embed
 
 

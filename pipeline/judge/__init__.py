@@ -13,14 +13,6 @@ from typing import Protocol
 
 
 @dataclass(frozen=True)
-class PostView:
-    id: int
-    community_id: int
-    text: str
-    platform: str = "cli"
-
-
-@dataclass(frozen=True)
 class TrackRecord:
     """An informer's revealed notes on resolved posts: how many had the right classification."""
 
@@ -47,6 +39,26 @@ class NoteView:
 
     def __repr__(self) -> str:  # keep note text out of logs and tracebacks
         return f"NoteView(offer_id={self.offer_id}, text=<{len(self.text)} chars>)"
+
+
+@dataclass(frozen=True)
+class PostView:
+    """What the judge judges: a post, or, in a sub-market, an offer's note on its post.
+
+    ``about`` is set for a sub-market's subject: the note in question (with its informer's track
+    record), whose "misleading" then means "unreliable". ``text`` is then the post followed by the
+    note, so neither the text nor ``about`` may reach a log: the repr shows only sizes.
+    """
+
+    id: int
+    community_id: int
+    text: str
+    platform: str = "cli"
+    about: NoteView | None = None
+
+    def __repr__(self) -> str:
+        about = f", about={self.about!r}" if self.about is not None else ""
+        return f"PostView(id={self.id}, text=<{len(self.text)} chars>{about})"
 
 
 @dataclass(frozen=True)

@@ -210,7 +210,7 @@ class LLMJudge:
         return parts
 
     def _prior_message(self, spot: Spotlight, post: PostView, context: Context) -> str:
-        parts = ["TASK: PRIOR", "The post:", spot.wrap("POST", post.text), *self._shown_notes(spot, context)]
+        parts = ["TASK: PRIOR", *_subject(spot, post), *self._shown_notes(spot, context)]
         return "\n\n".join(parts)
 
     def _inspect_message(
@@ -226,8 +226,7 @@ class LLMJudge:
         parts = [
             "TASK: INSPECT",
             f"p_before: {clamp(p_before):.3f}",
-            "The post:",
-            spot.wrap("POST", post.text),
+            *_subject(spot, post),
             *self._shown_notes(spot, context),
             f"The note under inspection is classified: {note.classification}.",
             f"Its informer's record on resolved posts: {note.track.right} right, {note.track.wrong} wrong.",
@@ -279,6 +278,19 @@ class LLMJudge:
         if message.parsed is None:
             raise JudgeError("malformed_answer")
         return message.parsed, tokens
+
+
+def _subject(spot: Spotlight, post: PostView) -> list[str]:
+    """The thing judged: a post, or in a sub-market a note offered on a post. There "misleading"
+    means the note is unreliable, and the model must be told so or it would judge the post again."""
+    if post.about is None:
+        return ["The post:", spot.wrap("POST", post.text)]
+    return [
+        "The subject is a NOTE offered on a post, not the post itself. Here P(misleading) means"
+        " P(the note is unreliable: it would mislead a reader about the post). The post, then the"
+        " note in question:",
+        spot.wrap("POST", post.text),
+    ]
 
 
 def _probability(value: float) -> float:

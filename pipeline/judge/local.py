@@ -5,7 +5,9 @@ It models a careful reader as a Bayesian who treats a note as a noisy signal abo
 **Before** (``prior``): the community's base rate of misleading posts among resolved posts (a
 Beta(1, 1)-smoothed frequency), nudged toward the labels of the most similar resolved posts that
 retrieval finds (similarity-weighted, shrunk by how much similar evidence there is). With no
-history it is 0.5.
+history it is 0.5. In a sub-market (the subject is a note, ``post.about``) the question is whether
+that note is unreliable, and the prior is the doubt its author's record leaves: ``1 - reliability``
+(below), the very trust the judge gave the note at face value.
 
 **After** (``inspect``): the note's classification says which way to move; how far is a
 log-likelihood ratio built from three things the judge can check without the note's author:
@@ -94,6 +96,16 @@ def residual(note: str, post: str) -> str:
     return re.sub(r"\s+", " ", "".join(pieces)).strip()
 
 
+def _topics(post: PostView) -> list[str]:
+    """What a note may be about: the post; in a sub-market, the post or the note in question, each
+    on its own (a sub-note may expose the note's source, or bring evidence on the post that the
+    note contradicts: either bears on whether the note is reliable)."""
+    if post.about is None:
+        return [post.text]
+    on_post = post.text.removesuffix(post.about.text).rstrip()
+    return [on_post or post.text, post.about.text]
+
+
 def _logit(p: float) -> float:
     p = clamp(p)
     return math.log(p / (1 - p))
@@ -112,6 +124,7 @@ class LocalJudge:
         self.params = params or LocalJudgeParams()
         self._vectors: dict[int, np.ndarray] = {}
         self._post_vector: tuple[int, np.ndarray] | None = None
+        self._topic_vectors: tuple[int, np.ndarray] | None = None
         self._community_record: tuple[int, TrackRecord] | None = None
 
     # --- per-market scope -------------------------------------------------------------------
@@ -119,12 +132,15 @@ class LocalJudge:
     def prepare(self, post: PostView, notes: Sequence[NoteView]) -> None:
         """Embed the post and this market's inspected notes in one batch (for throughput)."""
         self.retriever.refresh()  # new posts and reveals, in one batch; inspections then skip the check
-        texts = [post.text] + [residual(sanitize(n.text), post.text) or "." for n in notes]
+        topics = _topics(post)
+        extra = [] if topics == [post.text] else topics  # a post is its own topic: embed it once
+        texts = [post.text, *extra] + [residual(sanitize(n.text), post.text) or "." for n in notes]
         vectors = self.retriever.embedder.encode(texts)
         self._post_vector = (post.id, vectors[0])
+        self._topic_vectors = (post.id, vectors[1 : 1 + len(extra)] if extra else vectors[:1])
         # Records change only when posts resolve, never during one market's inspections.
         self._community_record = (post.community_id, community_track_record(self.db, post.community_id))
-        self._vectors = {n.offer_id: vectors[i + 1] for i, n in enumerate(notes)}
+        self._vectors = {n.offer_id: vectors[i + 1 + len(extra)] for i, n in enumerate(notes)}
 
     def forget(self) -> None:
         """Drop every vector of this market's notes."""
@@ -132,6 +148,7 @@ class LocalJudge:
             vector.fill(0.0)
         self._vectors = {}
         self._post_vector = None
+        self._topic_vectors = None
         self._community_record = None
 
     # --- the reader model -------------------------------------------------------------------
@@ -151,6 +168,8 @@ class LocalJudge:
 
     def prior(self, post: PostView, context: Context) -> float:
         p = self.params
+        if post.about is not None:  # a sub-market: doubt about the note, from its author's record
+            return clamp(1 - self.reliability(post.about, post.community_id))
         base = self._base_rate(post.community_id)
         hits = self.retriever.search_vector(
             self._post_vec(post), k=p.knn_k + 1, kinds=("post",), community_id=post.community_id
@@ -186,11 +205,17 @@ class LocalJudge:
         r = (own.right + p.informer_shrinkage * community) / (own.right + own.wrong + p.informer_shrinkage)
         return min(p.max_reliability, r)
 
+    def _topic_vecs(self, post: PostView) -> np.ndarray:
+        if self._topic_vectors is None or self._topic_vectors[0] != post.id:
+            self._topic_vectors = (post.id, self.retriever.embedder.encode(_topics(post)))
+        return self._topic_vectors[1]
+
     def _relevance(self, vector: np.ndarray, post: PostView) -> float:
+        """On topic for at least one thing the note may be about, and an echo of none of them."""
         p = self.params
-        similarity = float(np.dot(vector, self._post_vec(post)))
-        on_topic = (similarity - p.rel_floor) / (p.rel_full - p.rel_floor)
-        news = (p.echo_full - similarity) / (p.echo_full - p.echo_start)
+        similarities = self._topic_vecs(post) @ vector
+        on_topic = (float(similarities.max()) - p.rel_floor) / (p.rel_full - p.rel_floor)
+        news = (p.echo_full - float(similarities.max())) / (p.echo_full - p.echo_start)
         return max(0.0, min(1.0, on_topic, news))
 
     def _support(self, vector: np.ndarray, post: PostView) -> float:
