@@ -7,6 +7,7 @@ so a retried step can never move credits twice.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -227,6 +228,36 @@ def shred(db: Database, offer_id: int, status: str, outcome: str) -> None:
         "UPDATE offers SET status = ?, outcome = ?, ciphertext = NULL, nonce = NULL WHERE id = ?",
         [status, outcome, offer_id],
     )
+
+
+def reveal(
+    db: Database,
+    offer: dict[str, Any],
+    market_id: int,
+    post_id: int,
+    content: NoteContent,
+    rationale: str,
+    now: float,
+) -> int:
+    """Store a bought note in plaintext for readers: the only place a note's text is ever written
+    in the clear. Returns the reveal's id. Call inside the transaction that shreds the offer."""
+    cursor = db.execute(
+        "INSERT INTO reveals (offer_id, market_id, post_id, informer_id, classification, text,"
+        " sources, price, rationale, revealed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            offer["id"],
+            market_id,
+            post_id,
+            offer["informer_id"],
+            content.classification,
+            content.text,
+            json.dumps(list(content.sources)),
+            offer["price"],
+            rationale,
+            now,
+        ],
+    )
+    return int(cursor.lastrowid)  # type: ignore[arg-type]
 
 
 def withdraw_offer(

@@ -32,8 +32,8 @@ from sqlite_utils import Database
 from pipeline import rules
 from pipeline.config import RecursionSettings
 from pipeline.errors import NotFound
-from pipeline.judge import NoteView, PostView
-from pipeline.market import open_market, shred, track_record
+from pipeline.judge import NoteView, PostView, TrackRecord
+from pipeline.market import open_market, reveal, shred, track_record
 from pipeline.sealing import NoteContent, unseal
 
 HELD = "held"  # outcome of a bought sub-note whose parent offer is not decided yet
@@ -57,6 +57,18 @@ def _content(db: Database, offer_id: int) -> NoteContent | None:
     return unseal(row[0], row[1], row[2])
 
 
+def _note_view(offer: dict[str, Any], content: NoteContent, track: TrackRecord | None = None) -> NoteView:
+    return NoteView(
+        offer_id=int(offer["id"]),
+        informer_id=int(offer["informer_id"]),
+        classification=content.classification,
+        text=content.text,
+        sources=content.sources,
+        price=int(offer["price"]),
+        track=track or TrackRecord(),
+    )
+
+
 def subject_view(db: Database, market: dict[str, Any]) -> PostView:
     """What a sub-market judges: the parent offer's note *on its post* (the post's text, then the
     note's), decrypted in memory only. The post is part of the subject because the question is
@@ -71,15 +83,7 @@ def subject_view(db: Database, market: dict[str, Any]) -> PostView:
     if content is None:
         raise NotFound(f"offer {parent_offer_id}, the subject of sub-market {market['id']}, is sealed away")
     offer = db["offers"].get(parent_offer_id)
-    about = NoteView(
-        offer_id=parent_offer_id,
-        informer_id=int(offer["informer_id"]),
-        classification=content.classification,
-        text=content.text,
-        sources=content.sources,
-        price=int(offer["price"]),
-        track=track_record(db, int(offer["informer_id"])),
-    )
+    about = _note_view(offer, content, track_record(db, int(offer["informer_id"])))
     post = db.execute("SELECT text FROM posts WHERE id = ?", [market["post_id"]]).fetchone()[0]
     return PostView(
         -parent_offer_id, int(market["community_id"]), f"{post}\n\n{content.text}", "submarket", about
@@ -92,16 +96,7 @@ def held_notes(db: Database, market_id: int) -> tuple[NoteView, ...]:
     for o in db["offers"].rows_where("market_id = ? AND outcome = ?", [market_id, HELD], order_by="id"):
         content = _content(db, int(o["id"]))
         if content is not None:
-            out.append(
-                NoteView(
-                    offer_id=o["id"],
-                    informer_id=o["informer_id"],
-                    classification=content.classification,
-                    text=content.text,
-                    sources=content.sources,
-                    price=o["price"],
-                )
-            )
+            out.append(_note_view(o, content))
     return tuple(out)
 
 
@@ -128,22 +123,7 @@ def follow_parent(db: Database, offer_id: int, *, revealed: bool, now: float) ->
 def _reveal(db: Database, offer: dict[str, Any], market_id: int, post_id: int, now: float) -> None:
     content = _content(db, int(offer["id"]))
     if content is not None:
-        db.execute(
-            "INSERT INTO reveals (offer_id, market_id, post_id, informer_id, classification, text,"
-            " sources, price, rationale, revealed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                offer["id"],
-                market_id,
-                post_id,
-                offer["informer_id"],
-                content.classification,
-                content.text,
-                json.dumps(list(content.sources)),
-                offer["price"],
-                "revealed with the offer it is about",
-                now,
-            ],
-        )
+        reveal(db, offer, market_id, post_id, content, "revealed with the offer it is about", now)
     shred(db, int(offer["id"]), "bought", "revealed_with_parent")
 
 

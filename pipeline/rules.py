@@ -124,14 +124,16 @@ def decide(
 #    rule 2 then decides on it.
 
 
-def _logit(p: float) -> float:
+def logit(p: float) -> float:
+    """Log-odds of ``p``, clamped first (:func:`clamp`), so it is always finite."""
+    p = clamp(p)
     return math.log(p / (1 - p))
 
 
 def discounted(p_before: float, p_after: float, distrust: float) -> float:
     """The belief after a note whose log-odds move the reader trusts only ``1 - distrust`` of."""
     distrust = min(1.0, max(0.0, distrust))
-    before, after = _logit(clamp(p_before)), _logit(clamp(p_after))
+    before, after = logit(p_before), logit(p_after)
     return clamp(1 / (1 + math.exp(-(before + (1 - distrust) * (after - before)))))
 
 
@@ -143,7 +145,7 @@ def distrust(q_prior: float, q_final: float) -> float:
         return 0.0
     if q >= 0.5:
         return 1.0
-    return 1 - _logit(1 - q) / _logit(1 - q0)  # both positive: q0 < q < 1/2
+    return 1 - logit(1 - q) / logit(1 - q0)  # both positive: q0 < q < 1/2
 
 
 def is_uncertain(

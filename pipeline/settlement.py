@@ -35,8 +35,8 @@ from pipeline.config import RecursionSettings
 from pipeline.db import checkpoint, write
 from pipeline.errors import MarketClosed
 from pipeline.judge import Context, Judge, JudgeError, NoteView, PostView, TrackRecord
-from pipeline.market import get_market, shred, track_record
-from pipeline.sealing import unseal
+from pipeline.market import get_market, reveal, shred, track_record
+from pipeline.sealing import NoteContent, unseal
 
 log = logging.getLogger(__name__)
 
@@ -333,34 +333,18 @@ def _buy(
     if market["parent_offer_id"] is not None:
         recursion.hold(db, int(offer["id"]))  # paid now, revealed or shredded with its parent offer
         return
-    cursor = db.execute(
-        "INSERT INTO reveals (offer_id, market_id, post_id, informer_id, classification, text,"
-        " sources, price, rationale, revealed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            offer["id"],
-            market_id,
-            market["post_id"],
-            note.informer_id,
-            note.classification,
-            note.text,
-            json.dumps(list(note.sources)),
-            offer["price"],
-            rationale,
-            now,
-        ],
+    content = NoteContent(note.classification, note.text, note.sources)
+    reveal_id = reveal(db, offer, market_id, int(market["post_id"]), content, rationale, now)
+    platform = db.execute("SELECT platform FROM posts WHERE id = ?", [market["post_id"]]).fetchone()[0]
+    db.execute(
+        "INSERT INTO outbox (reveal_id, surface, created_at) VALUES (?, ?, ?)",
+        [reveal_id, platform, now],
     )
-    reveal_id = int(cursor.lastrowid)  # type: ignore[arg-type]
-    if market["parent_offer_id"] is None:
-        platform = db.execute("SELECT platform FROM posts WHERE id = ?", [market["post_id"]]).fetchone()[0]
-        db.execute(
-            "INSERT INTO outbox (reveal_id, surface, created_at) VALUES (?, ?, ?)",
-            [reveal_id, platform, now],
-        )
-        db.execute(
-            "INSERT INTO documents (kind, ref_id, community_id, text, source, created_at)"
-            " VALUES ('reveal', ?, ?, ?, ?, ?)",
-            [reveal_id, market["community_id"], note.text, json.dumps(list(note.sources)), now],
-        )
+    db.execute(
+        "INSERT INTO documents (kind, ref_id, community_id, text, source, created_at)"
+        " VALUES ('reveal', ?, ?, ?, ?, ?)",
+        [reveal_id, market["community_id"], note.text, json.dumps(list(note.sources)), now],
+    )
     shred(db, offer["id"], "bought", "bought")
     recursion.follow_parent(db, int(offer["id"]), revealed=True, now=now)
 

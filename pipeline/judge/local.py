@@ -47,7 +47,7 @@ from sqlite_utils import Database
 from pipeline.judge import Context, NoteView, PostView, TrackRecord, Verdict
 from pipeline.judge.spotlight import has_instructions, sanitize
 from pipeline.market import community_track_record
-from pipeline.rules import clamp
+from pipeline.rules import clamp, logit
 
 
 @dataclass(frozen=True)
@@ -106,11 +106,6 @@ def _topics(post: PostView) -> list[str]:
     return [on_post or post.text, post.about.text]
 
 
-def _logit(p: float) -> float:
-    p = clamp(p)
-    return math.log(p / (1 - p))
-
-
 def _sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x))
 
@@ -132,8 +127,7 @@ class LocalJudge:
     def prepare(self, post: PostView, notes: Sequence[NoteView]) -> None:
         """Embed the post and this market's inspected notes in one batch (for throughput)."""
         self.retriever.refresh()  # new posts and reveals, in one batch; inspections then skip the check
-        topics = _topics(post)
-        extra = [] if topics == [post.text] else topics  # a post is its own topic: embed it once
+        extra = _topics(post) if post.about is not None else []  # a post is its own topic
         texts = [post.text, *extra] + [residual(sanitize(n.text), post.text) or "." for n in notes]
         vectors = self.retriever.embedder.encode(texts)
         self._post_vector = (post.id, vectors[0])
@@ -190,7 +184,7 @@ class LocalJudge:
         total = sum(w for w, _ in weighted)
         knn = (sum(w for w, y in weighted if y) + base) / (total + 1)
         share = p.knn_weight * total / (total + 2)
-        return clamp(_sigmoid((1 - share) * _logit(base) + share * _logit(knn)))
+        return clamp(_sigmoid((1 - share) * logit(base) + share * logit(knn)))
 
     def reliability(self, note: NoteView, community_id: int) -> float:
         p = self.params
@@ -213,9 +207,9 @@ class LocalJudge:
     def _relevance(self, vector: np.ndarray, post: PostView) -> float:
         """On topic for at least one thing the note may be about, and an echo of none of them."""
         p = self.params
-        similarities = self._topic_vecs(post) @ vector
-        on_topic = (float(similarities.max()) - p.rel_floor) / (p.rel_full - p.rel_floor)
-        news = (p.echo_full - float(similarities.max())) / (p.echo_full - p.echo_start)
+        similarity = float((self._topic_vecs(post) @ vector).max())  # the closest thing it is about
+        on_topic = (similarity - p.rel_floor) / (p.rel_full - p.rel_floor)
+        news = (p.echo_full - similarity) / (p.echo_full - p.echo_start)
         return max(0.0, min(1.0, on_topic, news))
 
     def _support(self, vector: np.ndarray, post: PostView) -> float:
@@ -256,7 +250,7 @@ class LocalJudge:
         support = self._support(vector, post) if relevance > 0 else 0.0
         weight = relevance * max(0.0, math.log(r / (1 - r))) * max(0.0, 1 + 0.5 * support)
         direction = 1.0 if note.classification == "misleading" else -1.0
-        p_after = clamp(_sigmoid(_logit(p_before) + direction * weight))
+        p_after = clamp(_sigmoid(logit(p_before) + direction * weight))
         return Verdict(
             p_before,
             p_after,
