@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from pipeline import ledger
+from pipeline import ledger, rules
 from pipeline.community import audit, get_account, get_community, get_post, is_banned
 from pipeline.config import LimitSettings
 from pipeline.db import write
@@ -315,13 +315,39 @@ def _record(db: Database, where: str, params: list[Any]) -> TrackRecord:
     return TrackRecord(int(row[0]), int(row[1]))
 
 
+def discredited_offers(db: Database, informer_id: int) -> int:
+    """The informer's offers on posts whose sub-market learned they are more likely unreliable
+    than not (distrust 1: :func:`pipeline.rules.distrust`)."""
+    return int(
+        db.execute(
+            "SELECT COUNT(*) FROM offers o JOIN markets s ON s.parent_offer_id = o.id"
+            " JOIN markets m ON m.id = o.market_id AND m.parent_offer_id IS NULL"
+            " WHERE o.informer_id = ? AND s.status = 'settled' AND s.belief >= ? AND s.belief > s.prior",
+            [informer_id, rules.DISCREDITED],
+        ).fetchone()[0]
+    )
+
+
 def track_record(db: Database, informer_id: int) -> TrackRecord:
-    """Right and wrong among the informer's revealed notes on resolved posts."""
-    return _record(db, "r.informer_id = ?", [informer_id])
+    """Right and wrong among the informer's revealed notes on resolved posts; its offers that
+    sub-markets discredited count as wrong too.
+
+    A discredited offer's note is shredded, so the post's resolution can never check it; the
+    judgement is what the market learned about the informer, and forgetting it with the note would
+    let a liar whom sub-markets keep catching stay a trusted newcomer for ever. Only the count is
+    kept."""
+    record = _record(db, "r.informer_id = ?", [informer_id])
+    discredited = discredited_offers(db, informer_id)
+    return TrackRecord(record.right, record.wrong + discredited, discredited)
 
 
 def community_track_record(db: Database, community_id: int) -> TrackRecord:
-    """Right and wrong among all revealed notes on the community's resolved posts."""
+    """Right and wrong among all revealed notes on the community's resolved posts: the prior for a
+    newcomer's reliability.
+
+    Ground truth only, without discredits: those are the judge's own judgements, and letting them
+    lower the trust the judge gives every newcomer is a feedback loop. A few early ones can leave it
+    trusting nobody, and a judge that buys nothing learns nothing, so it never recovers."""
     return _record(db, "p.community_id = ?", [community_id])
 
 

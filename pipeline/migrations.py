@@ -280,3 +280,15 @@ def m001_core(db: Database) -> None:
         ) STRICT;
         """,
     )
+
+
+@migrations()
+def m002_sub_market_lookup(db: Database) -> None:
+    """Sub-markets are looked up by the offer they are about: on every inspection (is there one?)
+    and in every track record (which offers did one discredit?)."""
+    _run_script(
+        db,
+        """
+        CREATE INDEX markets_parent_offer ON markets(parent_offer_id) WHERE parent_offer_id IS NOT NULL;
+        """,
+    )

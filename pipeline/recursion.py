@@ -15,6 +15,10 @@ held sub-notes are revealed with it; if not, they are shredded, since revealing 
 parent. Both happen in the transaction that decides the parent, so a crash can never leave one
 without the other.
 
+Memory: an offer its sub-market discredited (:func:`pipeline.rules.distrust` 1) counts as a wrong
+note in its informer's track record (:func:`pipeline.market.track_record`); only that count
+survives the shredding, never the note or its sub-notes.
+
 Money: a sub-market's budget comes from the parent market's budget account and its unspent budget
 goes back there (:func:`pipeline.settlement._finish`), so a sub-market's spend counts toward the
 parent's and can never exceed it.

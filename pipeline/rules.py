@@ -119,6 +119,9 @@ def decide(
 #    the judge now holds the note more likely unreliable than not, and a reader gains nothing from
 #    it: distrust 1. In between, the note's weight is the log-odds of its reliability, updated:
 #    distrust = 1 - log((1 - q) / q) / log((1 - q0) / q0).
+#    An offer at distrust 1 is *discredited*: it counts as a wrong note in its informer's track
+#    record (pipeline.market.track_record), since the shredded note can never be checked against
+#    the post's resolution, and forgetting the judgement would leave a caught liar fully trusted.
 # 5. Discount. The offer's log-odds move is scaled by ``1 - distrust``:
 #    logit(effective p_after) = logit(p_before) + (1 - distrust) * (logit(p_after) - logit(p_before));
 #    rule 2 then decides on it.
@@ -137,13 +140,16 @@ def discounted(p_before: float, p_after: float, distrust: float) -> float:
     return clamp(1 / (1 + math.exp(-(before + (1 - distrust) * (after - before)))))
 
 
+DISCREDITED = 0.5  # a sub-market's final doubt at which its offer is held unreliable (distrust 1)
+
+
 def distrust(q_prior: float, q_final: float) -> float:
     """How much of an offer's weight its sub-market took away: 0 when it learned nothing against
     the offer (``q_final <= q_prior``), 1 once the offer is more likely unreliable than not."""
     q0, q = clamp(q_prior), clamp(q_final)
     if q <= q0:
         return 0.0
-    if q >= 0.5:
+    if q >= DISCREDITED:
         return 1.0
     return 1 - logit(1 - q) / logit(1 - q0)  # both positive: q0 < q < 1/2
 

@@ -13,6 +13,7 @@ from sqlite_utils import Database
 from pipeline import ledger, market, rules
 from pipeline.config import RecursionSettings
 from pipeline.errors import NotebazaarError
+from pipeline.judge import TrackRecord
 from pipeline.settlement import close_due, close_market, due_markets
 from tests.test_core_helpers import ScriptedJudge, make_market
 
@@ -103,6 +104,37 @@ def test_debunked_offer_is_not_bought_and_its_sub_notes_are_paid_then_shredded(d
     assert done.spent == 10  # the sub-market's purchase counts toward the parent's spend
     assert ledger.check(db).ok
     assert close_market(db, market_id, judge, force=True, recursion_settings=ON).already_settled
+
+
+def test_a_discredited_offer_counts_against_its_informer_and_an_undecided_doubt_does_not(
+    db: Database,
+) -> None:
+    community_id, market_id, informers = make_market(db, budget=200, informers=3)
+    judge = ScriptedJudge(SCRIPT)
+    caught = _offer(db, market_id, informers[0], "UNSURE the broadcast was faked")
+    sub_id = close_market(db, market_id, judge, force=True, recursion_settings=ON).waiting_on[0]
+    _offer(db, sub_id, informers[1], "DEBUNK that study was retracted", bid=3, price=10)
+    close_market(db, sub_id, judge, force=True, recursion_settings=ON)
+    close_market(db, market_id, judge, force=True, recursion_settings=ON)
+    assert _status(db, caught)[0] == "shredded"
+    # The sub-market ended at 0.9 >= 1/2: a wrong note for its informer (the post is not even
+    # resolved: the judgement, not the resolution, decided it). The community's record, the prior
+    # for every newcomer, holds ground truth only.
+    assert market.track_record(db, informers[0]) == TrackRecord(0, 1, 1)
+    assert market.community_track_record(db, community_id) == TrackRecord()
+    assert market.track_record(db, informers[1]) == TrackRecord()  # a sub-note is not a note on a post
+
+    # A sub-market that learned nothing against its offer (it ended at its prior) counts for
+    # nothing, even when that prior doubt was already 1/2.
+    _, other_market, others = make_market(db, slug="other", budget=200, informers=1)
+    doubted = _offer(db, other_market, others[0], "UNSURE the footage was staged")
+    other_sub = close_market(db, other_market, judge, force=True, recursion_settings=ON).waiting_on[0]
+    close_market(db, other_sub, judge, force=True, recursion_settings=ON)
+    sub = market.get_market(db, other_sub)
+    assert sub["belief"] == sub["prior"] == rules.DISCREDITED
+    close_market(db, other_market, judge, force=True, recursion_settings=ON)
+    assert _status(db, doubted)[0] == "bought"
+    assert market.track_record(db, others[0]) == TrackRecord()
 
 
 def test_vouched_offer_is_bought_and_its_sub_notes_are_revealed_with_it(db: Database) -> None:

@@ -12,6 +12,7 @@ from tests.web_fixtures import (  # noqa: F401  (fixtures)
     WebWorld,
     api_token,
     fast_hashing_fixture,
+    log_in,
     open_post_id,
     web_fixture,
     web_settings_fixture,
@@ -64,6 +65,24 @@ def test_post_page_and_api_list_sub_markets_and_take_offers(web: WebWorld) -> No
     finally:
         db.close()
     assert [s["id"] for s in view["sub_markets"]] == [sub_id] and view["sub_markets"][0]["offers"] == 1
+
+
+def test_informer_sees_an_offer_a_sub_market_discredited_in_its_track_record(web: WebWorld) -> None:
+    client = web.client
+    auth = api_token(client, *INFORMER)
+    post_id = open_post_id(client)
+    parent = client.post(f"/api/posts/{post_id}/offers", headers=auth, json=NOTE).json()["offer_id"]
+    db = web.db()
+    try:  # its sub-market settled holding the offer more likely unreliable than not
+        sub_id = market.open_market(db, post_id, parent_offer_id=parent, budget=10, window_seconds=600)
+        db.execute("UPDATE markets SET status = 'settled', prior = 0.2, belief = 0.8 WHERE id = ?", [sub_id])
+        db.conn.commit()
+    finally:
+        db.close()
+    me = client.get("/api/me", headers=auth).json()["track_record"]
+    assert (me["right"], me["wrong"], me["discredited"]) == (0, 1, 1) and me["reliability"] < 0.5
+    log_in(client, *INFORMER)
+    assert "counting 1 offer a sub-market discredited" in client.get("/me").text
 
 
 def test_reddit_note_market_subject_names_a_market() -> None:

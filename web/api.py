@@ -123,7 +123,12 @@ def api_me(*, user: ApiUser, db: DB) -> dict[str, Any]:
         "wallet": ledger.balance(db, ledger.wallet(user.id)),
         "roles": user.roles,
         "earnings": queries.earnings(db, user.id),
-        "track_record": {"right": track.right, "wrong": track.wrong, "reliability": track.reliability},
+        "track_record": {
+            "right": track.right,
+            "wrong": track.wrong,
+            "discredited": track.discredited,
+            "reliability": track.reliability,
+        },
     }
 
 

@@ -14,10 +14,13 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class TrackRecord:
-    """An informer's revealed notes on resolved posts: how many had the right classification."""
+    """An informer's judged notes: revealed notes on resolved posts, right or wrong by the post's
+    resolution, and offers a sub-market discredited (counted in ``wrong``; ``discredited`` says how
+    many of the wrong ones are these)."""
 
     right: int = 0
     wrong: int = 0
+    discredited: int = 0
 
     @property
     def reliability(self) -> float:

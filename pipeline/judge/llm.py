@@ -24,7 +24,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.config import OpenAISettings
-from pipeline.judge import Context, JudgeError, NoteView, PostView, Verdict
+from pipeline.judge import Context, JudgeError, NoteView, PostView, TrackRecord, Verdict
 from pipeline.judge.spotlight import (
     Region,
     Spotlight,
@@ -82,6 +82,13 @@ def check_prompt(text: str) -> list[str]:
         if name not in names:
             problems.append(f"the prompt must contain the placeholder ${name}")
     return problems
+
+
+def _record_line(track: TrackRecord) -> str:
+    line = f"Its informer's record on resolved posts: {track.right} right, {track.wrong} wrong."
+    if track.discredited:
+        line += f" ({track.discredited} of the wrong ones: offers a sub-market found unreliable.)"
+    return line
 
 
 class LLMJudge:
@@ -229,7 +236,7 @@ class LLMJudge:
             *_subject(spot, post),
             *self._shown_notes(spot, context),
             f"The note under inspection is classified: {note.classification}.",
-            f"Its informer's record on resolved posts: {note.track.right} right, {note.track.wrong} wrong.",
+            _record_line(note.track),
             spot.wrap("NOTE", text),
         ]
         if sources:

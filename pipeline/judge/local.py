@@ -16,7 +16,8 @@ log-likelihood ratio built from three things the judge can check without the not
   four or more words quoted from the post), mapped linearly from ``rel_floor``
   (unrelated: no weight) to ``rel_full`` (squarely on topic: full weight), and back down to zero
   between ``echo_start`` and ``echo_full`` (a note that restates the post tells a reader nothing);
-- *reliability*: the informer's record of revealed notes on resolved posts, shrunk toward the
+- *reliability*: the informer's record of revealed notes on resolved posts (and of offers that
+  sub-markets discredited, as wrong notes: :func:`pipeline.market.track_record`), shrunk toward the
   community's record (a hierarchical Beta prior), so a newcomer is trusted like the average
   informer and a proven liar not at all; the weight is ``log(r / (1 - r))``, floored at zero, so a
   note can only push toward its own classification;
