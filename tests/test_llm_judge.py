@@ -267,6 +267,16 @@ def test_track_record_is_in_the_prompt(server: FakeOpenAI) -> None:
     note = NoteView(11, 2, "misleading", NOTE_TEXT, track=TrackRecord(right=4, wrong=1))
     judge_for(server).inspect(POST, Context(), note, 0.5)
     assert "4 right, 1 wrong" in server.requests[0]["messages"][1]["content"]
+    assert "sub-market" not in server.requests[0]["messages"][1]["content"]
+
+
+def test_discredited_offers_are_named_in_the_record(server: FakeOpenAI) -> None:
+    server.script(answer(p_after=0.9, span=EVIDENCE, rationale="r"))
+    note = NoteView(11, 2, "misleading", NOTE_TEXT, track=TrackRecord(right=4, wrong=2, discredited=1))
+    judge_for(server).inspect(POST, Context(), note, 0.5)
+    content = server.requests[0]["messages"][1]["content"]
+    assert "4 right, 2 wrong" in content
+    assert "(1 of the wrong ones: offers a sub-market found unreliable.)" in content
 
 
 def test_prompt_must_name_the_spotlight_placeholders() -> None:
