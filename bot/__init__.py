@@ -1,1 +1,1 @@
-"""Platform adapters: each translates between one platform and the market in :mod:`pipeline`."""
+"""Platform adapters: each translates between one platform and the market in :mod:`notebazaar.pipeline`."""

@@ -3,5 +3,5 @@ faiss index persisted beside the database.
 
 Only the ``documents`` table is ever embedded, and it only ever holds public text, so a sealed note's
 plaintext or vector never reaches the index. Submodules import torch and faiss lazily where they can,
-so importing :mod:`index` itself stays cheap.
+so importing :mod:`notebazaar.index` itself stays cheap.
 """

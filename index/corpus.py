@@ -28,11 +28,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlite_utils import Database
 
-from index.retrieval import Progress as ProgressCallback
-from index.retrieval import Retriever
-from pipeline.config import Settings
-from pipeline.db import write
-from pipeline.errors import ValidationError
+from notebazaar.index.retrieval import Progress as ProgressCallback
+from notebazaar.index.retrieval import Retriever
+from notebazaar.pipeline.config import Settings
+from notebazaar.pipeline.db import write
+from notebazaar.pipeline.errors import ValidationError
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 #: Files with more passages than this show a progress bar while they are embedded.

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import NotebazaarError
+from notebazaar.pipeline.errors import NotebazaarError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -4,7 +4,7 @@ The faiss index mirrors the table: its ids are the table's row ids. :meth:`Retri
 line (embeds new rows, removes deleted ones: an unpublished note's row is deleted, so its vector goes
 too) and persists it in the database's folder:
 
-* ``index.faiss``: the faiss index (:class:`index.store.VectorIndex`);
+* ``index.faiss``: the faiss index (:class:`notebazaar.index.store.VectorIndex`);
 * ``index.json``: model name, weights sha256, dimension and index kind; if any differs from the
   settings in force, the index is rebuilt from the table;
 * ``index.stamps.npz``: each indexed id with its row's ``created_at``, so a row id that SQLite reuses
@@ -37,10 +37,10 @@ from typing import Any
 import numpy as np
 from sqlite_utils import Database
 
-from index.embed import Embedder, get_embedder, normalise
-from index.store import VectorIndex
-from pipeline.config import IndexSettings
-from pipeline.errors import ValidationError
+from notebazaar.index.embed import Embedder, get_embedder, normalise
+from notebazaar.index.store import VectorIndex
+from notebazaar.pipeline.config import IndexSettings
+from notebazaar.pipeline.errors import ValidationError
 
 log = logging.getLogger(__name__)
 

@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import community, ledger, market
-from pipeline.config import MarketSettings, Settings
-from pipeline.db import open_db
-from pipeline.settlement import close_market
+from notebazaar.pipeline import community, ledger, market
+from notebazaar.pipeline.config import MarketSettings, Settings
+from notebazaar.pipeline.db import open_db
+from notebazaar.pipeline.settlement import close_market
 
 _WORDS = [
     "climate",
@@ -100,8 +100,8 @@ def _embed_rate(embedder: Any, texts: list[str]) -> float:
 def _markets_run(
     folder: Path, settings: Settings, embedder: Any, *, markets: int, offers: int, seed: int
 ) -> dict[str, Any]:
-    from index.retrieval import Retriever
-    from pipeline.judge.local import LocalJudge
+    from notebazaar.index.retrieval import Retriever
+    from notebazaar.pipeline.judge.local import LocalJudge
 
     if folder.exists():
         shutil.rmtree(folder)
@@ -185,7 +185,7 @@ def _ledger_run(folder: Path, *, transfers: int, seed: int) -> float:
 def run_bench(
     folder: Path, settings: Settings, *, markets: int = 40, offers: int = 32, repeats: int = 3
 ) -> dict[str, Any]:
-    from index.embed import get_embedder
+    from notebazaar.index.embed import get_embedder
 
     work = Path(folder) / "bench"
     embedder = get_embedder(

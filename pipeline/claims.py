@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import ValidationError
+from notebazaar.pipeline.errors import ValidationError
 
 LABELS = ("accurate", "misleading")
 STANCES = ("supports", "refutes", "irrelevant")

@@ -17,10 +17,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pipeline import community, ledger, market
-from pipeline.config import Settings, load_settings
-from pipeline.db import open_db
-from pipeline.errors import NotebazaarError
+from notebazaar.pipeline import community, ledger, market
+from notebazaar.pipeline.config import Settings, load_settings
+from notebazaar.pipeline.db import open_db
+from notebazaar.pipeline.errors import NotebazaarError
 
 console = Console(width=max(100, Console().width))
 
@@ -94,8 +94,8 @@ def main() -> None:
 @with_db
 def demo(db: Any, db_path: Path, settings: Settings, seed: int, judge_kind: str | None) -> None:
     """Run a scripted market end to end and print what happened."""
-    from pipeline.demo import seed_demo
-    from pipeline.judge.factory import make_judge
+    from notebazaar.pipeline.demo import seed_demo
+    from notebazaar.pipeline.judge.factory import make_judge
 
     slug = f"demo-{seed}"
     if db.execute("SELECT 1 FROM communities WHERE slug = ?", [slug]).fetchone():
@@ -384,8 +384,8 @@ def market_close(
 
     With ``[recursion] enabled``, an uncertain offer opens a sub-market about it and the market
     pauses: ``waiting_on`` lists the sub-markets to close first; then run this again to resume."""
-    from pipeline.judge.factory import make_judge
-    from pipeline.settlement import close_market
+    from notebazaar.pipeline.judge.factory import make_judge
+    from notebazaar.pipeline.settlement import close_market
 
     market.get_market(db, market_id)
     report = close_market(
@@ -490,7 +490,7 @@ def corpus_group() -> None:
 @with_db
 def corpus_add(db: Any, db_path: Path, settings: Settings, file: Path, slug: str | None) -> None:
     """Load FILE (JSONL with a "text" field per line, or plain text, one passage per paragraph)."""
-    from index.corpus import add_corpus_file
+    from notebazaar.index.corpus import add_corpus_file
 
     community_id = community.get_community(db, slug).id if slug else None
     added = add_corpus_file(db, db_path, file, settings=settings, community_id=community_id)
@@ -563,9 +563,9 @@ def simulate(
     recursion: str | None,
 ) -> None:
     """Run informer populations against the judge on labelled claims; write a JSON report and a plot."""
-    from pipeline.evaluate import quality_table
-    from pipeline.simulate import plot
-    from pipeline.simulate import simulate as run_simulation
+    from notebazaar.pipeline.evaluate import quality_table
+    from notebazaar.pipeline.simulate import plot
+    from notebazaar.pipeline.simulate import simulate as run_simulation
 
     db.close()
     kind = judge_kind or settings.judge.kind
@@ -613,7 +613,7 @@ def eval_command(
     out_path: Path,
 ) -> None:
     """Replay labelled claims through a judge configuration in shadow: nothing published, no credits move."""
-    from pipeline.evaluate import evaluate, quality_table, resolve_prompt
+    from notebazaar.pipeline.evaluate import evaluate, quality_table, resolve_prompt
 
     if len(prompt_specs) > 2:
         raise click.ClickException("give one --prompt, or two to compare")
@@ -650,7 +650,7 @@ def bench(
     db: Any, db_path: Path, settings: Settings, out_path: Path, markets: int, offers: int, repeats: int
 ) -> None:
     """Measure embedding throughput, end-to-end market throughput, ledger speed and decision latency."""
-    from pipeline.bench import run_bench
+    from notebazaar.pipeline.bench import run_bench
 
     if markets < 1 or offers < 1 or repeats < 1:
         raise click.ClickException("--markets, --offers and --repeats must be at least 1")
@@ -690,7 +690,7 @@ def serve(
     db: Any, db_path: Path, settings: Settings, host: str | None, port: int | None, seed_demo: bool
 ) -> None:
     """Run the web app and the pipeline worker that closes markets on schedule."""
-    from web.server import run_server
+    from notebazaar.web.server import run_server
 
     db.close()
     run_server(
@@ -702,7 +702,7 @@ def serve(
 @with_db
 def discord_command(db: Any, db_path: Path, settings: Settings) -> None:
     """Run the Discord bot (token from $DISCORD_TOKEN)."""
-    from bot.discord.runner import run_discord
+    from notebazaar.bot.discord.runner import run_discord
 
     db.close()
     run_discord(db_path, settings)
@@ -712,7 +712,7 @@ def discord_command(db: Any, db_path: Path, settings: Settings) -> None:
 @with_db
 def reddit_command(db: Any, db_path: Path, settings: Settings) -> None:
     """Run the Reddit bot (credentials from the environment or praw.ini)."""
-    from bot.reddit.runner import run_reddit
+    from notebazaar.bot.reddit.runner import run_reddit
 
     db.close()
     run_reddit(db_path, settings)

@@ -10,11 +10,11 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from pipeline import ledger
-from pipeline.config import MarketSettings
-from pipeline.db import write
-from pipeline.errors import Conflict, Forbidden, NotFound, ValidationError
-from pipeline.validation import check_amount, check_text, strip_controls
+from notebazaar.pipeline import ledger
+from notebazaar.pipeline.config import MarketSettings
+from notebazaar.pipeline.db import write
+from notebazaar.pipeline.errors import Conflict, Forbidden, NotFound, ValidationError
+from notebazaar.pipeline.validation import check_amount, check_text, strip_controls
 
 ROLES = ("reader", "informer", "moderator")
 SETTING_KEYS = (

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from pipeline.migrations import migrations
+from notebazaar.pipeline.migrations import migrations
 
 
 def open_db(path: str | Path, *, migrate: bool = True) -> sqlite_utils.Database:

@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from pipeline import community, market
-from pipeline.config import Settings
-from pipeline.judge import Judge
-from pipeline.settlement import SettlementReport, close_market
+from notebazaar.pipeline import community, market
+from notebazaar.pipeline.config import Settings
+from notebazaar.pipeline.judge import Judge
+from notebazaar.pipeline.settlement import SettlementReport, close_market
 
 POST = "Arctic sea ice has been growing every year since 2012, so global warming has stopped."
 

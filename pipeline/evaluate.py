@@ -18,10 +18,10 @@ from rich.console import Console
 from rich.table import Table
 from sqlite_utils import Database
 
-from pipeline import prompts
-from pipeline.config import Settings
-from pipeline.db import open_db, write
-from pipeline.errors import NotFound, ValidationError
+from notebazaar.pipeline import prompts
+from notebazaar.pipeline.config import Settings
+from notebazaar.pipeline.db import open_db, write
+from notebazaar.pipeline.errors import NotFound, ValidationError
 
 QUALITY_KEYS = (
     "claims",
@@ -88,8 +88,8 @@ def evaluate(
     Returns the simulator's report (the quality keys and the rest). The embedded judge has no prompt:
     for it, ``prompt_text`` changes nothing (the LLM judge uses it).
     """
-    from pipeline.judge.factory import make_judge
-    from pipeline.simulate import simulate
+    from notebazaar.pipeline.judge.factory import make_judge
+    from notebazaar.pipeline.simulate import simulate
 
     with tempfile.TemporaryDirectory(prefix="notebazaar-eval-") as folder:
         shadow_path = Path(folder) / "shadow.db"

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from sqlite_utils import Database
 
-from pipeline.db import write
-from pipeline.errors import Conflict, InsufficientFunds, ValidationError
+from notebazaar.pipeline.db import write
+from notebazaar.pipeline.errors import Conflict, InsufficientFunds, ValidationError
 
 ISSUANCE = "issuance"
 

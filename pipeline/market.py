@@ -1,5 +1,5 @@
 """Markets and sealed offers: opening a market on a post, submitting, withdrawing and replacing
-offers, resolving posts. Closing and settling live in :mod:`pipeline.settlement`.
+offers, resolving posts. Closing and settling live in :mod:`notebazaar.pipeline.settlement`.
 
 Idempotency keys for the ledger are derived from ids (``offer:<id>:escrow``, ``market:<id>:budget``),
 so a retried step can never move credits twice.
@@ -15,14 +15,14 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from pipeline import ledger, rules
-from pipeline.community import audit, get_account, get_community, get_post, is_banned
-from pipeline.config import LimitSettings
-from pipeline.db import write
-from pipeline.errors import Conflict, Forbidden, LimitExceeded, MarketClosed, NotFound
-from pipeline.judge import TrackRecord
-from pipeline.sealing import NoteContent, seal
-from pipeline.validation import check_amount, check_classification, check_id, check_text
+from notebazaar.pipeline import ledger, rules
+from notebazaar.pipeline.community import audit, get_account, get_community, get_post, is_banned
+from notebazaar.pipeline.config import LimitSettings
+from notebazaar.pipeline.db import write
+from notebazaar.pipeline.errors import Conflict, Forbidden, LimitExceeded, MarketClosed, NotFound
+from notebazaar.pipeline.judge import TrackRecord
+from notebazaar.pipeline.sealing import NoteContent, seal
+from notebazaar.pipeline.validation import check_amount, check_classification, check_id, check_text
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +317,7 @@ def _record(db: Database, where: str, params: list[Any]) -> TrackRecord:
 
 def discredited_offers(db: Database, informer_id: int) -> int:
     """The informer's offers on posts whose sub-market learned they are more likely unreliable
-    than not (distrust 1: :func:`pipeline.rules.distrust`)."""
+    than not (distrust 1: :func:`notebazaar.pipeline.rules.distrust`)."""
     return int(
         db.execute(
             "SELECT COUNT(*) FROM offers o JOIN markets s ON s.parent_offer_id = o.id"
@@ -396,6 +396,6 @@ def market_view(db: Database, market_id: int) -> dict[str, Any]:
 
 
 def _sub_markets(db: Database, market_id: int) -> list[dict[str, Any]]:
-    from pipeline.recursion import sub_markets  # recursion builds on this module
+    from notebazaar.pipeline.recursion import sub_markets  # recursion builds on this module
 
     return sub_markets(db, market_id)

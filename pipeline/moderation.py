@@ -1,7 +1,7 @@
 """Moderator actions on published content. Each is checked for the moderator role and audited.
 
-Bans and community settings live in :mod:`pipeline.community`; prompt versions in
-:mod:`pipeline.prompts`.
+Bans and community settings live in :mod:`notebazaar.pipeline.community`; prompt versions in
+:mod:`notebazaar.pipeline.prompts`.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import time
 
 from sqlite_utils import Database
 
-from pipeline.community import audit, require_moderator
-from pipeline.db import write
-from pipeline.errors import Conflict, NotFound
-from pipeline.validation import check_id, check_text
+from notebazaar.pipeline.community import audit, require_moderator
+from notebazaar.pipeline.db import write
+from notebazaar.pipeline.errors import Conflict, NotFound
+from notebazaar.pipeline.validation import check_id, check_text
 
 
 def unpublish(db: Database, moderator_id: int, reveal_id: int, reason: str) -> None:

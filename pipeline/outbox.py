@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
-from pipeline.db import write
+from notebazaar.pipeline.db import write
 
 
 @dataclass(frozen=True)

@@ -15,17 +15,17 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from pipeline.community import audit, get_community, require_moderator
-from pipeline.db import write
-from pipeline.errors import NotFound
-from pipeline.validation import check_id, check_text
+from notebazaar.pipeline.community import audit, get_community, require_moderator
+from notebazaar.pipeline.db import write
+from notebazaar.pipeline.errors import NotFound
+from notebazaar.pipeline.validation import check_id, check_text
 
 DEFAULT_NAME = "judge"
 MAX_PROMPT_CHARS = 20_000
 
 
 def packaged_prompt(name: str = DEFAULT_NAME) -> str:
-    return resources.files("pipeline.judge").joinpath("prompts", f"{name}.md").read_text("utf-8")
+    return resources.files("notebazaar.pipeline.judge").joinpath("prompts", f"{name}.md").read_text("utf-8")
 
 
 def ensure_default_prompt(db: Database, name: str = DEFAULT_NAME) -> int:

@@ -2,12 +2,12 @@
 
 The seed's contractor may buy information about a piece of information before buying it ("that
 study was retracted"). Here, when the judge's verdict on an inspected offer is *uncertain*
-(:func:`pipeline.rules.is_uncertain`) and depth, breadth and budget allow, settlement opens a
+(:func:`notebazaar.pipeline.rules.is_uncertain`) and depth, breadth and budget allow, settlement opens a
 **sub-market** about that offer and pauses the parent market until it settles. A sub-market is an
 ordinary market (sealed offers, attention auction, the amnesic judge, the KL rule) whose subject is
 the parent offer's content, decrypted in memory only; a sub-note's classification ``misleading``
 means "the parent offer is unreliable". Its final belief discounts the judge's verdict on the parent
-(:func:`pipeline.rules.distrust`, :func:`pipeline.rules.discounted`).
+(:func:`notebazaar.pipeline.rules.distrust`, :func:`notebazaar.pipeline.rules.discounted`).
 
 Secrecy: a sub-note bought in a sub-market is paid at once but stays sealed (status ``bought``,
 outcome ``held``, its key kept) until the parent offer's fate is known. If the parent is bought, its
@@ -15,12 +15,12 @@ held sub-notes are revealed with it; if not, they are shredded, since revealing 
 parent. Both happen in the transaction that decides the parent, so a crash can never leave one
 without the other.
 
-Memory: an offer its sub-market discredited (:func:`pipeline.rules.distrust` 1) counts as a wrong
-note in its informer's track record (:func:`pipeline.market.track_record`); only that count
+Memory: an offer its sub-market discredited (:func:`notebazaar.pipeline.rules.distrust` 1) counts as a wrong
+note in its informer's track record (:func:`notebazaar.pipeline.market.track_record`); only that count
 survives the shredding, never the note or its sub-notes.
 
 Money: a sub-market's budget comes from the parent market's budget account and its unspent budget
-goes back there (:func:`pipeline.settlement._finish`), so a sub-market's spend counts toward the
+goes back there (:func:`notebazaar.pipeline.settlement._finish`), so a sub-market's spend counts toward the
 parent's and can never exceed it.
 """
 
@@ -33,12 +33,12 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from pipeline import rules
-from pipeline.config import RecursionSettings
-from pipeline.errors import NotFound
-from pipeline.judge import NoteView, PostView, TrackRecord
-from pipeline.market import open_market, reveal, shred, track_record
-from pipeline.sealing import NoteContent, unseal
+from notebazaar.pipeline import rules
+from notebazaar.pipeline.config import RecursionSettings
+from notebazaar.pipeline.errors import NotFound
+from notebazaar.pipeline.judge import NoteView, PostView, TrackRecord
+from notebazaar.pipeline.market import open_market, reveal, shred, track_record
+from notebazaar.pipeline.sealing import NoteContent, unseal
 
 HELD = "held"  # outcome of a bought sub-note whose parent offer is not decided yet
 

@@ -9,7 +9,7 @@ Settlement runs in steps, each its own atomic transaction, and every step can be
    either pays, reveals and queues the note, or shreds it.
 3. **Finish** (``closing`` -> ``settled``): return the unspent budget to the pool.
 
-Recursion (:mod:`pipeline.recursion`): an uncertain inspection may open a sub-market about the
+Recursion (:mod:`notebazaar.pipeline.recursion`): an uncertain inspection may open a sub-market about the
 offer instead of deciding. The parent then *pauses* in ``closing``, its offer still ``won``, and no
 later offer is inspected (their prior depends on this decision); ``close_market`` reports the
 sub-market in ``waiting_on``. Closing the parent again after the sub-market settled resumes it.
@@ -30,13 +30,13 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from pipeline import ledger, recursion, rules
-from pipeline.config import RecursionSettings
-from pipeline.db import checkpoint, write
-from pipeline.errors import MarketClosed
-from pipeline.judge import Context, Judge, JudgeError, NoteView, PostView, TrackRecord
-from pipeline.market import get_market, reveal, shred, track_record
-from pipeline.sealing import NoteContent, unseal
+from notebazaar.pipeline import ledger, recursion, rules
+from notebazaar.pipeline.config import RecursionSettings
+from notebazaar.pipeline.db import checkpoint, write
+from notebazaar.pipeline.errors import MarketClosed
+from notebazaar.pipeline.judge import Context, Judge, JudgeError, NoteView, PostView, TrackRecord
+from notebazaar.pipeline.market import get_market, reveal, shred, track_record
+from notebazaar.pipeline.sealing import NoteContent, unseal
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ the truth (``supports`` an accurate post, ``refutes`` a misleading one) and its 
 matches the label. Evidence from another claim has no stance on this post: it is never right.
 
 Recursion (``--recursion on``, issue 8): the judge may open a sub-market about an uncertain offer
-(:mod:`pipeline.recursion`). Debunkers watch sub-markets: about an offer that is not right for the
+(:mod:`notebazaar.pipeline.recursion`). Debunkers watch sub-markets: about an offer that is not right for the
 truth they offer a sub-note "this offer is misleading" built from the claim's deciding evidence,
 held privately like every informer's knowledge; about a right offer they stay away. Informers then
 attach a public teaser (their source's first words) so sub-market informers see what they check.
@@ -34,14 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import community, market
-from pipeline.claims import Claim, Evidence, load_claims
-from pipeline.config import MarketSettings, RecursionSettings, Settings
-from pipeline.db import open_db, write
-from pipeline.errors import NotebazaarError, ValidationError
-from pipeline.judge import Judge
-from pipeline.settlement import InspectionResult, SettlementReport, close_market
-from pipeline.validation import strip_controls
+from notebazaar.pipeline import community, market
+from notebazaar.pipeline.claims import Claim, Evidence, load_claims
+from notebazaar.pipeline.config import MarketSettings, RecursionSettings, Settings
+from notebazaar.pipeline.db import open_db, write
+from notebazaar.pipeline.errors import NotebazaarError, ValidationError
+from notebazaar.pipeline.judge import Judge
+from notebazaar.pipeline.settlement import InspectionResult, SettlementReport, close_market
+from notebazaar.pipeline.validation import strip_controls
 
 INFORMER_TYPES = ("honest", "irrelevant", "misleading", "spammer", "injector", "retrieval_bot")
 SIM_COMMUNITY = "sim"
@@ -404,7 +404,7 @@ class Simulation:
         judge_factory: Callable[[Any], Judge] | None = None,
         recursion: bool | None = None,
     ) -> None:
-        from pipeline.judge.factory import make_judge
+        from notebazaar.pipeline.judge.factory import make_judge
 
         self.recursion = recursion
         self.recursion_settings: RecursionSettings | None = (

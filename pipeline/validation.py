@@ -6,7 +6,7 @@ import math
 import unicodedata
 from typing import Any
 
-from pipeline.errors import ValidationError
+from notebazaar.pipeline.errors import ValidationError
 
 CLASSIFICATIONS = ("misleading", "not_misleading")
 

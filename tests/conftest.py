@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-from pipeline import community
-from pipeline.config import Settings
-from pipeline.db import open_db
+from notebazaar.pipeline import community
+from notebazaar.pipeline.config import Settings
+from notebazaar.pipeline.db import open_db
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CLAIMS = SHARED_DATA / "claims" / "climate-fever.jsonl"

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from pipeline.judge.spotlight import MARK_CANDIDATES
+from notebazaar.pipeline.judge.spotlight import MARK_CANDIDATES
 
 Body = dict[str, Any]
 

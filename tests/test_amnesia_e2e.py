@@ -26,13 +26,13 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from pipeline import community, market, outbox
-from pipeline.cli import main
-from pipeline.config import MarketSettings, Settings
-from pipeline.db import open_db
-from pipeline.judge.local import LocalJudge
+from notebazaar.pipeline import community, market, outbox
+from notebazaar.pipeline.cli import main
+from notebazaar.pipeline.config import MarketSettings, Settings
+from notebazaar.pipeline.db import open_db
+from notebazaar.pipeline.judge.local import LocalJudge
+from notebazaar.web.app import create_app
 from tests.web_fixtures import fast_hashing_fixture  # noqa: F401  (fixture)
-from web.app import create_app
 
 POST = "The city council voted to double bus fares starting next month, according to a leaked memo."
 EVIDENCE = "The council minutes show the bus fare vote was postponed; fares stay the same next month."
@@ -210,8 +210,8 @@ def test_no_canary_of_an_unbought_note_survives_anywhere(debug_log: Path) -> Non
 def _deliver(db_path: Path) -> dict[str, bytes]:
     """What the surfaces would post for the pending "web" reveals: the outbox rows, the Discord embed
     and the Reddit comment (pure renderers); then the rows are marked delivered."""
-    from bot.discord.render import reveal_embed
-    from bot.reddit.markdown import note_comment
+    from notebazaar.bot.discord.render import reveal_embed
+    from notebazaar.bot.reddit.markdown import note_comment
 
     db = open_db(db_path)
     try:

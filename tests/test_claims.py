@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.claims import Claim, Evidence, load_claims, read_claims
-from pipeline.errors import ValidationError
+from notebazaar.pipeline.claims import Claim, Evidence, load_claims, read_claims
+from notebazaar.pipeline.errors import ValidationError
 from tests.conftest import CLAIMS
 
 GOOD: dict[str, Any] = {

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import Settings
+from notebazaar.pipeline.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,12 +11,12 @@ import pytest
 from click.testing import CliRunner
 from sqlite_utils import Database
 
-from pipeline import community, ledger, market
-from pipeline.cli import main
-from pipeline.config import LimitSettings
-from pipeline.db import open_db
-from pipeline.errors import NotebazaarError
-from pipeline.settlement import close_market
+from notebazaar.pipeline import community, ledger, market
+from notebazaar.pipeline.cli import main
+from notebazaar.pipeline.config import LimitSettings
+from notebazaar.pipeline.db import open_db
+from notebazaar.pipeline.errors import NotebazaarError
+from notebazaar.pipeline.settlement import close_market
 from tests.test_core_helpers import ScriptedJudge, make_market, restore_logging, snapshot  # noqa: F401
 
 LIMITS = LimitSettings(max_note_chars=100, max_sources=2, max_source_chars=50, max_open_offers_per_informer=2)

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from sqlite_utils import Database
 
-from pipeline import ledger, market
-from pipeline.db import open_db
-from pipeline.settlement import close_market
+from notebazaar.pipeline import ledger, market
+from notebazaar.pipeline.db import open_db
+from notebazaar.pipeline.settlement import close_market
 from tests.test_core_helpers import ScriptedJudge, ledger_txns, make_market, txn_entries
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,9 +32,9 @@ NOTES = [  # (marker text, bid, price): four inspected, one not
 CHILD = textwrap.dedent(
     """
     import os, signal, sys
-    from pipeline import ledger
-    from pipeline.db import open_db
-    from pipeline.settlement import close_market
+    from notebazaar.pipeline import ledger
+    from notebazaar.pipeline.db import open_db
+    from notebazaar.pipeline.settlement import close_market
     from tests.test_core_helpers import ScriptedJudge
 
     db_path, market_id, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]

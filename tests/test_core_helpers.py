@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from sqlite_utils import Database
 
-from pipeline import community
-from pipeline.judge import Context, NoteView, PostView, Verdict
+from notebazaar.pipeline import community
+from notebazaar.pipeline.judge import Context, NoteView, PostView, Verdict
 
 
 @dataclass
@@ -91,8 +91,8 @@ def make_market(
     """A community with its own settings, a funded pool, funded informers, a post and an open market.
 
     Returns (community id, market id, informer ids)."""
-    from pipeline.config import MarketSettings
-    from pipeline.market import open_market
+    from notebazaar.pipeline.config import MarketSettings
+    from notebazaar.pipeline.market import open_market
 
     settings = MarketSettings(
         attention_slots=slots,

@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 from sqlite_utils import Database
 
-from pipeline import community, ledger
-from pipeline.cli import main
-from pipeline.errors import Conflict, InsufficientFunds, ValidationError
+from notebazaar.pipeline import community, ledger
+from notebazaar.pipeline.cli import main
+from notebazaar.pipeline.errors import Conflict, InsufficientFunds, ValidationError
 from tests.test_core_helpers import restore_logging, snapshot  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("restore_logging")
@@ -128,7 +128,7 @@ def test_multi_move_transaction_is_balanced_and_checked(db: Database) -> None:
 
 
 def _tamper_setup(db_path: Path) -> Database:
-    from pipeline.db import open_db
+    from notebazaar.pipeline.db import open_db
 
     db = open_db(db_path)
     alice = _funded(db)

@@ -7,10 +7,10 @@ import time
 import pytest
 from sqlite_utils import Database
 
-from pipeline import ledger, market
-from pipeline.errors import Conflict, MarketClosed
-from pipeline.judge.simple import SimpleJudge
-from pipeline.settlement import close_market, due_markets
+from notebazaar.pipeline import ledger, market
+from notebazaar.pipeline.errors import Conflict, MarketClosed
+from notebazaar.pipeline.judge.simple import SimpleJudge
+from notebazaar.pipeline.settlement import close_market, due_markets
 from tests.test_core_helpers import ScriptedJudge, ledger_txns, make_market, snapshot, txn_entries
 
 

@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from pipeline import community, ledger, market
-from pipeline.config import LimitSettings, MarketSettings
-from pipeline.db import open_db
-from pipeline.errors import NotebazaarError
-from pipeline.settlement import close_market
+from notebazaar.pipeline import community, ledger, market
+from notebazaar.pipeline.config import LimitSettings, MarketSettings
+from notebazaar.pipeline.db import open_db
+from notebazaar.pipeline.errors import NotebazaarError
+from notebazaar.pipeline.settlement import close_market
 from tests.test_core_helpers import ScriptedJudge, ledger_txns, snapshot, txn_entries
 
 INFORMERS = 4

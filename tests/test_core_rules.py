@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import rules
-from pipeline.rules import Bid, Slot
+from notebazaar.pipeline import rules
+from notebazaar.pipeline.rules import Bid, Slot
 
 
 def _bids(*amounts: int) -> list[Bid]:

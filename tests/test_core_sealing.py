@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlite_utils import Database
 
-from pipeline import market, sealing
-from pipeline.sealing import NoteContent
+from notebazaar.pipeline import market, sealing
+from notebazaar.pipeline.sealing import NoteContent
 from tests.test_core_helpers import make_market
 
 NOTE = NoteContent("misleading", "The photo is from 2015, not from this week.", ("https://example.org/a",))

@@ -10,11 +10,11 @@ from unittest.mock import patch
 import pytest
 from sqlite_utils import Database
 
-from bot.discord import queries
-from bot.discord.commands import NotebazaarCog
-from bot.discord.watch import MARKET_OPEN_REACTION
-from pipeline import community, ledger, market, prompts
-from pipeline.config import Settings
+from notebazaar.bot.discord import queries
+from notebazaar.bot.discord.commands import NotebazaarCog
+from notebazaar.bot.discord.watch import MARKET_OPEN_REACTION
+from notebazaar.pipeline import community, ledger, market, prompts
+from notebazaar.pipeline.config import Settings
 from tests.conftest import World
 from tests.test_discord_fakes import (
     CLAIM,
@@ -214,7 +214,7 @@ def test_guild_ids_come_from_config(settings: Settings) -> None:
 def test_errors_escaping_a_command_reach_the_user_politely(cog: NotebazaarCog) -> None:
     from discord import app_commands
 
-    from pipeline.errors import Forbidden
+    from notebazaar.pipeline.errors import Forbidden
 
     tree = cog.bot.tree
     refused = make_interaction(make_user("dave"))

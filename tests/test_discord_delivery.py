@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-from bot.discord.commands import NotebazaarCog
-from bot.discord.modal import NoteModal
-from pipeline import community, ledger
-from pipeline.config import Settings
-from pipeline.judge.simple import SimpleJudge
-from pipeline.settlement import close_market
+from notebazaar.bot.discord.commands import NotebazaarCog
+from notebazaar.bot.discord.modal import NoteModal
+from notebazaar.pipeline import community, ledger
+from notebazaar.pipeline.config import Settings
+from notebazaar.pipeline.judge.simple import SimpleJudge
+from notebazaar.pipeline.settlement import close_market
 from tests.conftest import World
 from tests.test_discord_fakes import (
     CLAIM,

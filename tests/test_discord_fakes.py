@@ -16,10 +16,10 @@ from unittest.mock import AsyncMock, MagicMock
 import discord
 from sqlite_utils import Database
 
-from bot.discord.client import NotebazaarBot
-from bot.discord.commands import NotebazaarCog
-from pipeline.config import DiscordSettings, Settings
-from pipeline.judge.simple import SimpleJudge
+from notebazaar.bot.discord.client import NotebazaarBot
+from notebazaar.bot.discord.commands import NotebazaarCog
+from notebazaar.pipeline.config import DiscordSettings, Settings
+from notebazaar.pipeline.judge.simple import SimpleJudge
 
 GUILD_ID = 111_111_111_111_111_111
 WATCHED = 222_222_222_222_222_222

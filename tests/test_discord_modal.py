@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-from bot.discord.modal import NoteModal, parse_terms
-from bot.discord.refs import parse_message_ref
-from pipeline import ledger
-from pipeline.config import Settings
-from pipeline.errors import ValidationError
+from notebazaar.bot.discord.modal import NoteModal, parse_terms
+from notebazaar.bot.discord.refs import parse_message_ref
+from notebazaar.pipeline import ledger
+from notebazaar.pipeline.config import Settings
+from notebazaar.pipeline.errors import ValidationError
 from tests.conftest import World
 from tests.test_discord_fakes import (
     CLAIM,
@@ -85,7 +85,7 @@ def test_modal_submit_seals_an_offer_and_sends_an_ephemeral_receipt(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     user = make_user("informer")
-    from pipeline import community
+    from notebazaar.pipeline import community
 
     account = community.account_for_identity(db, "discord", str(user.id), user.name)
     community.mint(db, account, 100, key="test:discord:mint")
@@ -131,7 +131,7 @@ def test_bad_modal_input_is_refused_ephemerally_and_changes_nothing(
     expected: str,
 ) -> None:
     user = make_user("informer")
-    from pipeline import community
+    from notebazaar.pipeline import community
 
     account = community.account_for_identity(db, "discord", str(user.id), user.name)
     community.mint(db, account, 100, key="test:discord:mint")
@@ -149,7 +149,7 @@ def test_bad_modal_input_is_refused_ephemerally_and_changes_nothing(
 def test_a_banned_informer_is_refused(
     db: Database, settings: Settings, opened: dict[str, object], world: World
 ) -> None:
-    from pipeline import community
+    from notebazaar.pipeline import community
 
     user = make_user("spammer")
     account = community.account_for_identity(db, "discord", str(user.id), user.name)

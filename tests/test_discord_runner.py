@@ -9,12 +9,12 @@ import pytest
 from click.testing import CliRunner
 from sqlite_utils import Database
 
-from bot.discord.client import BOT_PERMISSIONS, invite_url
-from bot.discord.runner import check_setup, run_discord
-from pipeline.cli import main
-from pipeline.config import Settings
-from pipeline.errors import NotFound, ValidationError
-from pipeline.judge.simple import SimpleJudge
+from notebazaar.bot.discord.client import BOT_PERMISSIONS, invite_url
+from notebazaar.bot.discord.runner import check_setup, run_discord
+from notebazaar.pipeline.cli import main
+from notebazaar.pipeline.config import Settings
+from notebazaar.pipeline.errors import NotFound, ValidationError
+from notebazaar.pipeline.judge.simple import SimpleJudge
 from tests.conftest import World
 from tests.test_discord_fakes import discord_settings
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from sqlite_utils import Database
 
-from bot.discord import queries, render
-from bot.discord.commands import NotebazaarCog
-from bot.discord.modal import SubNoteModal
-from pipeline import community, ledger, market
-from pipeline.config import Settings
+from notebazaar.bot.discord import queries, render
+from notebazaar.bot.discord.commands import NotebazaarCog
+from notebazaar.bot.discord.modal import SubNoteModal
+from notebazaar.pipeline import community, ledger, market
+from notebazaar.pipeline.config import Settings
 from tests.conftest import World
 from tests.test_discord_fakes import (
     CLAIM,

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-from bot.discord.client import intents_for
-from bot.discord.commands import NotebazaarCog
-from bot.discord.watch import MARKET_OPEN_REACTION
-from pipeline.config import DiscordSettings, Settings
+from notebazaar.bot.discord.client import intents_for
+from notebazaar.bot.discord.commands import NotebazaarCog
+from notebazaar.bot.discord.watch import MARKET_OPEN_REACTION
+from notebazaar.pipeline.config import DiscordSettings, Settings
 from tests.conftest import World
 from tests.test_discord_fakes import CLAIM, QUIET, WATCHED, FakeDiscord, make_bot, make_user
 from tests.test_discord_fakes import discord_settings as _discord_settings

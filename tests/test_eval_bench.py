@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from pipeline import prompts
-from pipeline.cli import main
-from pipeline.db import open_db
+from notebazaar.pipeline import prompts
+from notebazaar.pipeline.cli import main
+from notebazaar.pipeline.db import open_db
 from tests.conftest import CLAIMS
 from tests.fake_openai import FakeOpenAI, Reply, answer, blocks, schema_name, user_message
 
@@ -223,7 +223,7 @@ def test_eval_with_the_openai_judge_against_the_fake_server(
 
 
 def _labels(n: int) -> list[int]:
-    from pipeline.claims import load_claims
+    from notebazaar.pipeline.claims import load_claims
 
     return [int(c.misleading) for c in load_claims(CLAIMS, limit=n)]
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from index import corpus
-from index.embed import Embedder, get_embedder
-from index.retrieval import INDEX_FILE, Retriever
-from pipeline.cli import main
-from pipeline.config import Settings
-from pipeline.db import open_db
+from notebazaar.index import corpus
+from notebazaar.index.embed import Embedder, get_embedder
+from notebazaar.index.retrieval import INDEX_FILE, Retriever
+from notebazaar.pipeline.cli import main
+from notebazaar.pipeline.config import Settings
+from notebazaar.pipeline.db import open_db
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError as PydanticValidationError
 
-from index import embed
-from index.embed import PACKAGED_SHA256, Embedder, ModelError, ModelHashMismatch, get_embedder
-from pipeline.config import IndexSettings
+from notebazaar.index import embed
+from notebazaar.index.embed import PACKAGED_SHA256, Embedder, ModelError, ModelHashMismatch, get_embedder
+from notebazaar.pipeline.config import IndexSettings
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from sqlite_utils import Database
 
-from index.embed import Embedder, get_embedder
-from index.retrieval import INDEX_FILE, META_FILE, STAMPS_FILE, Retriever
-from pipeline import community, market
-from pipeline.config import IndexSettings, Settings
-from pipeline.errors import ValidationError
+from notebazaar.index.embed import Embedder, get_embedder
+from notebazaar.index.retrieval import INDEX_FILE, META_FILE, STAMPS_FILE, Retriever
+from notebazaar.pipeline import community, market
+from notebazaar.pipeline.config import IndexSettings, Settings
+from notebazaar.pipeline.errors import ValidationError
 from tests.conftest import World
 
 
@@ -111,7 +111,7 @@ def test_search_syncs_lazily_after_inserts_and_deletes(
 
 
 def test_changes_from_another_connection_are_seen(db_path: Path, counting: CountingEmbedder) -> None:
-    from pipeline.db import open_db
+    from notebazaar.pipeline.db import open_db
 
     reader, writer = open_db(db_path), open_db(db_path)
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from index.store import VectorIndex
+from notebazaar.index.store import VectorIndex
 
 DIM = 16
 

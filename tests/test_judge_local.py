@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 from sqlite_utils import Database
 
-from pipeline import community, market
-from pipeline.config import MarketSettings, Settings
-from pipeline.db import open_db, write
-from pipeline.judge import Context, NoteView, PostView, TrackRecord
-from pipeline.judge.factory import make_judge
-from pipeline.judge.local import LocalJudge
-from pipeline.judge.simple import SimpleJudge
-from pipeline.settlement import InspectionResult, close_market
+from notebazaar.pipeline import community, market
+from notebazaar.pipeline.config import MarketSettings, Settings
+from notebazaar.pipeline.db import open_db, write
+from notebazaar.pipeline.judge import Context, NoteView, PostView, TrackRecord
+from notebazaar.pipeline.judge.factory import make_judge
+from notebazaar.pipeline.judge.local import LocalJudge
+from notebazaar.pipeline.judge.simple import SimpleJudge
+from notebazaar.pipeline.settlement import InspectionResult, close_market
 
 FIXTURE = Path(__file__).parent / "fixtures" / "injections.jsonl"
 INJECTIONS = [json.loads(line) for line in FIXTURE.read_text("utf-8").splitlines() if line.strip()]
@@ -221,7 +221,7 @@ REFERENCE = "The council minutes of 3 May show that the vote on bus fares was po
 
 
 def test_a_matching_reference_passage_strengthens_a_note(env: Env, tmp_path: Path) -> None:
-    from index.corpus import add_corpus_file
+    from notebazaar.index.corpus import add_corpus_file
 
     a, b = env.judge.retriever.embedder.encode([SUPPORTED, REFERENCE])
     assert float(a @ b) > env.judge.params.support_threshold  # the passage really matches

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline import prompts
-from pipeline.config import OpenAISettings
-from pipeline.judge import Context, JudgeError, NoteView, PostView
-from pipeline.judge.llm import LLMJudge
+from notebazaar.pipeline import prompts
+from notebazaar.pipeline.config import OpenAISettings
+from notebazaar.pipeline.judge import Context, JudgeError, NoteView, PostView
+from notebazaar.pipeline.judge.llm import LLMJudge
 from tests.fake_openai import FakeOpenAI, Reply, answer, blocks, malformed
 
 POST = PostView(1, 1, "The mayor says the new tram line will open in June.")

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import prompts, rules
-from pipeline.config import OpenAISettings
-from pipeline.judge import Context, JudgeError, NoteView, PostView, Verdict
-from pipeline.judge.llm import LLMJudge
-from pipeline.judge.spotlight import sanitize
+from notebazaar.pipeline import prompts, rules
+from notebazaar.pipeline.config import OpenAISettings
+from notebazaar.pipeline.judge import Context, JudgeError, NoteView, PostView, Verdict
+from notebazaar.pipeline.judge.llm import LLMJudge
+from notebazaar.pipeline.judge.spotlight import sanitize
 from tests.fake_openai import FakeOpenAI, Reply, answer, blocks, spotlight_token, user_message
 
 FIXTURE = Path(__file__).parent / "fixtures" / "injections.jsonl"

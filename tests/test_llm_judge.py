@@ -10,11 +10,11 @@ from collections.abc import Iterator
 import pytest
 from sqlite_utils import Database
 
-from pipeline import prompts
-from pipeline.config import OpenAISettings, Settings
-from pipeline.judge import Context, JudgeError, NoteView, PostView, TrackRecord
-from pipeline.judge.factory import make_judge
-from pipeline.judge.llm import PLACEHOLDER_KEY, LLMJudge, check_prompt
+from notebazaar.pipeline import prompts
+from notebazaar.pipeline.config import OpenAISettings, Settings
+from notebazaar.pipeline.judge import Context, JudgeError, NoteView, PostView, TrackRecord
+from notebazaar.pipeline.judge.factory import make_judge
+from notebazaar.pipeline.judge.llm import PLACEHOLDER_KEY, LLMJudge, check_prompt
 from tests.fake_openai import (
     FakeOpenAI,
     Reply,

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 from sqlite_utils import Database
 
-from pipeline import community, ledger, market, settlement
-from pipeline.config import Settings
-from pipeline.judge.factory import make_judge
+from notebazaar.pipeline import community, ledger, market, settlement
+from notebazaar.pipeline.config import Settings
+from notebazaar.pipeline.judge.factory import make_judge
 from tests.conftest import World
 from tests.fake_openai import FakeOpenAI, Reply, answer, blocks, malformed, schema_name
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.judge.spotlight import (
+from notebazaar.pipeline.judge.spotlight import (
     MARK_CANDIDATES,
     Spotlight,
     find_span,

@@ -10,11 +10,11 @@ import random
 import pytest
 from sqlite_utils import Database
 
-from pipeline import ledger, market, rules
-from pipeline.config import RecursionSettings
-from pipeline.errors import NotebazaarError
-from pipeline.judge import TrackRecord
-from pipeline.settlement import close_due, close_market, due_markets
+from notebazaar.pipeline import ledger, market, rules
+from notebazaar.pipeline.config import RecursionSettings
+from notebazaar.pipeline.errors import NotebazaarError
+from notebazaar.pipeline.judge import TrackRecord
+from notebazaar.pipeline.settlement import close_due, close_market, due_markets
 from tests.test_core_helpers import ScriptedJudge, make_market
 
 ON = RecursionSettings(enabled=True, uncertain_band=0.5, max_depth=1, max_breadth=2, budget_share=0.3)

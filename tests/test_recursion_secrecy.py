@@ -13,15 +13,15 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from sqlite_utils import Database
 
-from pipeline import ledger, market
-from pipeline.cli import main
-from pipeline.config import RecursionSettings, Settings
-from pipeline.db import open_db
-from pipeline.judge import Context, NoteView, PostView, Verdict
-from pipeline.judge.simple import SimpleJudge
-from pipeline.settlement import close_market
+from notebazaar.pipeline import ledger, market
+from notebazaar.pipeline.cli import main
+from notebazaar.pipeline.config import RecursionSettings, Settings
+from notebazaar.pipeline.db import open_db
+from notebazaar.pipeline.judge import Context, NoteView, PostView, Verdict
+from notebazaar.pipeline.judge.simple import SimpleJudge
+from notebazaar.pipeline.settlement import close_market
+from notebazaar.web.app import create_app
 from tests.test_core_helpers import ScriptedJudge, make_market, restore_logging  # noqa: F401
-from web.app import create_app
 
 ON = RecursionSettings(enabled=True, uncertain_band=0.5, max_depth=1, max_breadth=2, budget_share=0.3)
 SCRIPT = {"UNSURE": 0.7, "SURE": 0.95, "DEBUNK": 0.9, "VOUCH": 0.1}

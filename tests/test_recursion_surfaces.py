@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import community, market
-from pipeline.market import market_view
+from notebazaar.pipeline import community, market
+from notebazaar.pipeline.market import market_view
 from tests.web_fixtures import (  # noqa: F401  (fixtures)
     INFORMER,
     WebWorld,
@@ -86,7 +86,7 @@ def test_informer_sees_an_offer_a_sub_market_discredited_in_its_track_record(web
 
 
 def test_reddit_note_market_subject_names_a_market() -> None:
-    from bot.reddit import messages
+    from notebazaar.bot.reddit import messages
 
     body = "classification: misleading\nbid: 3\nprice: 5\n\nThat study was retracted."
     command = messages.parse_command("note market #17", body)
@@ -97,7 +97,7 @@ def test_reddit_note_market_subject_names_a_market() -> None:
 
 
 def test_discord_market_embed_lists_open_sub_markets() -> None:
-    from bot.discord import render
+    from notebazaar.bot.discord import render
 
     view = {
         "market": {"id": 1, "status": "closing", "closes_at": 0, "budget": 80},

@@ -21,12 +21,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlite_utils import Database
 
-from bot.reddit.client import RedditSetupError, connect
-from bot.reddit.runner import RedditBot, run_reddit
-from pipeline import community, ledger, prompts
-from pipeline.config import Settings
-from pipeline.db import open_db
-from pipeline.judge import Context, NoteView, PostView, Verdict
+from notebazaar.bot.reddit.client import RedditSetupError, connect
+from notebazaar.bot.reddit.runner import RedditBot, run_reddit
+from notebazaar.pipeline import community, ledger, prompts
+from notebazaar.pipeline.config import Settings
+from notebazaar.pipeline.db import open_db
+from notebazaar.pipeline.judge import Context, NoteView, PostView, Verdict
 
 BOT = "nb_bot"
 SUB = "factcheck"

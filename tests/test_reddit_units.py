@@ -9,12 +9,12 @@ import praw
 import pytest
 from sqlite_utils import Database
 
-from bot.reddit import messages
-from bot.reddit.markdown import escape_markdown, note_comment
-from bot.reddit.state import get_state, set_state
-from bot.reddit.watcher import Position, post_text
-from bot.reddit.wiki import WikiConfigError, apply_wiki_config, parse_wiki_config
-from pipeline import community
+from notebazaar.bot.reddit import messages
+from notebazaar.bot.reddit.markdown import escape_markdown, note_comment
+from notebazaar.bot.reddit.state import get_state, set_state
+from notebazaar.bot.reddit.watcher import Position, post_text
+from notebazaar.bot.reddit.wiki import WikiConfigError, apply_wiki_config, parse_wiki_config
+from notebazaar.pipeline import community
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from pipeline.claims import load_claims
-from pipeline.cli import main
-from pipeline.simulate import INFORMER_TYPES, SIM_MARKET
-from pipeline.validation import strip_controls
+from notebazaar.pipeline.claims import load_claims
+from notebazaar.pipeline.cli import main
+from notebazaar.pipeline.simulate import INFORMER_TYPES, SIM_MARKET
+from notebazaar.pipeline.validation import strip_controls
 from tests.conftest import CLAIMS
 
 pytestmark = pytest.mark.usefixtures("quiet_logging_and_one_torch_thread")
@@ -194,9 +194,9 @@ def test_a_claims_drafts_do_not_depend_on_what_happened_before(tmp_path: Path) -
     """Runs that differ only in recursion (or the judge) are paired: every claim sees the same
     informers offer the same notes, so their figures differ by what the market did, not by luck.
     Only prices may differ, since informers learn them from their own sales."""
-    from pipeline.config import Settings
-    from pipeline.judge.simple import SimpleJudge
-    from pipeline.simulate import Simulation
+    from notebazaar.pipeline.config import Settings
+    from notebazaar.pipeline.judge.simple import SimpleJudge
+    from notebazaar.pipeline.simulate import Simulation
 
     claims = load_claims(CLAIMS, limit=6)
     fresh = Simulation(claims, tmp_path / "a.db", Settings(), judge_factory=lambda db: SimpleJudge())

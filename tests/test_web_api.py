@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pipeline import evaluate, ledger
+from notebazaar.pipeline import evaluate, ledger
 from tests.conftest import CLAIMS
 from tests.web_fixtures import (  # noqa: F401  (fixtures)
     FAKE_EVAL,

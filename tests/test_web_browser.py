@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import uvicorn
 
-from pipeline import evaluate
-from pipeline.judge.simple import SimpleJudge
+from notebazaar.pipeline import evaluate
+from notebazaar.pipeline.judge.simple import SimpleJudge
+from notebazaar.web.app import create_app
 from tests.web_fixtures import (  # noqa: F401  (fixtures)
     FAKE_EVAL,
     MODERATOR,
@@ -26,7 +27,6 @@ from tests.web_fixtures import (  # noqa: F401  (fixtures)
     seeded_db,
     web_settings_fixture,
 )
-from web.app import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline import community, evaluate, ledger
-from pipeline.config import Settings
-from pipeline.db import open_db, write
-from pipeline.judge.simple import SimpleJudge
+from notebazaar.pipeline import community, evaluate, ledger
+from notebazaar.pipeline.config import Settings
+from notebazaar.pipeline.db import open_db, write
+from notebazaar.pipeline.judge.simple import SimpleJudge
+from notebazaar.web.app import create_app, secret_key
 from tests.web_fixtures import (  # noqa: F401  (fixtures)
     FAKE_EVAL,
     INFORMER,
@@ -29,7 +30,6 @@ from tests.web_fixtures import (  # noqa: F401  (fixtures)
     web_fixture,
     web_settings_fixture,
 )
-from web.app import create_app, secret_key
 
 SECRET_NOTE = "Penguins secretly run the weather bureau and wrote this post themselves."
 
@@ -258,7 +258,7 @@ def test_secret_key_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, 
 def test_run_server_seeds_the_demo_once_and_prints_logins(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any, fast_hashing: None
 ) -> None:
-    from web import server
+    from notebazaar.web import server
 
     served: list[Any] = []
     monkeypatch.setattr(server, "make_judge", lambda settings, db: SimpleJudge())

@@ -16,12 +16,12 @@ from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlite_utils import Database
 
-from pipeline.config import Settings
-from pipeline.db import open_db
-from pipeline.judge.simple import SimpleJudge
-from web import auth
-from web.app import create_app
-from web.demo import demo_logins, ensure_demo
+from notebazaar.pipeline.config import Settings
+from notebazaar.pipeline.db import open_db
+from notebazaar.pipeline.judge.simple import SimpleJudge
+from notebazaar.web import auth
+from notebazaar.web.app import create_app
+from notebazaar.web.demo import demo_logins, ensure_demo
 
 SLUG = "demo"
 MODERATOR = (f"{SLUG}_moderator", "moderator-demo-only")

@@ -14,11 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlite_utils import Database
 from starlette.concurrency import run_in_threadpool
 
-from pipeline import community, ledger, market, moderation, prompts, settlement
-from pipeline.community import SETTING_KEYS, Community
-from pipeline.errors import Forbidden, MarketClosed, NotFound
-from web import auth, evaluation, queries
-from web.deps import DB, ApiUser, JudgeDep, SettingsDep, User
+from notebazaar.pipeline import community, ledger, market, moderation, prompts, settlement
+from notebazaar.pipeline.community import SETTING_KEYS, Community
+from notebazaar.pipeline.errors import Forbidden, MarketClosed, NotFound
+from notebazaar.web import auth, evaluation, queries
+from notebazaar.web.deps import DB, ApiUser, JudgeDep, SettingsDep, User
 
 router = APIRouter(prefix="/api")
 

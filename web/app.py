@@ -17,13 +17,13 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from pipeline.config import Settings
-from pipeline.db import open_db
-from pipeline.errors import NotebazaarError
-from pipeline.judge import Judge
-from pipeline.judge.factory import make_judge
-from web import api, console, deps, pages
-from web.worker import CloseWorker
+from notebazaar.pipeline.config import Settings
+from notebazaar.pipeline.db import open_db
+from notebazaar.pipeline.errors import NotebazaarError
+from notebazaar.pipeline.judge import Judge
+from notebazaar.pipeline.judge.factory import make_judge
+from notebazaar.web import api, console, deps, pages
+from notebazaar.web.worker import CloseWorker
 
 log = logging.getLogger(__name__)
 

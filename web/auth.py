@@ -17,10 +17,10 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlite_utils import Database
 
-from pipeline import community
-from pipeline.db import write
-from pipeline.errors import Forbidden, NotFound, ValidationError
-from pipeline.validation import check_text
+from notebazaar.pipeline import community
+from notebazaar.pipeline.db import write
+from notebazaar.pipeline.errors import Forbidden, NotFound, ValidationError
+from notebazaar.pipeline.validation import check_text
 
 MIN_PASSWORD_CHARS = 8
 MAX_PASSWORD_CHARS = 256

@@ -13,13 +13,23 @@ from fastapi.responses import HTMLResponse, Response
 from sqlite_utils import Database
 from starlette.concurrency import run_in_threadpool
 
-from pipeline import community, ledger, moderation, prompts, settlement
-from pipeline.community import SETTING_KEYS, Community
-from pipeline.db import open_db
-from pipeline.errors import NotebazaarError
-from web import evaluation, queries
-from web.deps import DB, JudgeDep, PageUser, check_csrf, flash, page_user, redirect, render, status_for
-from web.forms import optional_number, whole_number
+from notebazaar.pipeline import community, ledger, moderation, prompts, settlement
+from notebazaar.pipeline.community import SETTING_KEYS, Community
+from notebazaar.pipeline.db import open_db
+from notebazaar.pipeline.errors import NotebazaarError
+from notebazaar.web import evaluation, queries
+from notebazaar.web.deps import (
+    DB,
+    JudgeDep,
+    PageUser,
+    check_csrf,
+    flash,
+    page_user,
+    redirect,
+    render,
+    status_for,
+)
+from notebazaar.web.forms import optional_number, whole_number
 
 router = APIRouter(prefix="/mod", include_in_schema=False, dependencies=[Depends(page_user)])
 CSRF = [Depends(check_csrf)]

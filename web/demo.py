@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
-from pipeline import community, market
-from pipeline.config import Settings
-from pipeline.demo import seed_demo
-from pipeline.errors import NotFound
-from pipeline.judge import Judge
-from web.auth import hash_password, set_password
+from notebazaar.pipeline import community, market
+from notebazaar.pipeline.config import Settings
+from notebazaar.pipeline.demo import seed_demo
+from notebazaar.pipeline.errors import NotFound
+from notebazaar.pipeline.judge import Judge
+from notebazaar.web.auth import hash_password, set_password
 
 
 @dataclass(frozen=True)

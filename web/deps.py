@@ -19,12 +19,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.templating import Jinja2Templates
 from sqlite_utils import Database
 
-from pipeline import community, ledger
-from pipeline.config import Settings
-from pipeline.db import open_db
-from pipeline.errors import NotebazaarError
-from pipeline.judge import Judge
-from web import auth, queries
+from notebazaar.pipeline import community, ledger
+from notebazaar.pipeline.config import Settings
+from notebazaar.pipeline.db import open_db
+from notebazaar.pipeline.errors import NotebazaarError
+from notebazaar.pipeline.judge import Judge
+from notebazaar.web import auth, queries
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 

@@ -12,9 +12,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pipeline import evaluate
-from pipeline.config import Settings
-from pipeline.errors import ValidationError
+from notebazaar.pipeline import evaluate
+from notebazaar.pipeline.config import Settings
+from notebazaar.pipeline.errors import ValidationError
 
 log = logging.getLogger(__name__)
 

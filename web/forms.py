@@ -6,7 +6,7 @@ must become a clear error here rather than FastAPI's generic 422.
 
 from __future__ import annotations
 
-from pipeline.errors import ValidationError
+from notebazaar.pipeline.errors import ValidationError
 
 
 def whole_number(name: str, value: str | None) -> int:

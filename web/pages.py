@@ -12,10 +12,10 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlite_utils import Database
 
-from pipeline import community, ledger, market
-from pipeline.errors import Forbidden, MarketClosed, NotebazaarError
-from web import auth, queries
-from web.deps import (
+from notebazaar.pipeline import community, ledger, market
+from notebazaar.pipeline.errors import Forbidden, MarketClosed, NotebazaarError
+from notebazaar.web import auth, queries
+from notebazaar.web.deps import (
     DB,
     MaybeUser,
     PageUser,
@@ -28,7 +28,7 @@ from web.deps import (
     render,
     status_for,
 )
-from web.forms import lines, safe_next, whole_number
+from notebazaar.web.forms import lines, safe_next, whole_number
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(page_user)])
 CSRF = [Depends(check_csrf)]

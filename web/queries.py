@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from pipeline import ledger
-from pipeline.recursion import sub_markets
+from notebazaar.pipeline import ledger
+from notebazaar.pipeline.recursion import sub_markets
 
 _REVEAL_COLUMNS = (
     "r.id, r.offer_id, r.post_id, r.market_id, r.classification, r.text, r.sources, r.price,"

@@ -9,11 +9,11 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.config import Settings
-from pipeline.db import open_db
-from pipeline.judge.factory import make_judge
-from web.app import create_app
-from web.demo import DemoLogin, ensure_demo
+from notebazaar.pipeline.config import Settings
+from notebazaar.pipeline.db import open_db
+from notebazaar.pipeline.judge.factory import make_judge
+from notebazaar.web.app import create_app
+from notebazaar.web.demo import DemoLogin, ensure_demo
 
 
 def print_logins(console: Console, logins: list[DemoLogin]) -> None:

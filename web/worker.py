@@ -10,16 +10,16 @@ import logging
 import threading
 from pathlib import Path
 
-from pipeline.config import RecursionSettings
-from pipeline.db import open_db
-from pipeline.judge import Judge
-from pipeline.settlement import close_due
+from notebazaar.pipeline.config import RecursionSettings
+from notebazaar.pipeline.db import open_db
+from notebazaar.pipeline.judge import Judge
+from notebazaar.pipeline.settlement import close_due
 
 log = logging.getLogger(__name__)
 
 
 class CloseWorker:
-    """Calls :func:`pipeline.settlement.close_due` every ``interval`` seconds until stopped.
+    """Calls :func:`notebazaar.pipeline.settlement.close_due` every ``interval`` seconds until stopped.
 
     ``lock`` is shared with the "close now" handlers: one judge instance settles one market at a
     time (a judge may hold per-market state between ``prepare`` and ``forget``).

@@ -1,5 +1,5 @@
 """The Discord bot: slash commands, a modal for sealed notes, a "Request notes" context menu, a
-channel watcher, and delivery of revealed notes. Market rules stay in :mod:`pipeline`.
+channel watcher, and delivery of revealed notes. Market rules stay in :mod:`notebazaar.pipeline`.
 
-Entry point: :func:`bot.discord.runner.run_discord` (``notebazaar discord``).
+Entry point: :func:`notebazaar.bot.discord.runner.run_discord` (``notebazaar discord``).
 """

@@ -15,12 +15,12 @@ import discord
 from discord.ext import commands, tasks
 from sqlite_utils import Database
 
-from bot.discord.closer import Closer, JudgeFactory
-from bot.discord.delivery import Delivery
-from bot.discord.interactions import report_error
-from pipeline.config import DiscordSettings, Settings
-from pipeline.db import open_db
-from pipeline.judge.factory import make_judge
+from notebazaar.bot.discord.closer import Closer, JudgeFactory
+from notebazaar.bot.discord.delivery import Delivery
+from notebazaar.bot.discord.interactions import report_error
+from notebazaar.pipeline.config import DiscordSettings, Settings
+from notebazaar.pipeline.db import open_db
+from notebazaar.pipeline.judge.factory import make_judge
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class NotebazaarBot(commands.Bot):
         self.closer = Closer(db_path, settings, judge_factory)
 
     async def setup_hook(self) -> None:
-        from bot.discord.commands import NotebazaarCog
+        from notebazaar.bot.discord.commands import NotebazaarCog
 
         await self.add_cog(NotebazaarCog(self))
         await self.sync_commands()

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from pipeline.config import Settings
-from pipeline.db import open_db
-from pipeline.judge import Judge
-from pipeline.judge.factory import make_judge
-from pipeline.settlement import close_due
+from notebazaar.pipeline.config import Settings
+from notebazaar.pipeline.db import open_db
+from notebazaar.pipeline.judge import Judge
+from notebazaar.pipeline.judge.factory import make_judge
+from notebazaar.pipeline.settlement import close_due
 
 JudgeFactory = Callable[[Settings, Database], Judge]
 

@@ -1,8 +1,8 @@
 """Slash commands, the "Request notes" message menu and the channel watcher, as one cog.
 
 Each callback translates a Discord interaction into one pipeline call and its result back into an
-ephemeral answer. Market rules live in :mod:`pipeline`; the only decision made here is who counts as
-a moderator (see :func:`bot.discord.interactions.require_moderator`).
+ephemeral answer. Market rules live in :mod:`notebazaar.pipeline`; the only decision made here is
+who counts as a moderator (see :func:`notebazaar.bot.discord.interactions.require_moderator`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.discord import queries, render, watch
-from bot.discord.delivery import take_down
-from bot.discord.interactions import (
+from notebazaar.bot.discord import queries, render, watch
+from notebazaar.bot.discord.delivery import take_down
+from notebazaar.bot.discord.interactions import (
     account_for_user,
     community_for_guild,
     defer,
@@ -25,14 +25,14 @@ from bot.discord.interactions import (
     require_moderator,
     send,
 )
-from bot.discord.modal import NoteModal, SubNoteModal
-from bot.discord.refs import parse_message_ref
-from pipeline import community, ledger, moderation, prompts
-from pipeline import market as market_core
-from pipeline.errors import Forbidden, NotebazaarError
+from notebazaar.bot.discord.modal import NoteModal, SubNoteModal
+from notebazaar.bot.discord.refs import parse_message_ref
+from notebazaar.pipeline import community, ledger, moderation, prompts
+from notebazaar.pipeline import market as market_core
+from notebazaar.pipeline.errors import Forbidden, NotebazaarError
 
 if TYPE_CHECKING:
-    from bot.discord.client import NotebazaarBot
+    from notebazaar.bot.discord.client import NotebazaarBot
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ from typing import Protocol
 import discord
 from sqlite_utils import Database
 
-from bot.discord import render
-from bot.discord.interactions import PLATFORM
-from bot.discord.refs import external_id, split_external_id
-from pipeline import outbox
+from notebazaar.bot.discord import render
+from notebazaar.bot.discord.interactions import PLATFORM
+from notebazaar.bot.discord.refs import external_id, split_external_id
+from notebazaar.pipeline import outbox
 
 log = logging.getLogger(__name__)
 THREAD_NAME = "Community notes"

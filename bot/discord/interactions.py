@@ -17,11 +17,11 @@ from typing import Any
 import discord
 from sqlite_utils import Database
 
-from pipeline import community
-from pipeline.community import Community
-from pipeline.config import Settings
-from pipeline.db import write
-from pipeline.errors import Forbidden, NotebazaarError, NotFound
+from notebazaar.pipeline import community
+from notebazaar.pipeline.community import Community
+from notebazaar.pipeline.config import Settings
+from notebazaar.pipeline.db import write
+from notebazaar.pipeline.errors import Forbidden, NotebazaarError, NotFound
 
 log = logging.getLogger(__name__)
 PLATFORM = "discord"

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import ui
 
-from bot.discord import queries, render
-from bot.discord.interactions import (
+from notebazaar.bot.discord import queries, render
+from notebazaar.bot.discord.interactions import (
     account_for_user,
     community_for_guild,
     defer,
@@ -26,14 +26,14 @@ from bot.discord.interactions import (
     report_error,
     send,
 )
-from bot.discord.refs import parse_message_ref
-from pipeline import market
-from pipeline.errors import ValidationError
+from notebazaar.bot.discord.refs import parse_message_ref
+from notebazaar.pipeline import market
+from notebazaar.pipeline.errors import ValidationError
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
 
-    from pipeline.config import Settings
+    from notebazaar.pipeline.config import Settings
 
 TEXT_INPUT_MAX = 4000  # Discord's limit for one text input
 _TERMS_WORDS = re.compile(r"\b(bid|price)\b[:=]?", re.IGNORECASE)

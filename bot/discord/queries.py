@@ -11,9 +11,9 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from bot.discord.refs import MessageRef, external_id
-from pipeline.errors import MarketClosed, NotFound, ValidationError
-from pipeline.prompts import DEFAULT_NAME, ensure_default_prompt
+from notebazaar.bot.discord.refs import MessageRef, external_id
+from notebazaar.pipeline.errors import MarketClosed, NotFound, ValidationError
+from notebazaar.pipeline.prompts import DEFAULT_NAME, ensure_default_prompt
 
 PLATFORM = "discord"
 

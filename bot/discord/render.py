@@ -10,9 +10,9 @@ from typing import Any
 
 import discord
 
-from bot.discord.queries import SubMarket
-from pipeline.market import Receipt
-from pipeline.outbox import PendingReveal
+from notebazaar.bot.discord.queries import SubMarket
+from notebazaar.pipeline.market import Receipt
+from notebazaar.pipeline.outbox import PendingReveal
 
 MISLEADING_COLOUR = discord.Colour.orange()
 NOT_MISLEADING_COLOUR = discord.Colour.green()

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import discord
 
-from bot.discord.client import NotebazaarBot
-from bot.discord.closer import JudgeFactory
-from pipeline import community
-from pipeline.config import Settings
-from pipeline.db import open_db
-from pipeline.errors import NotebazaarError, NotFound, ValidationError
-from pipeline.judge.factory import make_judge
+from notebazaar.bot.discord.client import NotebazaarBot
+from notebazaar.bot.discord.closer import JudgeFactory
+from notebazaar.pipeline import community
+from notebazaar.pipeline.config import Settings
+from notebazaar.pipeline.db import open_db
+from notebazaar.pipeline.errors import NotebazaarError, NotFound, ValidationError
+from notebazaar.pipeline.judge.factory import make_judge
 
 TOKEN_ENV = "DISCORD_TOKEN"
 

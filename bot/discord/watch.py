@@ -1,7 +1,7 @@
 """Turning Discord messages into posts with open markets: the channel watcher and "Request notes".
 
 A watched message opens a market only if it passes the configured check-worthiness filter
-(:func:`pipeline.checkworthy.is_check_worthy`); a reader's "Request notes" opens one regardless.
+(:func:`notebazaar.pipeline.checkworthy.is_check_worthy`); a reader's "Request notes" opens one regardless.
 Either way the message gets a reaction, so readers see that notes may be offered on it.
 """
 
@@ -12,14 +12,14 @@ import logging
 import discord
 from sqlite_utils import Database
 
-from bot.discord.interactions import PLATFORM
-from bot.discord.refs import external_id
-from pipeline import community
-from pipeline import market as market_core
-from pipeline.checkworthy import is_check_worthy
-from pipeline.community import Community
-from pipeline.config import DiscordSettings
-from pipeline.errors import ValidationError
+from notebazaar.bot.discord.interactions import PLATFORM
+from notebazaar.bot.discord.refs import external_id
+from notebazaar.pipeline import community
+from notebazaar.pipeline import market as market_core
+from notebazaar.pipeline.checkworthy import is_check_worthy
+from notebazaar.pipeline.community import Community
+from notebazaar.pipeline.config import DiscordSettings
+from notebazaar.pipeline.errors import ValidationError
 
 log = logging.getLogger(__name__)
 MARKET_OPEN_REACTION = "\N{MEMO}"

@@ -13,8 +13,8 @@ import praw
 import prawcore
 from praw.exceptions import ClientException
 
-from pipeline.config import Settings
-from pipeline.errors import NotebazaarError
+from notebazaar.pipeline.config import Settings
+from notebazaar.pipeline.errors import NotebazaarError
 
 # Worth retrying later: a rate limit, a server error after praw's own retries, a network failure.
 TRANSIENT = (

@@ -19,9 +19,9 @@ import prawcore
 from praw.exceptions import RedditAPIException
 from sqlite_utils import Database
 
-from bot.reddit.client import TRANSIENT
-from bot.reddit.markdown import note_comment
-from pipeline import outbox
+from notebazaar.bot.reddit.client import TRANSIENT
+from notebazaar.bot.reddit.markdown import note_comment
+from notebazaar.pipeline import outbox
 
 log = logging.getLogger(__name__)
 

@@ -18,16 +18,16 @@ import prawcore
 from praw.exceptions import RedditAPIException
 from sqlite_utils import Database
 
-from bot.reddit import messages
-from bot.reddit.client import TRANSIENT
-from bot.reddit.state import get_state, set_state
-from bot.reddit.watcher import post_text
-from pipeline import ledger
-from pipeline.community import account_for_identity, add_post
-from pipeline.config import LimitSettings
-from pipeline.db import write
-from pipeline.errors import NotebazaarError, NotFound
-from pipeline.market import get_market, open_market, submit_offer, withdraw_offer
+from notebazaar.bot.reddit import messages
+from notebazaar.bot.reddit.client import TRANSIENT
+from notebazaar.bot.reddit.state import get_state, set_state
+from notebazaar.bot.reddit.watcher import post_text
+from notebazaar.pipeline import ledger
+from notebazaar.pipeline.community import account_for_identity, add_post
+from notebazaar.pipeline.config import LimitSettings
+from notebazaar.pipeline.db import write
+from notebazaar.pipeline.errors import NotebazaarError, NotFound
+from notebazaar.pipeline.market import get_market, open_market, submit_offer, withdraw_offer
 
 log = logging.getLogger(__name__)
 

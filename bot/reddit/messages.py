@@ -20,8 +20,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pipeline.errors import ValidationError
-from pipeline.market import Receipt
+from notebazaar.pipeline.errors import ValidationError
+from notebazaar.pipeline.market import Receipt
 
 _FULLNAME = re.compile(r"^t([13])_([a-z0-9]{1,13})$", re.IGNORECASE)
 _PERMALINK = re.compile(r"/comments/([a-z0-9]{1,13})(?:/[^/?#]*/([a-z0-9]{1,13}))?", re.IGNORECASE)

@@ -19,17 +19,17 @@ import praw
 import prawcore
 from sqlite_utils import Database
 
-from bot.reddit.client import RedditSetupError, bot_username, connect
-from bot.reddit.delivery import Delivery
-from bot.reddit.inbox import Inbox
-from bot.reddit.watcher import Watcher
-from bot.reddit.wikisync import WikiSync
-from pipeline.community import account_for_identity, get_community, grant
-from pipeline.config import Settings
-from pipeline.db import open_db
-from pipeline.errors import NotFound
-from pipeline.judge import Judge
-from pipeline.settlement import close_due
+from notebazaar.bot.reddit.client import RedditSetupError, bot_username, connect
+from notebazaar.bot.reddit.delivery import Delivery
+from notebazaar.bot.reddit.inbox import Inbox
+from notebazaar.bot.reddit.watcher import Watcher
+from notebazaar.bot.reddit.wikisync import WikiSync
+from notebazaar.pipeline.community import account_for_identity, get_community, grant
+from notebazaar.pipeline.config import Settings
+from notebazaar.pipeline.db import open_db
+from notebazaar.pipeline.errors import NotFound
+from notebazaar.pipeline.judge import Judge
+from notebazaar.pipeline.settlement import close_due
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def _add(report: TickReport, name: str, value: int) -> None:
 
 def run_reddit(db_path: Path, settings: Settings, **praw_kwargs: Any) -> None:
     """``notebazaar reddit``: connect, check the setup, then tick until interrupted."""
-    from pipeline.judge.factory import make_judge
+    from notebazaar.pipeline.judge.factory import make_judge
 
     # prawcore logs request bodies at DEBUG; a receipt's salt is in one, so keep it at INFO.
     logging.getLogger("prawcore").setLevel(logging.INFO)

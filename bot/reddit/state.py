@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from pipeline.db import write
+from notebazaar.pipeline.db import write
 
 PREFIX = "reddit:"
 

@@ -20,14 +20,14 @@ from typing import Any, Literal
 import praw
 from sqlite_utils import Database
 
-from bot.reddit.client import TRANSIENT
-from bot.reddit.state import get_state, set_state
-from pipeline.checkworthy import is_check_worthy
-from pipeline.community import add_post
-from pipeline.config import RedditSettings
-from pipeline.db import write
-from pipeline.errors import NotebazaarError
-from pipeline.market import open_market
+from notebazaar.bot.reddit.client import TRANSIENT
+from notebazaar.bot.reddit.state import get_state, set_state
+from notebazaar.pipeline.checkworthy import is_check_worthy
+from notebazaar.pipeline.community import add_post
+from notebazaar.pipeline.config import RedditSettings
+from notebazaar.pipeline.db import write
+from notebazaar.pipeline.errors import NotebazaarError
+from notebazaar.pipeline.market import open_market
 
 log = logging.getLogger(__name__)
 

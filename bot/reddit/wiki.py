@@ -11,8 +11,8 @@ The page body is TOML (optionally inside a code block, so it reads well on the w
     prompt_version = 2
 
 Every key is optional. A page is applied as a whole or not at all: one transaction changes the
-community's settings (:func:`pipeline.community.update_settings`) and activates the prompt version
-(:func:`pipeline.prompts.activate`), both audited in the bot account's name. A bad page changes
+community's settings (:func:`notebazaar.pipeline.community.update_settings`) and activates the prompt version
+(:func:`notebazaar.pipeline.prompts.activate`), both audited in the bot account's name. A bad page changes
 nothing; the last good settings stay in force.
 """
 
@@ -25,10 +25,10 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from pipeline import prompts
-from pipeline.community import SETTING_KEYS, get_community, update_settings
-from pipeline.db import write
-from pipeline.errors import ValidationError
+from notebazaar.pipeline import prompts
+from notebazaar.pipeline.community import SETTING_KEYS, get_community, update_settings
+from notebazaar.pipeline.db import write
+from notebazaar.pipeline.errors import ValidationError
 
 KEYS = (*SETTING_KEYS, "prompt_version")
 _FENCE = re.compile(r"^(```|~~~)[^\n]*\n(.*?)^\1\s*$", re.MULTILINE | re.DOTALL)

@@ -17,8 +17,8 @@ import prawcore
 from praw.exceptions import RedditAPIException
 from sqlite_utils import Database
 
-from bot.reddit.state import get_state, set_state
-from bot.reddit.wiki import WikiConfigError, apply_wiki_config, parse_wiki_config
+from notebazaar.bot.reddit.state import get_state, set_state
+from notebazaar.bot.reddit.wiki import WikiConfigError, apply_wiki_config, parse_wiki_config
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The judge's interface. A judge reads one sealed note at a time, in a fresh context, and reports
 a reader's P(post is misleading) before and after it. It never decides: the purchase rule lives in
-:mod:`pipeline.rules`.
+:mod:`notebazaar.pipeline.rules`.
 
 A judge must be amnesic: ``inspect`` may not keep anything about the note after it returns (no
 cache keyed by content, no conversation history, no log of the note or of the model's words).

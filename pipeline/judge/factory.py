@@ -6,8 +6,8 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from pipeline.config import Settings
-from pipeline.judge import Judge
+from notebazaar.pipeline.config import Settings
+from notebazaar.pipeline.judge import Judge
 
 
 def make_judge(
@@ -17,19 +17,19 @@ def make_judge(
     judge's prompt; without it the LLM judge uses the packaged default (prompt version 1)."""
     kind = kind or settings.judge.kind
     if kind == "openai":
-        from pipeline import prompts
-        from pipeline.judge.llm import LLMJudge
+        from notebazaar.pipeline import prompts
+        from notebazaar.pipeline.judge.llm import LLMJudge
 
         if prompt_text is None:
             prompt_text = str(prompts.get_version(db, prompts.ensure_default_prompt(db))["text"])
         return LLMJudge(settings.judge.openai, prompt_text)
     if kind == "local":
-        from index.retrieval import Retriever
-        from pipeline.judge.local import LocalJudge
+        from notebazaar.index.retrieval import Retriever
+        from notebazaar.pipeline.judge.local import LocalJudge
 
         return LocalJudge(db, Retriever(db, db_folder(db), settings.index))
     if kind == "simple":
-        from pipeline.judge.simple import SimpleJudge
+        from notebazaar.pipeline.judge.simple import SimpleJudge
 
         return SimpleJudge()
     raise ValueError(f"unknown judge kind {kind!r}")

@@ -7,7 +7,7 @@ reasons are logged. The model answers through a JSON-schema response format at t
 the code then checks the answer (see :meth:`LLMJudge.inspect`): the model estimates, code decides.
 
 Failures of any kind (timeout, HTTP error after the client's own retries, refusal, malformed JSON,
-a span that is not in the note) raise :class:`~pipeline.judge.JudgeError` with a short reason; the
+a span that is not in the note) raise :class:`~notebazaar.pipeline.judge.JudgeError` with a short reason; the
 offer is then not bought and the market still settles.
 """
 
@@ -23,9 +23,9 @@ import openai
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.config import OpenAISettings
-from pipeline.judge import Context, JudgeError, NoteView, PostView, TrackRecord, Verdict
-from pipeline.judge.spotlight import (
+from notebazaar.pipeline.config import OpenAISettings
+from notebazaar.pipeline.judge import Context, JudgeError, NoteView, PostView, TrackRecord, Verdict
+from notebazaar.pipeline.judge.spotlight import (
     Region,
     Spotlight,
     find_span,
@@ -34,7 +34,7 @@ from pipeline.judge.spotlight import (
     overlaps,
     sanitize,
 )
-from pipeline.rules import clamp
+from notebazaar.pipeline.rules import clamp
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ log-likelihood ratio built from three things the judge can check without the not
   (unrelated: no weight) to ``rel_full`` (squarely on topic: full weight), and back down to zero
   between ``echo_start`` and ``echo_full`` (a note that restates the post tells a reader nothing);
 - *reliability*: the informer's record of revealed notes on resolved posts (and of offers that
-  sub-markets discredited, as wrong notes: :func:`pipeline.market.track_record`), shrunk toward the
+  sub-markets discredited, as wrong notes: :func:`notebazaar.pipeline.market.track_record`), shrunk toward the
   community's record (a hierarchical Beta prior), so a newcomer is trusted like the average
   informer and a proven liar not at all; the weight is ``log(r / (1 - r))``, floored at zero, so a
   note can only push toward its own classification;
@@ -45,10 +45,10 @@ from typing import Any
 import numpy as np
 from sqlite_utils import Database
 
-from pipeline.judge import Context, NoteView, PostView, TrackRecord, Verdict
-from pipeline.judge.spotlight import has_instructions, sanitize
-from pipeline.market import community_track_record
-from pipeline.rules import clamp, logit
+from notebazaar.pipeline.judge import Context, NoteView, PostView, TrackRecord, Verdict
+from notebazaar.pipeline.judge.spotlight import has_instructions, sanitize
+from notebazaar.pipeline.market import community_track_record
+from notebazaar.pipeline.rules import clamp, logit
 
 
 @dataclass(frozen=True)

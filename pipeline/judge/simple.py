@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-from pipeline.judge import Context, NoteView, PostView, Verdict
-from pipeline.rules import clamp
+from notebazaar.pipeline.judge import Context, NoteView, PostView, Verdict
+from notebazaar.pipeline.rules import clamp
 
 _WORD = re.compile(r"[a-z0-9]+")
 

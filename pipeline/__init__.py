@@ -1,0 +1,1 @@
+"""The market: ledger, sealed offers, auction, judges, settlement, moderation and simulation."""
