@@ -26,8 +26,8 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+from notebazaar.cli import main
 from notebazaar.pipeline import community, market, outbox
-from notebazaar.pipeline.cli import main
 from notebazaar.pipeline.config import MarketSettings, Settings
 from notebazaar.pipeline.db import open_db
 from notebazaar.pipeline.judge.local import LocalJudge

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 from sqlite_utils import Database
 
+from notebazaar.cli import main
 from notebazaar.pipeline import community, ledger, market
-from notebazaar.pipeline.cli import main
 from notebazaar.pipeline.config import LimitSettings
 from notebazaar.pipeline.db import open_db
 from notebazaar.pipeline.errors import NotebazaarError

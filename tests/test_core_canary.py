@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from notebazaar.cli import main
 from notebazaar.pipeline import community, market
-from notebazaar.pipeline.cli import main
 from notebazaar.pipeline.db import open_db
 from notebazaar.pipeline.settlement import close_market
 from tests.test_core_helpers import ScriptedJudge, make_market, restore_logging  # noqa: F401

@@ -10,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
-from notebazaar.pipeline.cli import main
+from notebazaar.cli import main
 from tests.test_core_helpers import restore_logging  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("restore_logging")

@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 from sqlite_utils import Database
 
+from notebazaar.cli import main
 from notebazaar.pipeline import community, ledger
-from notebazaar.pipeline.cli import main
 from notebazaar.pipeline.errors import Conflict, InsufficientFunds, ValidationError
 from tests.test_core_helpers import restore_logging, snapshot  # noqa: F401
 

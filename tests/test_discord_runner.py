@@ -11,7 +11,7 @@ from sqlite_utils import Database
 
 from notebazaar.bot.discord.client import BOT_PERMISSIONS, invite_url
 from notebazaar.bot.discord.runner import check_setup, run_discord
-from notebazaar.pipeline.cli import main
+from notebazaar.cli import main
 from notebazaar.pipeline.config import Settings
 from notebazaar.pipeline.errors import NotFound, ValidationError
 from notebazaar.pipeline.judge.simple import SimpleJudge

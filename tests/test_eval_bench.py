@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from notebazaar.cli import main
 from notebazaar.pipeline import prompts
-from notebazaar.pipeline.cli import main
 from notebazaar.pipeline.db import open_db
 from tests.conftest import CLAIMS
 from tests.fake_openai import FakeOpenAI, Reply, answer, blocks, schema_name, user_message

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from notebazaar.cli import main
 from notebazaar.index import corpus
 from notebazaar.index.embed import Embedder, get_embedder
 from notebazaar.index.retrieval import INDEX_FILE, Retriever
-from notebazaar.pipeline.cli import main
 from notebazaar.pipeline.config import Settings
 from notebazaar.pipeline.db import open_db
 

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from sqlite_utils import Database
 
+from notebazaar.cli import main
 from notebazaar.pipeline import ledger, market
-from notebazaar.pipeline.cli import main
 from notebazaar.pipeline.config import RecursionSettings, Settings
 from notebazaar.pipeline.db import open_db
 from notebazaar.pipeline.judge import Context, NoteView, PostView, Verdict

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from notebazaar.pipeline.cli import main
+from notebazaar.cli import main
 from tests.conftest import CLAIMS
 from tests.test_simulate import REPORT_KEYS
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
+from notebazaar.cli import main
 from notebazaar.pipeline.claims import load_claims
-from notebazaar.pipeline.cli import main
 from notebazaar.pipeline.simulate import INFORMER_TYPES, SIM_MARKET
 from notebazaar.pipeline.validation import strip_controls
 from tests.conftest import CLAIMS

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from notebazaar.pipeline.cli import main
+from notebazaar.cli import main
 
 
 def test_demo_runs_end_to_end_and_ledger_checks(tmp_path: Path) -> None:

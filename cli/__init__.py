@@ -1,0 +1,14 @@
+"""The ``notebazaar`` command line: a thin layer on top of everything else.
+
+Every command takes ``--db PATH`` after the subcommand; its default comes from config.toml. A refused
+request prints ``Error: <what is wrong>`` and exits 1. Each module here registers one group of
+commands on :data:`notebazaar.cli.base.main`; none of them holds market logic.
+"""
+
+from notebazaar.cli import corpus, demo, export, ledger, market, measure, surfaces  # noqa: F401  (registers commands)
+from notebazaar.cli.base import main
+
+__all__ = ["main"]
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""The product measures itself: simulate, eval, bench."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from notebazaar.cli.base import claims_run_options, console, main, with_db
+from notebazaar.pipeline.config import Settings
+
+# --- measuring the product ------------------------------------------------------------------------
+
+
+@main.command()
+@claims_run_options
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write report.json; the plot goes beside it.",
+)
+@click.option(
+    "--recursion",
+    type=click.Choice(["on", "off"]),
+    default=None,
+    help="Sub-markets about uncertain offers, with debunker informers ([recursion] in config.toml)."
+    " Given either way, the report adds subnote_purchases and misleading_bought_share.",
+)
+@with_db
+def simulate(
+    db: Any,
+    db_path: Path,
+    settings: Settings,
+    claims_path: Path,
+    judge_kind: str | None,
+    seed: int,
+    limit: int | None,
+    out_path: Path,
+    recursion: str | None,
+) -> None:
+    """Run informer populations against the judge on labelled claims; write a JSON report and a plot."""
+    from notebazaar.pipeline.evaluate import quality_table
+    from notebazaar.pipeline.simulate import plot
+    from notebazaar.pipeline.simulate import simulate as run_simulation
+
+    db.close()
+    kind = judge_kind or settings.judge.kind
+    report, state = run_simulation(
+        claims_path,
+        db_path,
+        settings=settings,
+        judge_kind=kind,
+        seed=seed,
+        limit=limit,
+        progress=sys.stderr.isatty(),
+        recursion=None if recursion is None else recursion == "on",
+    )
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    plot_path = out_path.with_suffix(".png")
+    plot(state, plot_path)
+    console.print(quality_table([(kind, report)], f"simulate: {claims_path.name}"))
+    console.print(
+        f"{report['claims']} markets in {report['seconds']:.1f}s "
+        f"({report['markets_per_second']:.2f}/s); report {out_path}, plot {plot_path}"
+    )
+
+
+@main.command("eval")
+@claims_run_options
+@click.option(
+    "--prompt",
+    "prompt_specs",
+    multiple=True,
+    required=True,
+    help="A prompt version id, a version of the judge prompt like v2, or a file. Give two to compare.",
+)
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@with_db
+def eval_command(
+    db: Any,
+    db_path: Path,
+    settings: Settings,
+    claims_path: Path,
+    prompt_specs: tuple[str, ...],
+    judge_kind: str | None,
+    seed: int,
+    limit: int | None,
+    out_path: Path,
+) -> None:
+    """Replay labelled claims through a judge configuration in shadow: nothing published, no credits move."""
+    from notebazaar.pipeline.evaluate import evaluate, quality_table, resolve_prompt
+
+    if len(prompt_specs) > 2:
+        raise click.ClickException("give one --prompt, or two to compare")
+    kind = judge_kind or settings.judge.kind
+    resolved = [resolve_prompt(db, spec) for spec in prompt_specs]
+    runs = []
+    for label, text in resolved:
+        report = evaluate(
+            claims_path,
+            settings=settings,
+            judge_kind=kind,
+            prompt_text=text,
+            limit=limit,
+            seed=seed,
+            reference_db=db,
+            progress=sys.stderr.isatty(),
+        )
+        runs.append({"prompt": label, **report})
+    out = {**runs[0], "runs": runs}
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    console.print(quality_table([(r["prompt"], r) for r in runs], f"eval ({kind} judge): {claims_path.name}"))
+    if kind == "local":
+        console.print("note: the embedded judge has no prompt; the prompts matter for --judge openai")
+
+
+@main.command()
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--markets", type=int, default=40, show_default=True, help="Markets in the end-to-end run.")
+@click.option("--offers", type=int, default=32, show_default=True, help="Offers per market.")
+@click.option("--repeats", type=int, default=3, show_default=True, help="Runs per measurement (median).")
+@with_db
+def bench(
+    db: Any, db_path: Path, settings: Settings, out_path: Path, markets: int, offers: int, repeats: int
+) -> None:
+    """Measure embedding throughput, end-to-end market throughput, ledger speed and decision latency."""
+    from notebazaar.pipeline.bench import run_bench
+
+    if markets < 1 or offers < 1 or repeats < 1:
+        raise click.ClickException("--markets, --offers and --repeats must be at least 1")
+    db.close()
+    result = run_bench(db_path.parent, settings, markets=markets, offers=offers, repeats=repeats)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    table = Table(title="bench")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        shown = (
+            json.dumps(value)
+            if isinstance(value, dict)
+            else f"{value:.3f}"
+            if isinstance(value, float)
+            else str(value)
+        )
+        table.add_row(key, shown)
+    console.print(table)
