@@ -15,12 +15,11 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from notebazaar.pipeline import ledger, rules
+from notebazaar.pipeline import ledger
 from notebazaar.pipeline.community import audit, get_account, get_community, get_post, is_banned
 from notebazaar.pipeline.config import LimitSettings
 from notebazaar.pipeline.db import write
 from notebazaar.pipeline.errors import Conflict, Forbidden, LimitExceeded, MarketClosed, NotFound
-from notebazaar.pipeline.judge import TrackRecord
 from notebazaar.pipeline.sealing import NoteContent, seal
 from notebazaar.pipeline.validation import check_amount, check_classification, check_id, check_text
 
@@ -293,62 +292,6 @@ def replace_offer(
         market_id = int(_own_sealed_offer(db, offer_id, informer_id)["market_id"])
         withdraw_offer(db, offer_id, informer_id, now=now, status="replaced")
         return submit_offer(db, market_id, informer_id, limits=limits, now=now, **new)
-
-
-# A revealed note on a resolved post was right when its classification matched the resolution and
-# readers did not rate it unhelpful by a majority (a note can be "right" yet decide nothing).
-_RIGHT = (
-    "r.classification = p.resolution AND NOT COALESCE("
-    "(SELECT SUM(1 - g.helpful) > SUM(g.helpful) FROM ratings g WHERE g.reveal_id = r.id), 0)"
-)
-
-
-def _record(db: Database, where: str, params: list[Any]) -> TrackRecord:
-    # Sub-notes (revealed from sub-markets) classify an offer, not the post: they do not count.
-    row = db.execute(
-        f"SELECT COALESCE(SUM({_RIGHT}), 0), COALESCE(SUM(NOT ({_RIGHT})), 0)"
-        " FROM reveals r JOIN posts p ON p.id = r.post_id"
-        " JOIN markets m ON m.id = r.market_id AND m.parent_offer_id IS NULL"
-        f" WHERE p.resolution IS NOT NULL AND {where}",
-        params,
-    ).fetchone()
-    return TrackRecord(int(row[0]), int(row[1]))
-
-
-def discredited_offers(db: Database, informer_id: int) -> int:
-    """The informer's offers on posts whose sub-market learned they are more likely unreliable
-    than not (distrust 1: :func:`notebazaar.pipeline.rules.distrust`)."""
-    return int(
-        db.execute(
-            "SELECT COUNT(*) FROM offers o JOIN markets s ON s.parent_offer_id = o.id"
-            " JOIN markets m ON m.id = o.market_id AND m.parent_offer_id IS NULL"
-            " WHERE o.informer_id = ? AND s.status = 'settled' AND s.belief >= ? AND s.belief > s.prior",
-            [informer_id, rules.DISCREDITED],
-        ).fetchone()[0]
-    )
-
-
-def track_record(db: Database, informer_id: int) -> TrackRecord:
-    """Right and wrong among the informer's revealed notes on resolved posts; its offers that
-    sub-markets discredited count as wrong too.
-
-    A discredited offer's note is shredded, so the post's resolution can never check it; the
-    judgement is what the market learned about the informer, and forgetting it with the note would
-    let a liar whom sub-markets keep catching stay a trusted newcomer for ever. Only the count is
-    kept."""
-    record = _record(db, "r.informer_id = ?", [informer_id])
-    discredited = discredited_offers(db, informer_id)
-    return TrackRecord(record.right, record.wrong + discredited, discredited)
-
-
-def community_track_record(db: Database, community_id: int) -> TrackRecord:
-    """Right and wrong among all revealed notes on the community's resolved posts: the prior for a
-    newcomer's reliability.
-
-    Ground truth only, without discredits: those are the judge's own judgements, and letting them
-    lower the trust the judge gives every newcomer is a feedback loop. A few early ones can leave it
-    trusting nobody, and a judge that buys nothing learns nothing, so it never recovers."""
-    return _record(db, "p.community_id = ?", [community_id])
 
 
 def resolve_post(db: Database, post_id: int, resolution: str, *, actor_id: int | None = None) -> None:

@@ -16,7 +16,7 @@ parent. Both happen in the transaction that decides the parent, so a crash can n
 without the other.
 
 Memory: an offer its sub-market discredited (:func:`notebazaar.pipeline.rules.distrust` 1) counts as a wrong
-note in its informer's track record (:func:`notebazaar.pipeline.market.track_record`); only that count
+note in its informer's track record (:func:`notebazaar.pipeline.records.track_record`); only that count
 survives the shredding, never the note or its sub-notes.
 
 Money: a sub-market's budget comes from the parent market's budget account and its unspent budget
@@ -37,7 +37,8 @@ from notebazaar.pipeline import rules
 from notebazaar.pipeline.config import RecursionSettings
 from notebazaar.pipeline.errors import NotFound
 from notebazaar.pipeline.judge import NoteView, PostView, TrackRecord
-from notebazaar.pipeline.market import open_market, reveal, shred, track_record
+from notebazaar.pipeline.market import open_market, reveal, shred
+from notebazaar.pipeline.records import track_record
 from notebazaar.pipeline.sealing import NoteContent, unseal
 
 HELD = "held"  # outcome of a bought sub-note whose parent offer is not decided yet

@@ -120,7 +120,7 @@ def decide(
 #    it: distrust 1. In between, the note's weight is the log-odds of its reliability, updated:
 #    distrust = 1 - log((1 - q) / q) / log((1 - q0) / q0).
 #    An offer at distrust 1 is *discredited*: it counts as a wrong note in its informer's track
-#    record (pipeline.market.track_record), since the shredded note can never be checked against
+#    record (notebazaar.pipeline.records.track_record), since the shredded note can never be checked against
 #    the post's resolution, and forgetting the judgement would leave a caught liar fully trusted.
 # 5. Discount. The offer's log-odds move is scaled by ``1 - distrust``:
 #    logit(effective p_after) = logit(p_before) + (1 - distrust) * (logit(p_after) - logit(p_before));

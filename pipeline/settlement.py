@@ -35,7 +35,8 @@ from notebazaar.pipeline.config import RecursionSettings
 from notebazaar.pipeline.db import checkpoint, write
 from notebazaar.pipeline.errors import MarketClosed
 from notebazaar.pipeline.judge import Context, Judge, JudgeError, NoteView, PostView, TrackRecord
-from notebazaar.pipeline.market import get_market, reveal, shred, track_record
+from notebazaar.pipeline.market import get_market, reveal, shred
+from notebazaar.pipeline.records import track_record
 from notebazaar.pipeline.sealing import NoteContent, unseal
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from sqlite_utils import Database
 
-from notebazaar.pipeline import community, market
+from notebazaar.pipeline import community, market, records
 from notebazaar.pipeline.config import MarketSettings, Settings
 from notebazaar.pipeline.db import open_db, write
 from notebazaar.pipeline.judge import Context, NoteView, PostView, TrackRecord
@@ -199,9 +199,9 @@ def test_track_record_sets_how_far_a_note_moves(env: Env) -> None:
             assert inspections[0].bought
             _rate(db, inspections[0].offer_id, raters, helpful)
             market.resolve_post(db, post_id, truth)
-    assert market.track_record(db, right) == TrackRecord(4, 0)
-    assert market.track_record(db, wrong) == TrackRecord(0, 4)
-    assert market.track_record(db, newcomer) == TrackRecord(0, 0)
+    assert records.track_record(db, right) == TrackRecord(4, 0)
+    assert records.track_record(db, wrong) == TrackRecord(0, 4)
+    assert records.track_record(db, newcomer) == TrackRecord(0, 0)
 
     results = {
         name: com.run(POST, [(informer, "not_misleading", RELEVANT, 10_000)])[2][0]

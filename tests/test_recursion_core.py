@@ -10,7 +10,7 @@ import random
 import pytest
 from sqlite_utils import Database
 
-from notebazaar.pipeline import ledger, market, rules
+from notebazaar.pipeline import ledger, market, records, rules
 from notebazaar.pipeline.config import RecursionSettings
 from notebazaar.pipeline.errors import NotebazaarError
 from notebazaar.pipeline.judge import TrackRecord
@@ -120,9 +120,9 @@ def test_a_discredited_offer_counts_against_its_informer_and_an_undecided_doubt_
     # The sub-market ended at 0.9 >= 1/2: a wrong note for its informer (the post is not even
     # resolved: the judgement, not the resolution, decided it). The community's record, the prior
     # for every newcomer, holds ground truth only.
-    assert market.track_record(db, informers[0]) == TrackRecord(0, 1, 1)
-    assert market.community_track_record(db, community_id) == TrackRecord()
-    assert market.track_record(db, informers[1]) == TrackRecord()  # a sub-note is not a note on a post
+    assert records.track_record(db, informers[0]) == TrackRecord(0, 1, 1)
+    assert records.community_track_record(db, community_id) == TrackRecord()
+    assert records.track_record(db, informers[1]) == TrackRecord()  # a sub-note is not a note on a post
 
     # A sub-market that learned nothing against its offer (it ended at its prior) counts for
     # nothing, even when that prior doubt was already 1/2.
@@ -134,7 +134,7 @@ def test_a_discredited_offer_counts_against_its_informer_and_an_undecided_doubt_
     assert sub["belief"] == sub["prior"] == rules.DISCREDITED
     close_market(db, other_market, judge, force=True, recursion_settings=ON)
     assert _status(db, doubted)[0] == "bought"
-    assert market.track_record(db, others[0]) == TrackRecord()
+    assert records.track_record(db, others[0]) == TrackRecord()
 
 
 def test_vouched_offer_is_bought_and_its_sub_notes_are_revealed_with_it(db: Database) -> None:

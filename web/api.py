@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlite_utils import Database
 from starlette.concurrency import run_in_threadpool
 
-from notebazaar.pipeline import community, ledger, market, moderation, prompts, settlement
+from notebazaar.pipeline import community, ledger, market, moderation, prompts, records, settlement
 from notebazaar.pipeline.community import SETTING_KEYS, Community
 from notebazaar.pipeline.errors import Forbidden, MarketClosed, NotFound
 from notebazaar.web import auth, evaluation, queries
@@ -116,7 +116,7 @@ def api_token(*, body: TokenRequest, db: DB) -> dict[str, Any]:
 @router.get("/me", tags=["accounts"])
 def api_me(*, user: ApiUser, db: DB) -> dict[str, Any]:
     """Your wallet, roles, earnings and track record."""
-    track = market.track_record(db, user.id)
+    track = records.track_record(db, user.id)
     return {
         "account_id": user.id,
         "handle": user.handle,

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlite_utils import Database
 
-from notebazaar.pipeline import community, ledger, market
+from notebazaar.pipeline import community, ledger, market, records
 from notebazaar.pipeline.errors import Forbidden, MarketClosed, NotebazaarError
 from notebazaar.web import auth, queries
 from notebazaar.web.deps import (
@@ -280,7 +280,7 @@ def dashboard(*, request: Request, user: PageUser, db: DB) -> Response:
         {
             "offers": queries.informer_offers(db, user.id),
             "earnings": queries.earnings(db, user.id),
-            "track": market.track_record(db, user.id),
+            "track": records.track_record(db, user.id),
             "wallet": ledger.balance(db, ledger.wallet(user.id)),
         },
     )

@@ -17,8 +17,8 @@ log-likelihood ratio built from three things the judge can check without the not
   (unrelated: no weight) to ``rel_full`` (squarely on topic: full weight), and back down to zero
   between ``echo_start`` and ``echo_full`` (a note that restates the post tells a reader nothing);
 - *reliability*: the informer's record of revealed notes on resolved posts (and of offers that
-  sub-markets discredited, as wrong notes: :func:`notebazaar.pipeline.market.track_record`), shrunk toward the
-  community's record (a hierarchical Beta prior), so a newcomer is trusted like the average
+  sub-markets discredited, as wrong notes: :func:`notebazaar.pipeline.records.track_record`),
+  shrunk toward the community's record (a hierarchical Beta prior), so a newcomer is trusted like the average
   informer and a proven liar not at all; the weight is ``log(r / (1 - r))``, floored at zero, so a
   note can only push toward its own classification;
 - *support*: corroboration by the trusted reference corpus or by notes revealed earlier — a close
@@ -47,7 +47,7 @@ from sqlite_utils import Database
 
 from notebazaar.pipeline.judge import Context, NoteView, PostView, TrackRecord, Verdict
 from notebazaar.pipeline.judge.spotlight import has_instructions, sanitize
-from notebazaar.pipeline.market import community_track_record
+from notebazaar.pipeline.records import community_track_record
 from notebazaar.pipeline.rules import clamp, logit
 
 
