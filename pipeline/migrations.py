@@ -292,3 +292,36 @@ def m002_sub_market_lookup(db: Database) -> None:
         CREATE INDEX markets_parent_offer ON markets(parent_offer_id) WHERE parent_offer_id IS NOT NULL;
         """,
     )
+
+
+@migrations()
+def m003_note_statuses(db: Database) -> None:
+    """A revealed note's status, as the bridging scorer last computed it from readers' ratings, and
+    every change of it (as Community Notes' note status history). In production this is the
+    market's truth: track records, hiding and held payments follow it."""
+    _run_script(
+        db,
+        """
+        CREATE TABLE note_statuses (
+            reveal_id INTEGER PRIMARY KEY REFERENCES reveals(id),
+            status TEXT NOT NULL CHECK (status IN ('needs_more_ratings', 'helpful', 'not_helpful')),
+            intercept REAL,
+            factor REAL,
+            ratings INTEGER NOT NULL DEFAULT 0 CHECK (ratings >= 0),
+            scored_at REAL NOT NULL
+        ) STRICT;
+        CREATE INDEX note_statuses_status ON note_statuses(status);
+
+        CREATE TABLE note_status_history (
+            id INTEGER PRIMARY KEY,
+            reveal_id INTEGER NOT NULL REFERENCES reveals(id),
+            previous_status TEXT,
+            status TEXT NOT NULL CHECK (status IN ('needs_more_ratings', 'helpful', 'not_helpful')),
+            intercept REAL,
+            factor REAL,
+            ratings INTEGER NOT NULL DEFAULT 0,
+            changed_at REAL NOT NULL
+        ) STRICT;
+        CREATE INDEX note_status_history_reveal ON note_status_history(reveal_id, changed_at);
+        """,
+    )
