@@ -64,10 +64,10 @@ def create_community(
 
 def get_community(db: Database, slug_or_id: str | int) -> Community:
     column = "id" if isinstance(slug_or_id, int) else "slug"
-    rows = list(db["communities"].rows_where(f"{column} = ?", [slug_or_id]))
-    if not rows:
+    row = next(db.query(f"SELECT * FROM communities WHERE {column} = ?", [slug_or_id]), None)
+    if row is None:
         raise NotFound(f"no community {slug_or_id!r}")
-    return Community.from_row(rows[0])
+    return Community.from_row(row)
 
 
 def update_settings(
@@ -104,10 +104,10 @@ def create_account(db: Database, handle: str, *, password_hash: str | None = Non
 
 def get_account(db: Database, handle_or_id: str | int) -> dict[str, Any]:
     column = "id" if isinstance(handle_or_id, int) else "handle"
-    rows = list(db["accounts"].rows_where(f"{column} = ?", [handle_or_id]))
-    if not rows:
+    row = next(db.query(f"SELECT * FROM accounts WHERE {column} = ?", [handle_or_id]), None)
+    if row is None:
         raise NotFound(f"no account {handle_or_id!r}")
-    return rows[0]
+    return row
 
 
 def account_for_identity(db: Database, platform: str, external_id: str, handle: str) -> int:
@@ -255,7 +255,7 @@ def add_post(
 
 
 def get_post(db: Database, post_id: int) -> dict[str, Any]:
-    rows = list(db["posts"].rows_where("id = ?", [post_id]))
-    if not rows:
+    row = next(db.query("SELECT * FROM posts WHERE id = ?", [post_id]), None)
+    if row is None:
         raise NotFound(f"no post {post_id}")
-    return rows[0]
+    return row

@@ -325,3 +325,45 @@ def m003_note_statuses(db: Database) -> None:
         CREATE INDEX note_status_history_reveal ON note_status_history(reveal_id, changed_at);
         """,
     )
+
+
+@migrations()
+def m060_record_counters(db: Database) -> None:
+    """Track records as maintained counters (issue 18): reading a record was a scan of every
+    revealed note (O(markets) per inspection); now it is one row. ``counted_notes`` holds each
+    revealed note's current contribution, so a recount of one note applies only the difference;
+    ``discredits`` holds each counted discredit once. Filled from the existing tables by
+    :func:`notebazaar.pipeline.records.recount` (the rule in force)."""
+    _run_script(
+        db,
+        """
+        CREATE TABLE informer_records (
+            informer_id INTEGER PRIMARY KEY REFERENCES accounts(id),
+            notes_right INTEGER NOT NULL DEFAULT 0 CHECK (notes_right >= 0),
+            notes_wrong INTEGER NOT NULL DEFAULT 0 CHECK (notes_wrong >= 0),
+            discredited INTEGER NOT NULL DEFAULT 0 CHECK (discredited >= 0)
+        ) STRICT;
+
+        CREATE TABLE community_records (
+            community_id INTEGER PRIMARY KEY REFERENCES communities(id),
+            notes_right INTEGER NOT NULL DEFAULT 0 CHECK (notes_right >= 0),
+            notes_wrong INTEGER NOT NULL DEFAULT 0 CHECK (notes_wrong >= 0),
+            resolved_posts INTEGER NOT NULL DEFAULT 0 CHECK (resolved_posts >= 0),
+            misleading_posts INTEGER NOT NULL DEFAULT 0 CHECK (misleading_posts >= 0)
+        ) STRICT;
+
+        CREATE TABLE counted_notes (
+            reveal_id INTEGER PRIMARY KEY REFERENCES reveals(id),
+            verdict TEXT NOT NULL CHECK (verdict IN ('right', 'wrong'))
+        ) STRICT;
+
+        CREATE TABLE discredits (
+            sub_market_id INTEGER PRIMARY KEY REFERENCES markets(id),
+            offer_id INTEGER NOT NULL REFERENCES offers(id),
+            informer_id INTEGER NOT NULL REFERENCES accounts(id)
+        ) STRICT;
+        """,
+    )
+    from notebazaar.pipeline.records import recount  # the rule in force, in one place
+
+    recount(db)

@@ -98,7 +98,9 @@ def subject_view(db: Database, market: dict[str, Any]) -> PostView:
 def held_notes(db: Database, market_id: int) -> tuple[NoteView, ...]:
     """Sub-notes bought in this sub-market but still sealed, for the judge's context (memory only)."""
     out = []
-    for o in db["offers"].rows_where("market_id = ? AND outcome = ?", [market_id, HELD], order_by="id"):
+    for o in db.query(
+        "SELECT * FROM offers WHERE market_id = ? AND outcome = ? ORDER BY id", [market_id, HELD]
+    ):
         content = _content(db, int(o["id"]))
         if content is not None:
             out.append(_note_view(o, content))
@@ -116,7 +118,9 @@ def follow_parent(db: Database, offer_id: int, *, revealed: bool, now: float) ->
     for sub_market_id, post_id in db.execute(
         "SELECT id, post_id FROM markets WHERE parent_offer_id = ?", [offer_id]
     ).fetchall():
-        held = list(db["offers"].rows_where("market_id = ? AND outcome = ?", [sub_market_id, HELD]))
+        held = list(
+            db.query("SELECT * FROM offers WHERE market_id = ? AND outcome = ?", [sub_market_id, HELD])
+        )
         for offer in held:
             if revealed:
                 _reveal(db, offer, int(sub_market_id), int(post_id), now)

@@ -30,13 +30,13 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from notebazaar.pipeline import ledger, recursion, rules
+from notebazaar.pipeline import ledger, records, recursion, rules
+from notebazaar.pipeline.community import get_post
 from notebazaar.pipeline.config import RecursionSettings
 from notebazaar.pipeline.db import checkpoint, write
 from notebazaar.pipeline.errors import MarketClosed
 from notebazaar.pipeline.judge import Context, Judge, JudgeError, NoteView, PostView, TrackRecord
 from notebazaar.pipeline.market import get_market, reveal, shred
-from notebazaar.pipeline.records import track_record
 from notebazaar.pipeline.sealing import NoteContent, unseal
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,9 @@ def close_market(
         _run_auction(db, market_id, now)
     report.ranking = [
         {k: o[k] for k in ("id", "informer_id", "bid", "rank", "charge", "status")}
-        for o in db["offers"].rows_where("market_id = ? AND rank IS NOT NULL", [market_id], order_by="rank")
+        for o in db.query(
+            "SELECT * FROM offers WHERE market_id = ? AND rank IS NOT NULL ORDER BY rank", [market_id]
+        )
     ]
 
     pending = recursion.pending_sub_markets(db, market_id)
@@ -113,8 +115,10 @@ def close_market(
                 [p0, p0, market_id],
             )
 
-    won = list(db["offers"].rows_where("market_id = ? AND status = 'won'", [market_id], order_by="rank"))
-    notes = {o["id"]: _open_note(db, o, track_record(db, int(o["informer_id"]))) for o in won}
+    won = list(
+        db.query("SELECT * FROM offers WHERE market_id = ? AND status = 'won' ORDER BY rank", [market_id])
+    )
+    notes = {o["id"]: _open_note(db, o, records.track_record(db, int(o["informer_id"]))) for o in won}
     prepare = getattr(judge, "prepare", None)
     try:
         if prepare is not None:
@@ -139,7 +143,7 @@ def close_market(
 
 
 def _post_view(db: Database, market: dict[str, Any]) -> PostView:
-    row = db["posts"].get(market["post_id"])
+    row = get_post(db, int(market["post_id"]))
     return PostView(int(row["id"]), int(row["community_id"]), row["text"], row["platform"])
 
 
@@ -148,7 +152,7 @@ def _run_auction(db: Database, market_id: int, now: float) -> None:
         market = get_market(db, market_id)
         if market["status"] != "open":
             return  # another closer got here first
-        sealed = list(db["offers"].rows_where("market_id = ? AND status = 'sealed'", [market_id]))
+        sealed = list(db.query("SELECT * FROM offers WHERE market_id = ? AND status = 'sealed'", [market_id]))
         slots = rules.run_auction(
             [rules.Bid(o["id"], o["bid"], o["submitted_at"]) for o in sealed],
             slots=market["attention_slots"],
@@ -196,7 +200,7 @@ def _bought_notes(db: Database, market_id: int) -> tuple[NoteView, ...]:
             sources=tuple(json.loads(r["sources"])),
             price=r["price"],
         )
-        for r in db["reveals"].rows_where("market_id = ?", [market_id], order_by="id")
+        for r in db.query("SELECT * FROM reveals WHERE market_id = ? ORDER BY id", [market_id])
     )
     return revealed + recursion.held_notes(db, market_id)  # a sub-market's bought notes, still sealed
 
@@ -273,20 +277,22 @@ def _inspect(
                 price_of_information=int(market["price_of_information"]),
                 remaining_budget=budget_left,
             )
-        db["inspections"].insert(
-            {
-                "offer_id": offer["id"],
-                "market_id": market_id,
-                "judge": judge.name,
-                "p_before": p_before,
-                "p_after": p_after,
-                "kl": decision.kl,
-                "value": decision.value,
-                "bought": int(decision.buy),
-                "reason": decision.reason,
-                "tokens": verdict.tokens if verdict else 0,
-                "inspected_at": now,
-            }
+        db.execute(
+            "INSERT INTO inspections (offer_id, market_id, judge, p_before, p_after, kl, value, bought,"
+            " reason, tokens, inspected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                offer["id"],
+                market_id,
+                judge.name,
+                p_before,
+                p_after,
+                decision.kl,
+                decision.value,
+                int(decision.buy),
+                decision.reason,
+                verdict.tokens if verdict else 0,
+                now,
+            ],
         )
         if decision.buy and note is not None and verdict is not None:
             _buy(db, market, offer, note, verdict.rationale, now)
@@ -373,6 +379,8 @@ def _finish(db: Database, market_id: int, now: float, report: SettlementReport) 
                 kind="budget_return",
             )
         db.execute("UPDATE markets SET status = 'settled', settled_at = ? WHERE id = ?", [now, market_id])
+        if market["parent_offer_id"] is not None:
+            records.count_discredit(db, market_id)  # its informer's record learns it now
         report.returned = left
         report.spent = int(market["budget"]) - left
     log.info("market %s settled: spent %s, returned %s", market_id, report.spent, left)

@@ -47,7 +47,7 @@ from sqlite_utils import Database
 
 from notebazaar.pipeline.judge import Context, NoteView, PostView, TrackRecord, Verdict
 from notebazaar.pipeline.judge.spotlight import has_instructions, sanitize
-from notebazaar.pipeline.records import community_track_record
+from notebazaar.pipeline.records import community_track_record, resolved_posts
 from notebazaar.pipeline.rules import clamp, logit
 
 
@@ -154,11 +154,7 @@ class LocalJudge:
         return self._post_vector[1]
 
     def _base_rate(self, community_id: int) -> float:
-        misleading, resolved = self.db.execute(
-            "SELECT COALESCE(SUM(resolution = 'misleading'), 0), COUNT(*) FROM posts"
-            " WHERE community_id = ? AND resolution IS NOT NULL",
-            [community_id],
-        ).fetchone()
+        misleading, resolved = resolved_posts(self.db, community_id)  # a maintained counter
         return (misleading + 1) / (resolved + 2)
 
     def prior(self, post: PostView, context: Context) -> float:
