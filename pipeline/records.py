@@ -70,22 +70,23 @@ def is_discredit(prior: float | None, belief: float | None) -> bool:
 # --- the call sites ----------------------------------------------------------------------------------
 
 
-def _bump(db: Database, informer_id: int, community_id: int, counted: str | None, sign: int) -> None:
-    if counted is None:
+def _add(db: Database, table: str, key: str, key_value: int, deltas: dict[str, int]) -> None:
+    """Add ``deltas`` to one counter row, creating it if new (an upsert would check the CHECK
+    constraints against the deltas themselves, which may be negative)."""
+    if not any(deltas.values()):
         return
-    right, wrong = (sign, 0) if counted == RIGHT else (0, sign)
-    db.execute(
-        "INSERT INTO informer_records (informer_id, notes_right, notes_wrong) VALUES (?, ?, ?)"
-        " ON CONFLICT (informer_id) DO UPDATE SET notes_right = notes_right + excluded.notes_right,"
-        " notes_wrong = notes_wrong + excluded.notes_wrong",
-        [informer_id, right, wrong],
-    )
-    db.execute(
-        "INSERT INTO community_records (community_id, notes_right, notes_wrong) VALUES (?, ?, ?)"
-        " ON CONFLICT (community_id) DO UPDATE SET notes_right = notes_right + excluded.notes_right,"
-        " notes_wrong = notes_wrong + excluded.notes_wrong",
-        [community_id, right, wrong],
-    )
+    changes = ", ".join(f"{column} = {column} + ?" for column in deltas)
+    updated = db.execute(
+        f"UPDATE {table} SET {changes} WHERE {key} = ?", [*deltas.values(), key_value]
+    ).rowcount
+    if not updated:
+        columns = ", ".join([key, *deltas])
+        marks = ", ".join("?" * (len(deltas) + 1))
+        db.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", [key_value, *deltas.values()])
+
+
+def _delta(counted: str | None, sign: int) -> dict[str, int]:
+    return {"notes_right": sign * (counted == RIGHT), "notes_wrong": sign * (counted == WRONG)}
 
 
 def recount_note(db: Database, reveal_id: int) -> None:
@@ -101,8 +102,10 @@ def recount_note(db: Database, reveal_id: int) -> None:
         "SELECT r.informer_id, p.community_id FROM reveals r JOIN posts p ON p.id = r.post_id WHERE r.id = ?",
         [reveal_id],
     ).fetchone()
-    _bump(db, informer_id, community_id, old_verdict, -1)
-    _bump(db, informer_id, community_id, new, +1)
+    old_part, new_part = _delta(old_verdict, -1), _delta(new, +1)
+    deltas = {column: old_part[column] + new_part[column] for column in old_part}
+    _add(db, "informer_records", "informer_id", informer_id, deltas)
+    _add(db, "community_records", "community_id", community_id, deltas)
     if new is None:
         db.execute("DELETE FROM counted_notes WHERE reveal_id = ?", [reveal_id])
     else:
@@ -119,17 +122,11 @@ def post_resolved(
     """A post's resolution was set (or changed) from ``previous``: count it in the community's
     resolved posts (the judge's base rate) and recount its revealed notes. Call inside the write
     transaction that updates the post."""
-    db.execute(
-        "INSERT INTO community_records (community_id, resolved_posts, misleading_posts) VALUES (?, ?, ?)"
-        " ON CONFLICT (community_id) DO UPDATE SET"
-        " resolved_posts = resolved_posts + excluded.resolved_posts,"
-        " misleading_posts = misleading_posts + excluded.misleading_posts",
-        [
-            community_id,
-            int(previous is None),
-            int(resolution == "misleading") - int(previous == "misleading"),
-        ],
-    )
+    deltas = {
+        "resolved_posts": int(previous is None),
+        "misleading_posts": int(resolution == "misleading") - int(previous == "misleading"),
+    }
+    _add(db, "community_records", "community_id", community_id, deltas)
     for (reveal_id,) in db.execute("SELECT id FROM reveals WHERE post_id = ?", [post_id]).fetchall():
         recount_note(db, int(reveal_id))
 
@@ -152,11 +149,7 @@ def count_discredit(db: Database, sub_market_id: int) -> None:
         [sub_market_id, row[0], row[1]],
     ).rowcount
     if inserted:
-        db.execute(
-            "INSERT INTO informer_records (informer_id, discredited) VALUES (?, 1)"
-            " ON CONFLICT (informer_id) DO UPDATE SET discredited = discredited + 1",
-            [row[1]],
-        )
+        _add(db, "informer_records", "informer_id", int(row[1]), {"discredited": 1})
 
 
 # --- reading -----------------------------------------------------------------------------------------
