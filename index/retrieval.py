@@ -82,6 +82,23 @@ def _passes(doc: _Doc, kinds: tuple[str, ...], community_id: int | None) -> bool
     )
 
 
+class _Batch:
+    """Texts to embed in the same model call as the index's new rows (see :meth:`Retriever.refresh`)."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self.vectors: np.ndarray | None = None
+
+    def encode_with(self, embedder: Embedder, rows: list[str]) -> np.ndarray:
+        """Embed ``rows`` and this batch's texts in one call (each distinct text once); keep this
+        batch's vectors and return the rows'."""
+        distinct = list(dict.fromkeys(rows + self.texts))
+        vectors = embedder.encode(distinct)
+        at = {text: i for i, text in enumerate(distinct)}
+        self.vectors = vectors[np.asarray([at[t] for t in self.texts], dtype=np.intp)]
+        return vectors[np.asarray([at[t] for t in rows], dtype=np.intp)]
+
+
 def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -232,7 +249,7 @@ class Retriever:
         with self._lock:
             return self._catch_up(exact=True, progress=progress)
 
-    def _catch_up(self, *, exact: bool, progress: Progress | None = None) -> int:
+    def _catch_up(self, *, exact: bool, progress: Progress | None = None, batch: _Batch | None = None) -> int:
         """Sync: incrementally when only rows past the last seen id were added, else by a full scan.
 
         ``exact=False`` (the check before each search) skips counting the table, so a deletion is only
@@ -242,7 +259,7 @@ class Retriever:
         state = self._state()
         head = self._read_head()
         new_rows = self._appended(self._count() if exact else None)
-        changes = self._full_sync(progress) if new_rows is None else self._add_rows(new_rows, progress)
+        changes = self._full_sync(progress) if new_rows is None else self._add_rows(new_rows, progress, batch)
         self._head = head
         self._seen = state
         self._persist(changes, removed=new_rows is None and changes > 0)
@@ -289,7 +306,7 @@ class Retriever:
             log.info("index sync: %d added, %d removed, %d indexed", added, len(stale), len(self._index))
         return len(stale) + added
 
-    def _add_rows(self, rows: Sequence[Any], progress: Progress | None) -> int:
+    def _add_rows(self, rows: Sequence[Any], progress: Progress | None, batch: _Batch | None = None) -> int:
         """Record these rows' metadata for filtering and embed those not in the index yet."""
         fresh = []
         for r in rows:
@@ -304,7 +321,7 @@ class Retriever:
             extra = [i for i, d in fresh if _passes(d, kinds, community_id)]
             if extra:
                 self._allowed[(kinds, community_id)] = np.concatenate([allowed, np.asarray(extra, np.int64)])
-        return self._embed_rows([i for i, _ in fresh], progress) if fresh else 0
+        return self._embed_rows([i for i, _ in fresh], progress, batch) if fresh else 0
 
     def _persist(self, changes: int, *, removed: bool) -> None:
         self._unsaved += changes
@@ -316,7 +333,7 @@ class Retriever:
         ):
             self.save()
 
-    def _refresh(self) -> None:
+    def _refresh(self, batch: _Batch | None = None) -> None:
         """The cheap check before each search (see :meth:`_catch_up`)."""
         if self._head is None:
             self._catch_up(exact=True)
@@ -325,7 +342,7 @@ class Retriever:
         if state == self._seen:
             return
         if self._read_head() != self._head:
-            self._catch_up(exact=False)
+            self._catch_up(exact=False, batch=batch)
         elif time.monotonic() - self._counted_at >= self.recount_seconds and self._count() != len(
             self._stamps
         ):
@@ -333,8 +350,9 @@ class Retriever:
         else:
             self._seen = state
 
-    def _embed_rows(self, ids: list[int], progress: Progress | None) -> int:
-        """Embed and add these rows in chunks; a row deleted meanwhile is skipped."""
+    def _embed_rows(self, ids: list[int], progress: Progress | None, batch: _Batch | None = None) -> int:
+        """Embed and add these rows in chunks; a row deleted meanwhile is skipped. A ``batch``'s texts
+        are embedded with the first chunk, in the same call."""
         added = 0
         total = len(ids)
         chunk = max(self.settings.batch_size * 8, 64)
@@ -351,8 +369,11 @@ class Retriever:
                         f"SELECT id, created_at, title, text FROM documents WHERE id IN ({marks})", list(sub)
                     )
                 ]
-            if found:
+            if batch is not None and batch.vectors is None:
+                vectors = batch.encode_with(self.embedder, [text for _, _, text in found])
+            elif found:
                 vectors = self.embedder.encode([text for _, _, text in found])
+            if found:
                 self._index.add(np.asarray([i for i, _, _ in found], dtype=np.int64), vectors)
                 self._stamps.update((i, stamp) for i, stamp, _ in found)
                 added += len(found)
@@ -404,10 +425,20 @@ class Retriever:
             )
         return self._search(query, k, kinds, community_id, None, refresh=refresh)
 
-    def refresh(self) -> None:
-        """Embed rows added since the last check (the cheap check searches make by default)."""
+    def refresh(self, texts: Sequence[str] = ()) -> np.ndarray | None:
+        """Embed rows added since the last check (the cheap check searches make by default).
+
+        With ``texts``, also embed them, in the same call to the model as the new rows (one batch
+        costs less than two), and return their vectors. They are query texts (a market's notes under
+        inspection, say): embedded in memory only, never added, stored, logged or cached."""
         with self._lock:
-            self._refresh()
+            batch = _Batch(list(texts)) if texts else None
+            self._refresh(batch)
+            if batch is None:
+                return None
+            if batch.vectors is None:  # no new rows to share the call with
+                batch.encode_with(self.embedder, [])
+            return batch.vectors
 
     @staticmethod
     def _check(k: int, kinds: Sequence[str]) -> tuple[str, ...]:

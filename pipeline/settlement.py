@@ -107,22 +107,21 @@ def close_market(
     if subject is None and market["parent_offer_id"] is not None:
         subject = recursion.subject_view
     post = (subject or _post_view)(db, get_market(db, market_id))
-    if get_market(db, market_id)["belief"] is None:
-        p0 = rules.clamp(judge.prior(post, Context(_bought_notes(db, market_id))))
-        with write(db):
-            db.execute(
-                "UPDATE markets SET prior = ?, belief = ? WHERE id = ? AND belief IS NULL",
-                [p0, p0, market_id],
-            )
-
     won = list(
         db.query("SELECT * FROM offers WHERE market_id = ? AND status = 'won' ORDER BY rank", [market_id])
     )
     notes = {o["id"]: _open_note(db, o, records.track_record(db, int(o["informer_id"]))) for o in won}
     prepare = getattr(judge, "prepare", None)
     try:
-        if prepare is not None:
+        if prepare is not None:  # before the prior, which can then use what prepare embedded
             prepare(post, [n for n in notes.values() if n is not None])
+        if get_market(db, market_id)["belief"] is None:
+            p0 = rules.clamp(judge.prior(post, Context(_bought_notes(db, market_id))))
+            with write(db):
+                db.execute(
+                    "UPDATE markets SET prior = ?, belief = ? WHERE id = ? AND belief IS NULL",
+                    [p0, p0, market_id],
+                )
         for offer in won:
             result = _inspect(db, market_id, offer, notes[offer["id"]], post, judge, now, recursion_settings)
             if isinstance(result, recursion.Waiting):
@@ -427,4 +426,7 @@ def close_due(
                 closed.append(market_id)
             except Exception:
                 log.exception("closing market %s failed; will retry", market_id)
+    catch_up = getattr(judge, "catch_up", None)
+    if closed and catch_up is not None:  # between markets: index what they revealed
+        catch_up()
     return closed

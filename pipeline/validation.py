@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from typing import Any
 
 from notebazaar.pipeline.errors import ValidationError
 
 CLASSIFICATIONS = ("misleading", "not_misleading")
+# Unicode's control characters (category Cc: U+0000-001F and U+007F-009F) other than line breaks
+# and tabs, as one regex: a C-speed scan instead of a category lookup per character.
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def check_amount(name: str, value: Any, *, minimum: int = 0, maximum: int | None = None) -> int:
@@ -37,9 +41,9 @@ def check_text(name: str, value: Any, *, max_chars: int, required: bool = False)
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ValidationError(f"{name} is not valid UTF-8 (it holds a lone surrogate)") from None
-    for ch in value:
-        if unicodedata.category(ch) == "Cc" and ch not in "\n\r\t":
-            raise ValidationError(f"{name} holds a control character (U+{ord(ch):04X})")
+    control = _CONTROL.search(value)
+    if control:
+        raise ValidationError(f"{name} holds a control character (U+{ord(control.group()):04X})")
     value = value.strip()
     if required and not value:
         raise ValidationError(f"{name} is empty")
