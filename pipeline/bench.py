@@ -11,6 +11,8 @@
   of the model's raw speed the whole pipeline keeps (1.0 would mean the market costs nothing beyond
   embedding);
 - ``ledger_transfers_per_second``: single-move transactions, each its own atomic commit;
+- ``ratings_per_second``: readers' ratings recorded, each in its own transaction with the recount of
+  its note's track-record contribution (:func:`notebazaar.pipeline.records.recount_note`);
 - ``decision_latency_ms``: close to reveal for one market (``p50``, ``p99``): the ``close_market``
   call; the index catching up with the notes it revealed comes after (``catch_up``, between markets);
 - ``load_average``: the machine's 1-minute load average at the start and the end (other people's
@@ -257,6 +259,49 @@ def _ledger_run(folder: Path, *, transfers: int, seed: int) -> float:
     return rate
 
 
+def _ratings_run(folder: Path, *, ratings: int, seed: int) -> float:
+    """Readers' ratings recorded one per transaction, each with the recount of its note's record
+    (the work a rating costs the market; the bridging scorer's own work is a batch job's)."""
+    from notebazaar.pipeline import records
+    from notebazaar.pipeline.db import write
+
+    if folder.exists():
+        shutil.rmtree(folder)
+    db = open_db(folder / "ratings.db")
+    community_id, informers = bench_community(db, offers=4, markets=1)
+    raters = [community.create_account(db, f"bench_rater{i}") for i in range(ratings // 10 + 1)]
+    post_id = community.add_post(db, community_id, "a post", platform="bench", external_id="r")
+    market_id = market.open_market(db, post_id)
+    with write(db):  # ten revealed notes on a resolved post, written as settlement would
+        for i in range(10):
+            offer_id = db.execute(
+                "INSERT INTO offers (market_id, informer_id, status, bid, price, commitment, submitted_at)"
+                " VALUES (?, ?, 'bought', 1, 1, 'bench', 0)",
+                [market_id, informers[i % len(informers)]],
+            ).lastrowid
+            db.execute(
+                "INSERT INTO reveals (offer_id, market_id, post_id, informer_id, classification, text,"
+                " price, revealed_at) VALUES (?, ?, ?, ?, 'misleading', 'a note', 1, 0)",
+                [offer_id, market_id, post_id, informers[i % len(informers)]],
+            )
+    market.resolve_post(db, post_id, "misleading")
+    reveal_ids = [int(r[0]) for r in db.execute("SELECT id FROM reveals ORDER BY id")]
+    rng = random.Random(seed)
+    started = time.perf_counter()
+    for n in range(ratings):
+        reveal_id = reveal_ids[n % len(reveal_ids)]
+        with write(db):
+            db.execute(
+                "INSERT INTO ratings (reveal_id, account_id, helpful, rated_at) VALUES (?, ?, ?, ?)",
+                [reveal_id, raters[n // len(reveal_ids)], int(rng.random() < 0.5), time.time()],
+            )
+            records.recount_note(db, reveal_id)
+    rate = ratings / (time.perf_counter() - started)
+    db.close()
+    shutil.rmtree(folder, ignore_errors=True)
+    return rate
+
+
 def run_bench(
     folder: Path,
     settings: Settings,
@@ -287,6 +332,7 @@ def run_bench(
             )
             embed_rates.append(reference.rate)
         ledger_rates = [_ledger_run(work, transfers=2000, seed=r) for r in range(repeats)]
+        rating_rates = [_ratings_run(work, ratings=2000, seed=r) for r in range(repeats)]
         if profile_out is not None:
             from notebazaar.pipeline.bench_profile import profile_markets
 
@@ -307,6 +353,7 @@ def run_bench(
         "embeds_per_market": embeds_per_market,
         "pipeline_vs_embed_ratio": markets_per_second * embeds_per_market / embed_per_second,
         "ledger_transfers_per_second": statistics.median(ledger_rates),
+        "ratings_per_second": statistics.median(rating_rates),
         "decision_latency_ms": {
             "p50": float(np.percentile(latencies, 50)),
             "p99": float(np.percentile(latencies, 99)),

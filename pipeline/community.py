@@ -12,7 +12,7 @@ from sqlite_utils import Database
 
 from notebazaar.pipeline import ledger
 from notebazaar.pipeline.config import MarketSettings
-from notebazaar.pipeline.db import write
+from notebazaar.pipeline.db import one_row, write
 from notebazaar.pipeline.errors import Conflict, Forbidden, NotFound, ValidationError
 from notebazaar.pipeline.validation import check_amount, check_text, strip_controls
 
@@ -64,7 +64,7 @@ def create_community(
 
 def get_community(db: Database, slug_or_id: str | int) -> Community:
     column = "id" if isinstance(slug_or_id, int) else "slug"
-    row = next(db.query(f"SELECT * FROM communities WHERE {column} = ?", [slug_or_id]), None)
+    row = one_row(db, f"SELECT * FROM communities WHERE {column} = ?", [slug_or_id])
     if row is None:
         raise NotFound(f"no community {slug_or_id!r}")
     return Community.from_row(row)
@@ -104,7 +104,7 @@ def create_account(db: Database, handle: str, *, password_hash: str | None = Non
 
 def get_account(db: Database, handle_or_id: str | int) -> dict[str, Any]:
     column = "id" if isinstance(handle_or_id, int) else "handle"
-    row = next(db.query(f"SELECT * FROM accounts WHERE {column} = ?", [handle_or_id]), None)
+    row = one_row(db, f"SELECT * FROM accounts WHERE {column} = ?", [handle_or_id])
     if row is None:
         raise NotFound(f"no account {handle_or_id!r}")
     return row
@@ -255,7 +255,7 @@ def add_post(
 
 
 def get_post(db: Database, post_id: int) -> dict[str, Any]:
-    row = next(db.query("SELECT * FROM posts WHERE id = ?", [post_id]), None)
+    row = one_row(db, "SELECT * FROM posts WHERE id = ?", [post_id])
     if row is None:
         raise NotFound(f"no post {post_id}")
     return row

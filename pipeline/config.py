@@ -69,7 +69,8 @@ class RecursionSettings(_Section):
 
 class IndexSettings(_Section):
     model: str = "all-MiniLM-L6-v2"
-    kind: Literal["flat", "ivf", "hnsw"] = "flat"
+    kind: Literal["auto", "flat", "ivf", "hnsw"] = "auto"
+    flat_max: int = Field(20_000, ge=1)
     top_k: int = Field(5, ge=1)
     batch_size: int = Field(64, ge=1)
     model_sha256: str = Field("", pattern=r"^([0-9a-fA-F]{64})?$")

@@ -18,7 +18,7 @@ from sqlite_utils import Database
 from notebazaar.pipeline import ledger, records
 from notebazaar.pipeline.community import audit, get_account, get_community, get_post, is_banned
 from notebazaar.pipeline.config import LimitSettings
-from notebazaar.pipeline.db import write
+from notebazaar.pipeline.db import one_row, write
 from notebazaar.pipeline.errors import Conflict, Forbidden, LimitExceeded, MarketClosed, NotFound
 from notebazaar.pipeline.sealing import NoteContent, seal
 from notebazaar.pipeline.validation import check_amount, check_classification, check_id, check_text
@@ -112,7 +112,7 @@ def open_market(
 
 
 def get_market(db: Database, market_id: int) -> dict[str, Any]:
-    row = next(db.query("SELECT * FROM markets WHERE id = ?", [check_id("market id", market_id)]), None)
+    row = one_row(db, "SELECT * FROM markets WHERE id = ?", [check_id("market id", market_id)])
     if row is None:
         raise NotFound(f"no market {market_id}")
     return row
@@ -211,7 +211,7 @@ def _require_open(market: dict[str, Any], now: float) -> None:
 
 
 def _own_sealed_offer(db: Database, offer_id: int, informer_id: int) -> dict[str, Any]:
-    offer = next(db.query("SELECT * FROM offers WHERE id = ?", [check_id("offer id", offer_id)]), None)
+    offer = one_row(db, "SELECT * FROM offers WHERE id = ?", [check_id("offer id", offer_id)])
     if offer is None or offer["informer_id"] != informer_id:
         raise NotFound(f"no offer {offer_id} of yours")
     if offer["status"] != "sealed":

@@ -33,7 +33,7 @@ from sqlite_utils import Database
 from notebazaar.pipeline import ledger, records, recursion, rules
 from notebazaar.pipeline.community import get_post
 from notebazaar.pipeline.config import RecursionSettings
-from notebazaar.pipeline.db import checkpoint, write
+from notebazaar.pipeline.db import checkpoint, rows, write
 from notebazaar.pipeline.errors import MarketClosed
 from notebazaar.pipeline.judge import Context, Judge, JudgeError, NoteView, PostView, TrackRecord
 from notebazaar.pipeline.market import get_market, reveal, shred
@@ -95,8 +95,8 @@ def close_market(
         _run_auction(db, market_id, now)
     report.ranking = [
         {k: o[k] for k in ("id", "informer_id", "bid", "rank", "charge", "status")}
-        for o in db.query(
-            "SELECT * FROM offers WHERE market_id = ? AND rank IS NOT NULL ORDER BY rank", [market_id]
+        for o in rows(
+            db, "SELECT * FROM offers WHERE market_id = ? AND rank IS NOT NULL ORDER BY rank", [market_id]
         )
     ]
 
@@ -108,7 +108,7 @@ def close_market(
         subject = recursion.subject_view
     post = (subject or _post_view)(db, get_market(db, market_id))
     won = list(
-        db.query("SELECT * FROM offers WHERE market_id = ? AND status = 'won' ORDER BY rank", [market_id])
+        rows(db, "SELECT * FROM offers WHERE market_id = ? AND status = 'won' ORDER BY rank", [market_id])
     )
     notes = {o["id"]: _open_note(db, o, records.track_record(db, int(o["informer_id"]))) for o in won}
     prepare = getattr(judge, "prepare", None)
@@ -151,7 +151,7 @@ def _run_auction(db: Database, market_id: int, now: float) -> None:
         market = get_market(db, market_id)
         if market["status"] != "open":
             return  # another closer got here first
-        sealed = list(db.query("SELECT * FROM offers WHERE market_id = ? AND status = 'sealed'", [market_id]))
+        sealed = rows(db, "SELECT * FROM offers WHERE market_id = ? AND status = 'sealed'", [market_id])
         slots = rules.run_auction(
             [rules.Bid(o["id"], o["bid"], o["submitted_at"]) for o in sealed],
             slots=market["attention_slots"],
@@ -199,7 +199,7 @@ def _bought_notes(db: Database, market_id: int) -> tuple[NoteView, ...]:
             sources=tuple(json.loads(r["sources"])),
             price=r["price"],
         )
-        for r in db.query("SELECT * FROM reveals WHERE market_id = ? ORDER BY id", [market_id])
+        for r in rows(db, "SELECT * FROM reveals WHERE market_id = ? ORDER BY id", [market_id])
     )
     return revealed + recursion.held_notes(db, market_id)  # a sub-market's bought notes, still sealed
 
