@@ -289,6 +289,7 @@ def test_bench_profile_says_where_the_market_time_goes(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # four processes each load the model: minutes on a loaded 2-core machine
 def test_bench_scale_writes_one_row_per_size(tmp_path: Path) -> None:
     db_path = tmp_path / "state" / "notebazaar.db"
     out = tmp_path / "scale.json"
