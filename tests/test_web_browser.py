@@ -90,6 +90,18 @@ def _log_in(page: Any, handle: str, password: str) -> None:
     page.wait_for_selector("text=Log out")
 
 
+def _accept_dialogs(page: Any) -> list[str]:
+    """Accept the browser's confirmation dialogs from now on; the questions asked, in order."""
+    asked: list[str] = []
+
+    def accept(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", accept)
+    return asked
+
+
 def _log_out(page: Any) -> None:
     page.click("button:has-text('Log out')")
     page.wait_for_selector("a:has-text('Log in')")
@@ -132,8 +144,10 @@ def test_informer_note_is_bought_and_a_reader_sees_it(page: Any, tmp_path: Path)
     _log_in(page, *MODERATOR)
     page.click("#nav-console")
     row = page.locator(f"#markets tr:has-text('{POST_SNIPPET}')")
+    questions = _accept_dialogs(page)
     row.locator("button:has-text('Close now')").click()
     expect(page.locator(".flash")).to_contain_text("1 bought")
+    assert questions and "cannot be undone" in questions[0]  # the browser asked first
     page.screenshot(path=str(tmp_path / "console.png"), full_page=True)
     _log_out(page)
 
@@ -187,9 +201,11 @@ def test_moderator_edits_evaluates_and_activates_a_prompt(
     expect(page.locator("#eval-result")).to_contain_text("purchase_precision")
     page.screenshot(path=str(tmp_path / "prompt-eval.png"), full_page=True)
 
+    questions = _accept_dialogs(page)
     page.click("#activate-form button[type=submit]")
     expect(page.locator(".flash")).to_contain_text("Version 2 is now the active judge prompt")
     expect(page.locator("#active-version")).to_have_text("judge v2")
+    assert questions and "judge prompt of" in questions[0]
     page.screenshot(path=str(tmp_path / "prompts.png"), full_page=True)
 
     page.goto("/mod/demo#audit")
