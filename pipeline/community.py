@@ -139,6 +139,19 @@ def grant(db: Database, account_id: int, community_id: int, role: str) -> None:
         )
 
 
+def revoke(db: Database, account_id: int, community_id: int, role: str) -> bool:
+    """Take a role away; False if the account did not hold it. Takes effect on the next request
+    (surfaces read roles on every request, so no session or token keeps a revoked role)."""
+    if role not in ROLES:
+        raise ValidationError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    with write(db):
+        cursor = db.execute(
+            "DELETE FROM roles WHERE account_id = ? AND community_id = ? AND role = ?",
+            [account_id, community_id, role],
+        )
+        return cursor.rowcount > 0
+
+
 def has_role(db: Database, account_id: int, community_id: int, role: str) -> bool:
     return bool(
         db.execute(

@@ -120,17 +120,18 @@ def create_version(
 
 
 def diff(db: Database, old_id: int, new_id: int, *, community_id: int | None) -> str:
-    """A unified diff between two prompt versions, line endings aside (older rows may hold CRLF)."""
+    """A unified diff between two prompt versions, by lines: line endings (older rows may hold CRLF)
+    and a missing newline at the very end (a saved edit is stripped) are not changes."""
     old = get_version(db, old_id, community_id=community_id)
     new = get_version(db, new_id, community_id=community_id)
-    return "".join(
-        difflib.unified_diff(
-            normalise_newlines(old["text"]).splitlines(keepends=True),
-            normalise_newlines(new["text"]).splitlines(keepends=True),
-            fromfile=f"{old['name']} v{old['version']}",
-            tofile=f"{new['name']} v{new['version']}",
-        )
+    lines = difflib.unified_diff(
+        normalise_newlines(old["text"]).rstrip("\n").split("\n"),
+        normalise_newlines(new["text"]).rstrip("\n").split("\n"),
+        fromfile=f"{old['name']} v{old['version']}",
+        tofile=f"{new['name']} v{new['version']}",
+        lineterm="",
     )
+    return "".join(f"{line}\n" for line in lines)
 
 
 def activate(db: Database, community_id: int, prompt_id: int, *, actor_id: int | None) -> None:
