@@ -108,7 +108,12 @@ def test_sign_up_refuses_common_passwords(web: WebWorld, password: str) -> None:
     assert response.status_code == 400 and "too common" in response.json()["detail"]
     page = web.client.post(
         "/signup",
-        data={"handle": "newbie", "password": password, "community": SLUG, "csrf_token": csrf_of(web.client, "/signup")},
+        data={
+            "handle": "newbie",
+            "password": password,
+            "community": SLUG,
+            "csrf_token": csrf_of(web.client, "/signup"),
+        },
     )
     assert page.status_code == 400 and "too common" in page.text
 
