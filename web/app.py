@@ -105,7 +105,7 @@ def create_app(
         secret_key=key or secret_key(),
         session_cookie="notebazaar_session",
         same_site="lax",
-        max_age=14 * 24 * 3600,
+        max_age=settings.web.session_days * 24 * 3600,  # the server-side session expires then too
     )
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
     app.include_router(pages.router)

@@ -195,6 +195,15 @@ class NotebazaarCog(commands.Cog):
             moderation.ban(self.db, moderator, target, com.id, reason)
             await send(interaction, f"{user.mention} can no longer offer notes in {com.name}.")
 
+    @informer.command(name="unban", description="Lift a member's ban (moderators)")
+    @app_commands.describe(user="The banned member")
+    async def informer_unban(self, interaction: discord.Interaction, user: discord.User) -> None:
+        async with guarded(interaction, "informer unban"):
+            com = community_for_guild(self.db, self.settings, interaction.guild_id)
+            moderator = require_moderator(self.db, interaction, com)
+            moderation.unban(self.db, moderator, account_for_user(self.db, user), com.id)
+            await send(interaction, f"{user.mention} can offer notes in {com.name} again.")
+
     # --- watching ----------------------------------------------------------------------------
 
     @commands.Cog.listener()
