@@ -8,6 +8,7 @@ password ends every web session of the account.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,10 +71,15 @@ def _role_change(db: Any, handle: str, slug: str, role: str, *, grant: bool) -> 
     echo_json({"handle": handle, "community": slug, "role": role, "held": grant, "changed": changed})
 
 
+def _role_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """HANDLE, --community and --role, shared by grant and revoke."""
+    func = click.option("--role", required=True, type=click.Choice(community.ROLES))(func)
+    func = click.option("--community", "slug", required=True, help="The community the role is in.")(func)
+    return click.argument("handle")(func)
+
+
 @account_group.command("grant")
-@click.argument("handle")
-@click.option("--community", "slug", required=True, help="The community the role is in.")
-@click.option("--role", required=True, type=click.Choice(community.ROLES))
+@_role_options
 @with_db
 def account_grant(db: Any, db_path: Path, settings: Settings, handle: str, slug: str, role: str) -> None:
     """Give HANDLE a role in a community (audited). Granting a role it holds changes nothing."""
@@ -81,9 +87,7 @@ def account_grant(db: Any, db_path: Path, settings: Settings, handle: str, slug:
 
 
 @account_group.command("revoke")
-@click.argument("handle")
-@click.option("--community", "slug", required=True, help="The community the role is in.")
-@click.option("--role", required=True, type=click.Choice(community.ROLES))
+@_role_options
 @with_db
 def account_revoke(db: Any, db_path: Path, settings: Settings, handle: str, slug: str, role: str) -> None:
     """Take a role away from HANDLE in a community (audited); it applies from the next request."""

@@ -18,7 +18,15 @@ from notebazaar.pipeline import community, ledger, market, moderation, prompts, 
 from notebazaar.pipeline.community import SETTING_KEYS, Community
 from notebazaar.pipeline.errors import Forbidden, MarketClosed, NotFound
 from notebazaar.web import auth, evaluation, queries
-from notebazaar.web.deps import DB, ApiUser, JudgeDep, SettingsDep, User, checked_log_in, client_address
+from notebazaar.web.deps import (
+    DB,
+    ApiUser,
+    JudgeDep,
+    SettingsDep,
+    User,
+    checked_log_in,
+    checked_password_change,
+)
 
 router = APIRouter(prefix="/api")
 
@@ -123,8 +131,7 @@ def api_token(*, body: TokenRequest, request: Request, db: DB) -> dict[str, Any]
 def api_change_password(*, body: PasswordChange, request: Request, user: ApiUser, db: DB) -> dict[str, Any]:
     """Change your password (the current one is checked, rate-limited like logins). Every web
     session of the account ends; API tokens keep working until revoked."""
-    request.app.state.login_throttle.attempt(user.handle, client_address(request))
-    ended = auth.change_password(db, user.id, body.current_password, body.new_password)
+    ended = checked_password_change(request, db, user, body.current_password, body.new_password)
     return {"account_id": user.id, "sessions_ended": ended}
 
 

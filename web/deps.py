@@ -127,6 +127,13 @@ def checked_log_in(request: Request, db: Database, handle: str, password: str) -
     return auth.log_in(db, handle, password)
 
 
+def checked_password_change(request: Request, db: Database, user: User, current: str, new: str) -> int:
+    """:func:`auth.change_password` (it proves the current password, so it is throttled like a
+    login); returns how many sessions ended."""
+    request.app.state.login_throttle.attempt(user.handle, client_address(request))
+    return auth.change_password(db, user.id, current, new)
+
+
 class LoginRequired(Exception):
     """Raised by page dependencies; the app turns it into a redirect to the login page."""
 

@@ -24,7 +24,7 @@ from notebazaar.web.deps import (
     User,
     check_csrf,
     checked_log_in,
-    client_address,
+    checked_password_change,
     end_session,
     flash,
     page_user,
@@ -296,8 +296,7 @@ def change_password(
     try:
         if new != confirm:
             raise ValidationError("the new password and its confirmation differ")
-        request.app.state.login_throttle.attempt(user.handle, client_address(request))
-        ended = auth.change_password(db, user.id, current, new)
+        ended = checked_password_change(request, db, user, current, new)
     except NotebazaarError as exc:
         page = render(request, "password.html", {"error": str(exc)}, status_for(exc))
         return _refused_with_retry(page, exc)
