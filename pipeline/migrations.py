@@ -364,6 +364,7 @@ def m016_sessions(db: Database) -> None:
     )
 
 
+@migrations()
 def m060_record_counters(db: Database) -> None:
     """Track records as maintained counters (issue 18): reading a record was a scan of every
     revealed note (O(markets) per inspection); now it is one row. ``counted_notes`` holds each
