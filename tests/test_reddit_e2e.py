@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -49,6 +49,12 @@ class FakeReddit:
     requests: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     next_id: int = 1000
+    bot_comments: list[dict[str, Any]] = field(default_factory=list)  # newest first, as Reddit lists them
+    banned_from: set[str] = field(default_factory=set)
+    # Hold the answer to POST /api/comment (after the comment exists) until `release` is set.
+    hold_comments: bool = False
+    comment_posted: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
 
     def submission(self, sid: str, title: str, body: str, *, sub: str = SUB, age: float = 0.0) -> str:
         self.submissions.insert(
@@ -132,6 +138,15 @@ class FakeReddit:
         if path == "/api/compose":
             self.composed.append(form)
             return 200, {"json": {"errors": []}}
+        if parts[0] == "r" and parts[2:] == ["about"]:
+            banned = parts[1].lower() in self.banned_from
+            return 200, {
+                "kind": "t5",
+                "data": {"display_name": parts[1], "name": "t5_sub", "id": "sub", "user_is_banned": banned},
+            }
+        if parts[:1] == ["user"] and parts[2:] == ["comments"]:
+            mine = [c for c in self.bot_comments if c["author"].lower() == parts[1].lower()]
+            return 200, _listing("t1", mine[: int(query.get("limit", 25))])
         if path == "/api/info":
             wanted = set(query["id"].split(","))
             found = [i for i in self.submissions + self.comments if i["name"] in wanted]
@@ -176,6 +191,7 @@ class FakeReddit:
             "permalink": f"/r/{SUB}/comments/x/x/{cid}/",
             "created_utc": time.time(),
         }
+        self.bot_comments.insert(0, data)
         return 200, {"json": {"errors": [], "data": {"things": [{"kind": "t1", "data": data}]}}}
 
 
@@ -198,12 +214,18 @@ def fake() -> Iterator[tuple[FakeReddit, str]]:
             raw = self.rfile.read(length).decode() if length else ""
             form = {k: v[-1] for k, v in parse_qs(raw).items()}
             status, body = state.handle(method, url.path, query, form)
+            if state.hold_comments and url.path.rstrip("/") == "/api/comment" and status == 200:
+                state.comment_posted.set()  # Reddit has the comment; the bot has not heard back yet
+                state.release.wait(30)
             payload = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except OSError:  # the bot was killed while waiting for this answer
+                pass
 
         def do_GET(self) -> None:
             self._serve("GET")
@@ -252,9 +274,27 @@ def reddit_settings() -> Settings:
     return Settings(reddit={"subreddits": {SUB: "testers"}, "check_worthiness": "keywords", "min_chars": 20})
 
 
-def make_bot(url: str, db: Database, settings: Settings) -> RedditBot:
+class Clock:
+    """The bot's clock, moved by the test: backoff waits pass without waiting."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make_bot(url: str, db: Database, settings: Settings, clock: Callable[[], float] = time.time) -> RedditBot:
     return RedditBot(
-        connect(settings, **praw_kwargs(url)), db, settings, BuyingJudge(), wiki_interval_seconds=0
+        connect(settings, **praw_kwargs(url)),
+        db,
+        settings,
+        BuyingJudge(),
+        wiki_interval_seconds=0,
+        clock=clock,
     )
 
 
@@ -425,7 +465,8 @@ def test_deleted_post_and_rate_limit_do_not_lose_state(
     monkeypatch.setattr("praw.models.util.time.sleep", lambda s: None)
     informer = community.account_for_identity(db, "reddit", "alice", "Alice")
     community.mint(db, informer, 100, key="test:alice")
-    bot = make_bot(url, db, reddit_settings)
+    clock = Clock()
+    bot = make_bot(url, db, reddit_settings, clock)
     bot.tick()
     state.submission("abc", "Claim", "Research shows 40% fewer cases after the data came out.")
     state.submission("ghi", "Claim 2", "A report says 12 million people moved last year.")
@@ -448,7 +489,9 @@ def test_deleted_post_and_rate_limit_do_not_lose_state(
     report = bot.tick()
     rows = db.execute("SELECT status, last_error FROM outbox ORDER BY id").fetchall()
     assert rows[0][0] == "failed" and "DELETED_COMMENT" in rows[0][1]
-    assert rows[1][0] == "pending"  # rate limited: waits for the next tick
+    assert rows[1][0] == "pending"  # rate limited: waits for its next attempt
+    assert bot.tick().delivered == 0  # not due yet: Reddit asked for a pause
+    clock.advance(61)
     report = bot.tick()
     assert report.delivered == 1
     assert db.execute("SELECT status FROM outbox ORDER BY id").fetchall()[1][0] == "delivered"
