@@ -434,7 +434,12 @@ def close_due(
             tried.add(market_id)
             try:
                 report = close_market(
-                    db, market_id, judge, now=now, recursion_settings=recursion_settings, post_check=post_check
+                    db,
+                    market_id,
+                    judge,
+                    now=now,
+                    recursion_settings=recursion_settings,
+                    post_check=post_check,
                 )
                 if report.skipped is None:
                     closed.append(market_id)

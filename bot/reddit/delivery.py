@@ -128,15 +128,20 @@ class Delivery:
     def _retry_later(self, row: outbox.PendingReveal, failure: Failure) -> None:
         now = self.clock()
         due = outbox.mark_retry(
-            self.db, row.outbox_id, failure.reason, backoff=self.backoff, retry_after=failure.retry_after, now=now
+            self.db,
+            row.outbox_id,
+            failure.reason,
+            backoff=self.backoff,
+            retry_after=failure.retry_after,
+            now=now,
         )
         if due is None:
-            log.warning("reddit outbox %s: gave up after the retry horizon (%s)", row.outbox_id, failure.reason)
+            log.warning(
+                "reddit outbox %s: gave up after the retry horizon (%s)", row.outbox_id, failure.reason
+            )
             return
         outbox.defer_surface(self.db, SURFACE, due)
-        log.warning(
-            "reddit outbox %s: %s; next attempt in %.0fs", row.outbox_id, failure.reason, due - now
-        )
+        log.warning("reddit outbox %s: %s; next attempt in %.0fs", row.outbox_id, failure.reason, due - now)
 
     def _distinguish(self, comment: Any) -> None:
         """Distinguish the note (and sticky it, when it replies to a submission) if the bot moderates."""

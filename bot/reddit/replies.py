@@ -95,7 +95,10 @@ class Replies:
             entry["next_at"] = now + self.backoff.delay(attempts, at_least=failure.retry_after)
             set_state(self.db, key, entry)
             log.warning(
-                "reddit reply to %s: %s; next attempt in %.0fs", fullname, failure.reason, entry["next_at"] - now
+                "reddit reply to %s: %s; next attempt in %.0fs",
+                fullname,
+                failure.reason,
+                entry["next_at"] - now,
             )
             return None
         delete_state(self.db, key)

@@ -74,7 +74,11 @@ def parse_wiki_config(content: str) -> WikiConfig:
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
         problems.append(f"prompt_version must be a positive whole number, not {version!r}")
     for key, value in data.items():
-        if key in SETTING_KEYS and key != "auction" and (isinstance(value, bool) or not isinstance(value, int)):
+        if (
+            key in SETTING_KEYS
+            and key != "auction"
+            and (isinstance(value, bool) or not isinstance(value, int))
+        ):
             problems.append(f"{key} must be a whole number, not {value!r}")
     if problems:
         raise WikiConfigError(*problems)
