@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,7 @@ from tests.test_discord_fakes import (
     make_user,
     modal_payload,
     only_answer,
+    server_error,
 )
 from tests.test_discord_fakes import discord_settings as _discord_settings
 
@@ -142,11 +144,16 @@ def test_failed_delivery_is_retried_then_delivered(
     bot, cog = make_bot(db_path, settings, db)
     fake = FakeDiscord()
     channel, _, _ = _market_with_reveals(db, settings, cog, fake)
-    attach(bot, FakeDiscord())  # the bot cannot see the channel yet
+    attach(bot, fake)
+    fake.failures = [server_error(503)]  # Discord is down (after discord.py's own retries)
+    started = time.time()
     assert asyncio.run(bot.delivery.run()) == []
     row = next(db["outbox"].rows)
-    assert row["status"] == "pending" and row["attempts"] == 1 and "NotFound" in row["last_error"]
-    attach(bot, fake)
+    assert row["status"] == "pending" and row["attempts"] == 1 and "server error 503" in row["last_error"]
+    first = settings.delivery.first_retry_seconds
+    assert started + first / 2 <= row["next_attempt_at"] <= time.time() + first  # backoff, persisted
+    assert asyncio.run(bot.delivery.run()) == []  # not due yet
+    bot.delivery.clock = lambda: row["next_attempt_at"] + 1
     assert len(asyncio.run(bot.delivery.run())) == 1
     assert len(channel.posted) == 1
 

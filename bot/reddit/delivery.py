@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -70,8 +71,14 @@ class Delivery:
                 posted += self._deliver_one(row)
             except Exception as exc:
                 failure = classify(exc)
-                if failure is None:
-                    raise
+                if failure is None:  # a bug: logged, and retried on the backoff (not every tick)
+                    log.error(
+                        "reddit outbox %s: unexpected %s\n%s",
+                        row.outbox_id,
+                        type(exc).__name__,
+                        "".join(traceback.format_tb(exc.__traceback__)),  # frames only: no message
+                    )
+                    failure = Failure(True, f"unexpected {type(exc).__name__}")
                 if not failure.transient:
                     self._fail(row, failure.reason)
                     continue
