@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -65,9 +66,11 @@ class OneLineFormatter(logging.Formatter):
 def setup_console_logging(level: str = "INFO") -> None:
     """Also log to stderr (the bots), one line per record, at the configured level."""
     root = logging.getLogger()
-    if any(getattr(h, "notebazaar_console", False) for h in root.handlers):
-        return
-    handler = logging.StreamHandler()
+    for existing in root.handlers:
+        if getattr(existing, "notebazaar_console", False) and isinstance(existing, logging.StreamHandler):
+            existing.setStream(sys.stderr)  # the stderr of now (a second command in one process)
+            return
+    handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(OneLineFormatter(LOG_FORMAT))
     handler.notebazaar_console = True  # type: ignore[attr-defined]
     root.addHandler(handler)

@@ -154,14 +154,16 @@ def _fail(db: Database, outbox_id: int, error: str, now: float) -> None:
     )
 
 
-def defer_surface(db: Database, surface: str, until: float) -> None:
+def defer_surface(db: Database, surface: str, until: float, *, now: float | None = None) -> None:
     """Hold every pending row of ``surface`` until ``until`` (the platform is down or rate-limits
-    the bot as a whole); this is not an attempt, so no row's backoff advances."""
+    the bot as a whole). This is not an attempt, so no row's backoff advances, but the rows are
+    failing too: their give-up horizon counts from now, not from when each is first tried."""
+    now = time.time() if now is None else now
     with write(db):
         db.execute(
-            "UPDATE outbox SET next_attempt_at = MAX(COALESCE(next_attempt_at, 0), ?)"
-            " WHERE surface = ? AND status = 'pending'",
-            [until, surface],
+            "UPDATE outbox SET next_attempt_at = MAX(COALESCE(next_attempt_at, 0), ?),"
+            " failing_since = COALESCE(failing_since, ?) WHERE surface = ? AND status = 'pending'",
+            [until, now, surface],
         )
 
 

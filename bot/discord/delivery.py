@@ -241,7 +241,7 @@ class Delivery:
                 "reveal %s (outbox %s): gave up after the retry horizon", item.reveal_id, item.outbox_id
             )
             return
-        await self.off_loop(outbox.defer_surface, self.db, PLATFORM, due)
+        await self.off_loop(outbox.defer_surface, self.db, PLATFORM, due, now=now)
         log.warning(
             "reveal %s (outbox %s) not delivered: %s; next attempt in %.0fs",
             item.reveal_id,

@@ -147,7 +147,7 @@ class Delivery:
                 "reddit outbox %s: gave up after the retry horizon (%s)", row.outbox_id, failure.reason
             )
             return
-        outbox.defer_surface(self.db, SURFACE, due)
+        outbox.defer_surface(self.db, SURFACE, due, now=now)
         log.warning("reddit outbox %s: %s; next attempt in %.0fs", row.outbox_id, failure.reason, due - now)
 
     def _distinguish(self, comment: Any) -> None:
