@@ -369,6 +369,9 @@ def test_market_note_receipt_reveal_once(
     text = notes[0]["text"]
     assert r"\*3%\*" in text and r"\[this\]\(http\:\/\/evil\.example\)" in text
     assert r"u\/someone" in text and "> \\# not a heading" in text
+    assert "u\\/someone\n>\n> \\# not a heading" in text  # two lines stay two paragraphs
+    assert "^(Note 1 by u\\/Alice," in text  # the informer as u/Alice, without linking or pinging
+    assert text.endswith("[](#notebazaar-note-1)")  # the hidden marker a restarted bot looks for
     assert "[https\\:\\/\\/example\\.org\\/study\\_\\(2020\\)](https://example.org/study_%282020%29)" in text
     assert "* not a link" in text
     assert state.distinguished and state.distinguished[0]["sticky"] == "True"
@@ -453,11 +456,32 @@ def test_wiki_config_applied_and_bad_page_reported(
     assert community.get_community(db, world.community_id).reserve == 7  # last good config stays
     assert len(state.composed) == 1  # reported once, not on every tick
     assert state.composed[0]["to"] == f"#{SUB}" and "slots" in state.composed[0]["text"]
+    report = state.composed[0]["text"]
+    lines = [line for line in report.splitlines() if line.startswith("* ")]
+    assert lines == [  # every problem, one line each, in words a moderator can act on
+        "* unknown key(s) slots; the keys are attention_slots, reserve, window_seconds,"
+        " price_of_information, budget_per_market, auction, prompt_version",
+        "* `reserve = -1`: input should be greater than or equal to 0",
+    ]
+    assert "pydantic" not in report and "docs/reddit.md" not in report and "http" not in report
 
     state.wiki[f"{SUB}/notebazaar"] = {"content": "reserve = 1", "revision": "rev3", "editor": "stranger"}
     bot.tick()
     assert community.get_community(db, world.community_id).reserve == 7
     assert "not by a moderator" in state.composed[-1]["text"]
+
+    documented = Settings(
+        reddit=reddit_settings.reddit.model_dump() | {"docs_url": "https://notes.example.org/wiki-format"}
+    )
+    bot = make_bot(url, db, documented)
+    state.wiki[f"{SUB}/notebazaar"] = {
+        "content": 'auction = "dutch"',
+        "revision": "rev4",
+        "editor": "modjane",
+    }
+    bot.tick()
+    assert "* `auction = 'dutch'`: input should be 'gsp' or 'first_price'" in state.composed[-1]["text"]
+    assert state.composed[-1]["text"].endswith("The format: https://notes.example.org/wiki-format")
 
 
 def test_deleted_post_and_rate_limit_do_not_lose_state(

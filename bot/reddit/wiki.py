@@ -73,15 +73,22 @@ def parse_wiki_config(content: str) -> WikiConfig:
     version = data.pop("prompt_version", None)
     if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
         problems.append(f"prompt_version must be a positive whole number, not {version!r}")
+    typed = {}
     for key, value in data.items():
-        if (
-            key in SETTING_KEYS
-            and key != "auction"
-            and (isinstance(value, bool) or not isinstance(value, int))
-        ):
+        if key not in SETTING_KEYS:
+            continue
+        if key != "auction" and (isinstance(value, bool) or not isinstance(value, int)):
             problems.append(f"{key} must be a whole number, not {value!r}")
-    if problems:
-        raise WikiConfigError(*problems)
+        else:
+            typed[key] = value
+    out_of_range: list[str] = []
+    try:  # the values' ranges, one line each (keys not on the page keep their defaults here)
+        MarketSettings(**typed)
+    except Exception as exc:
+        out_of_range = setting_problems(exc)
+    if problems or out_of_range:
+        prefix = "invalid community settings: " if out_of_range else ""
+        raise WikiConfigError(*problems, *out_of_range, prefix=prefix)
     return WikiConfig(settings=data, prompt_version=version)
 
 
