@@ -38,6 +38,15 @@ MAX_ERROR_CHARS = 500
 
 
 @dataclass(frozen=True)
+class Failure:
+    """What a failed attempt means, as a platform adapter classifies it."""
+
+    transient: bool  # worth another attempt later
+    reason: str  # names and codes only, never a message body that could quote a note
+    retry_after: float | None = None  # the wait the platform asked for, a floor for the backoff
+
+
+@dataclass(frozen=True)
 class PendingReveal:
     outbox_id: int
     reveal_id: int
@@ -152,6 +161,28 @@ def _fail(db: Database, outbox_id: int, error: str, now: float) -> None:
         " WHERE id = ?",
         [now, error[:MAX_ERROR_CHARS], outbox_id],
     )
+
+
+def retry_later(
+    db: Database,
+    outbox_id: int,
+    surface: str,
+    failure: Failure,
+    *,
+    backoff: Backoff,
+    now: float | None = None,
+) -> float | None:
+    """A transient failure of one row: schedule it (:func:`mark_retry`) and hold the surface's other
+    rows until then (:func:`defer_surface`): the platform, not the note, is the problem. Returns the
+    next attempt's time, or None when the row was given up."""
+    now = time.time() if now is None else now
+    with write(db):
+        due = mark_retry(
+            db, outbox_id, failure.reason, backoff=backoff, retry_after=failure.retry_after, now=now
+        )
+        if due is not None:
+            defer_surface(db, surface, due, now=now)
+    return due
 
 
 def defer_surface(db: Database, surface: str, until: float, *, now: float | None = None) -> None:

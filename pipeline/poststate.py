@@ -48,6 +48,11 @@ class PostState:
     def gone(cls, reason: str) -> PostState:
         return cls("gone", reason)
 
+    @classmethod
+    def after_failure(cls, transient: bool, reason: str) -> PostState:
+        """What a failed lookup says: ask again later if it was transient, else the post is gone."""
+        return cls.unknown(reason) if transient else cls.gone(reason)
+
 
 # Given the post's row (id, platform, external_id, community_id, url, ...), what the platform says.
 PostCheck = Callable[[dict[str, Any]], PostState]

@@ -26,7 +26,6 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
@@ -39,6 +38,7 @@ from notebazaar.bot.discord.offloop import OffLoop
 from notebazaar.bot.discord.refs import external_id, split_external_id
 from notebazaar.pipeline import outbox
 from notebazaar.pipeline.backoff import Backoff
+from notebazaar.pipeline.outbox import Failure
 
 log = logging.getLogger(__name__)
 THREAD_NAME = "Community notes"
@@ -55,13 +55,6 @@ class ChannelSource(Protocol):
     def get_channel(self, id: int, /) -> object | None: ...
 
     async def fetch_channel(self, channel_id: int, /) -> object: ...
-
-
-@dataclass(frozen=True)
-class Failure:
-    transient: bool
-    reason: str  # names and codes only, never a message body
-    retry_after: float | None = None
 
 
 def classify(exc: BaseException) -> Failure | None:
@@ -228,27 +221,20 @@ class Delivery:
     async def _retry_later(self, item: outbox.PendingReveal, failure: Failure) -> None:
         now = self.clock()
         due = await self.off_loop(
-            outbox.mark_retry,
-            self.db,
-            item.outbox_id,
-            failure.reason,
-            backoff=self.backoff,
-            retry_after=failure.retry_after,
-            now=now,
+            outbox.retry_later, self.db, item.outbox_id, PLATFORM, failure, backoff=self.backoff, now=now
         )
         if due is None:
             log.warning(
                 "reveal %s (outbox %s): gave up after the retry horizon", item.reveal_id, item.outbox_id
             )
-            return
-        await self.off_loop(outbox.defer_surface, self.db, PLATFORM, due, now=now)
-        log.warning(
-            "reveal %s (outbox %s) not delivered: %s; next attempt in %.0fs",
-            item.reveal_id,
-            item.outbox_id,
-            failure.reason,
-            due - now,
-        )
+        else:
+            log.warning(
+                "reveal %s (outbox %s) not delivered: %s; next attempt in %.0fs",
+                item.reveal_id,
+                item.outbox_id,
+                failure.reason,
+                due - now,
+            )
 
 
 async def take_down(

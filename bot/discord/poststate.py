@@ -34,11 +34,8 @@ async def post_state(client: ChannelSource, external_id: str) -> PostState:
         failure = classify(exc)
         if failure is None:
             raise
-        if failure.transient:
-            return PostState.unknown(f"discord: {failure.reason}")
-        if isinstance(exc, discord.Forbidden):
-            return PostState.gone(f"discord: the bot may not read the channel ({failure.reason})")
-        return PostState.gone(f"discord: {failure.reason}")
+        forbidden = "the bot may not read the channel: " if isinstance(exc, discord.Forbidden) else ""
+        return PostState.after_failure(failure.transient, f"discord: {forbidden}{failure.reason}")
     return PostState.open()
 
 

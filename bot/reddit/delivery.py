@@ -28,10 +28,11 @@ import prawcore
 from praw.exceptions import RedditAPIException
 from sqlite_utils import Database
 
-from notebazaar.bot.reddit.failures import Failure, classify
+from notebazaar.bot.reddit.failures import classify
 from notebazaar.bot.reddit.markdown import note_comment, note_marker
 from notebazaar.pipeline import outbox
 from notebazaar.pipeline.backoff import Backoff
+from notebazaar.pipeline.outbox import Failure
 
 log = logging.getLogger(__name__)
 
@@ -134,21 +135,15 @@ class Delivery:
 
     def _retry_later(self, row: outbox.PendingReveal, failure: Failure) -> None:
         now = self.clock()
-        due = outbox.mark_retry(
-            self.db,
-            row.outbox_id,
-            failure.reason,
-            backoff=self.backoff,
-            retry_after=failure.retry_after,
-            now=now,
-        )
+        due = outbox.retry_later(self.db, row.outbox_id, SURFACE, failure, backoff=self.backoff, now=now)
         if due is None:
             log.warning(
                 "reddit outbox %s: gave up after the retry horizon (%s)", row.outbox_id, failure.reason
             )
-            return
-        outbox.defer_surface(self.db, SURFACE, due, now=now)
-        log.warning("reddit outbox %s: %s; next attempt in %.0fs", row.outbox_id, failure.reason, due - now)
+        else:
+            log.warning(
+                "reddit outbox %s: %s; next attempt in %.0fs", row.outbox_id, failure.reason, due - now
+            )
 
     def _distinguish(self, comment: Any) -> None:
         """Distinguish the note (and sticky it, when it replies to a submission) if the bot moderates."""

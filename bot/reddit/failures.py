@@ -11,21 +11,15 @@ a bug and is not classified here.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import prawcore
 from praw.exceptions import RedditAPIException
 
+from notebazaar.pipeline.outbox import Failure
+
 DEFAULT_RATELIMIT_SECONDS = 60.0
 _WAIT = re.compile(r"(\d+)\s*(milliseconds?|seconds?|minutes?|hours?)", re.IGNORECASE)
 _UNITS = {"millisecond": 0.001, "second": 1.0, "minute": 60.0, "hour": 3600.0}
-
-
-@dataclass(frozen=True)
-class Failure:
-    transient: bool
-    reason: str  # error names and codes only: never a message body that could quote a note
-    retry_after: float | None = None  # the wait Reddit asked for, a floor for the backoff
 
 
 def ratelimit_wait(message: str | None) -> float | None:

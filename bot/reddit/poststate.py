@@ -47,9 +47,7 @@ class RedditPostCheck:
             failure = classify(exc)
             if failure is None:
                 raise
-            if failure.transient:
-                return PostState.unknown(f"reddit: {failure.reason}")
-            return PostState.gone(f"reddit: {failure.reason}")
+            return PostState.after_failure(failure.transient, f"reddit: {failure.reason}")
 
     def _check(self, fullname: str) -> PostState:
         found = list(self.reddit.info(fullnames=[fullname]))
