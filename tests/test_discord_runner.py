@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
+import signal
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -203,3 +206,28 @@ def test_the_command_logs_one_line_to_stderr_and_the_file(
     assert len(retry_lines) == 1 and "WARNING notebazaar.bot.discord.runner" in retry_lines[0]
     log_file = (db_path.parent / "notebazaar.log").read_text(encoding="utf-8")
     assert "retrying in" in log_file
+
+
+def test_sigterm_stops_the_bot_cleanly_and_is_logged(
+    db: Database, db_path: Path, world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    from notebazaar.bot.discord.runner import serve
+    from tests.test_discord_fakes import make_bot
+
+    caplog.set_level(logging.INFO)
+    bot, _ = make_bot(db_path, discord_settings(), db)
+
+    async def login(token: str) -> None:
+        pass
+
+    async def connect(*, reconnect: bool) -> None:  # "connected": then the operator stops the bot
+        os.kill(os.getpid(), signal.SIGTERM)
+        while not bot.is_closed():
+            await asyncio.sleep(0.01)
+
+    bot.login = login  # type: ignore[method-assign]
+    bot.connect = connect  # type: ignore[method-assign]
+    asyncio.run(serve(bot, "a-token", attempts=1))
+    assert bot.is_closed()
+    assert "SIGTERM received; finishing the delivery in hand" in caplog.text
+    assert "discord bot stopped" in caplog.text
