@@ -892,3 +892,22 @@ def test_sigterm_mid_delivery_finishes_the_note_in_hand_and_exits_cleanly(
     assert "stopped (SIGTERM)" in stderr and "Traceback" not in stderr
     log_file = (db_path.parent / "notebazaar.log").read_text(encoding="utf-8")
     assert "stopped (SIGTERM)" in log_file  # stderr and the file both have it
+
+
+def test_a_refused_note_on_a_post_new_to_the_bot_records_nothing(
+    fake: tuple[FakeReddit, str], db: Database, world: Any, reddit_settings: Settings
+) -> None:
+    state, url = fake
+    bot = make_bot(url, db, reddit_settings)
+    bot.tick()
+    post = state.submission("cat", "my cat", "my cat is cute")  # not check-worthy: the bot skipped it
+    bot.tick()
+    assert db.execute("SELECT COUNT(*) FROM posts").fetchone()[0] == 0
+    pool = ledger.balance(db, ledger.pool(world.community_id))
+    msg = state.message("m1", "Poor", f"note {post}", "classification: misleading\nbid: 3\nprice: 5\n\nNo.")
+    bot.tick()  # Poor has no credits for the bid: refused
+    reply = next(r for r in state.replies if r["thing_id"] == msg)
+    assert "not accepted" in reply["text"] and "wallet holds 0" in reply["text"]
+    assert db.execute("SELECT COUNT(*) FROM posts").fetchone()[0] == 0  # nothing recorded
+    assert db.execute("SELECT COUNT(*) FROM markets").fetchone()[0] == 0
+    assert ledger.balance(db, ledger.pool(world.community_id)) == pool  # no budget moved

@@ -98,7 +98,7 @@ class NotebazaarBot(commands.Bot):
         )
         self.closer = Closer(db_path, settings, judge_factory)
         self._stop_task: asyncio.Task[None] | None = None
-        self._shut_down = False
+        self._shutdown: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         """Runs inside ``login``, which may be retried: everything here can run twice."""
@@ -156,19 +156,20 @@ class NotebazaarBot(commands.Bot):
             self._stop_task = asyncio.get_running_loop().create_task(self.close())
 
     async def close(self) -> None:
-        if not self._shut_down:
-            self._shut_down = True
-            self.delivery.stopping = True
-            if not await self.delivery.wait_idle(SHUTDOWN_SECONDS):
-                log.warning(
-                    "discord bot: the delivery pass did not finish in %.0fs; stopping anyway",
-                    SHUTDOWN_SECONDS,
-                )
-            self.settle_loop.cancel()
-            await super().close()
-            await asyncio.to_thread(self.closer.shutdown)  # settlement in progress finishes first
-            if self._owns_db:
-                self.db.close()
-            log.info("discord bot stopped")
-        else:
-            await super().close()
+        """Shut down once; every caller (a signal, discord.py, the runner) waits for all of it."""
+        if self._shutdown is None:
+            self._shutdown = asyncio.get_running_loop().create_task(self._shut_down())
+        await asyncio.shield(self._shutdown)
+
+    async def _shut_down(self) -> None:
+        self.delivery.stopping = True
+        if not await self.delivery.wait_idle(SHUTDOWN_SECONDS):
+            log.warning(
+                "discord bot: the delivery pass did not finish in %.0fs; stopping anyway", SHUTDOWN_SECONDS
+            )
+        self.settle_loop.cancel()
+        await super().close()
+        await asyncio.to_thread(self.closer.shutdown)  # settlement in progress finishes first
+        if self._owns_db:
+            self.db.close()
+        log.info("discord bot stopped")

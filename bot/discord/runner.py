@@ -130,6 +130,7 @@ async def serve(bot: NotebazaarBot, token: str, *, attempts: int) -> None:
             with attempt:
                 await bot.login(token)
         await bot.connect(reconnect=True)
+    await bot.close()  # returns once the whole shutdown (delivery in hand, settlement) is done
 
 
 async def _before_retry(bot: NotebazaarBot, state: RetryCallState) -> None:

@@ -96,9 +96,9 @@ class Inbox:
             command = messages.parse_command(message.subject or "", message.body or "")
             informer = account_for_identity(self.db, "reddit", author.lower(), author)
             if isinstance(command, messages.NoteCommand):
-                post_id = self._post_id_for(command.target)  # may ask Reddit: outside the transaction
-                with write(self.db):  # a refused offer opens no market: nothing moves
-                    receipt = self._submit(command, post_id, informer)
+                post = self._post_for(command.target)  # may ask Reddit: outside the transaction
+                with write(self.db):  # a refused offer records no post and opens no market
+                    receipt = self._submit(command, post, informer)
                     set_state(self.db, key, {"offer_id": receipt.offer_id, "queued": True})
                     self.replies.queue(fullname, messages.receipt_reply(receipt, command.target))
                 log.info("reddit inbox: %s became offer %s", fullname, receipt.offer_id)
@@ -140,12 +140,9 @@ class Inbox:
             text = messages.late_receipt_reply(int(record["offer_id"]), offer[0])
         self._answer(key, fullname, record, text)
 
-    def _post_id_for(self, target: str) -> int | None:
-        """The post a note names (None for a note into a market by id)."""
-        return None if target.startswith("market:") else self._post_for(target)
-
-    def _submit(self, command: messages.NoteCommand, post_id: int | None, informer: int) -> Any:
-        if post_id is not None:
+    def _submit(self, command: messages.NoteCommand, post: int | dict[str, Any] | None, informer: int) -> Any:
+        if post is not None:
+            post_id = post if isinstance(post, int) else add_post(self.db, **post)
             market_id = open_market(self.db, post_id)
         else:
             market_id = int(command.target.split(":", 1)[1])
@@ -164,8 +161,12 @@ class Inbox:
             limits=self.limits,
         )
 
-    def _post_for(self, fullname: str) -> int:
-        """The post behind a fullname: known already, or fetched from Reddit and recorded."""
+    def _post_for(self, target: str) -> int | dict[str, Any] | None:
+        """The post a note names: its id if known, else what Reddit says about it (recorded only
+        with an accepted offer); None for a note into a market by id."""
+        if target.startswith("market:"):
+            return None
+        fullname = target
         row = self.db.execute(
             "SELECT id FROM posts WHERE platform = 'reddit' AND external_id = ?", [fullname]
         ).fetchone()
@@ -181,13 +182,12 @@ class Inbox:
         text = post_text(item)
         if not text:
             raise NotFound(f"{fullname} has been deleted")
-        return add_post(
-            self.db,
-            community_id,
-            text,
-            platform="reddit",
-            external_id=fullname,
-            url=self.reddit.config.reddit_url + item.permalink,
-            author=str(item.author) if item.author is not None else None,
-            now=float(item.created_utc),
-        )
+        return {
+            "community_id": community_id,
+            "text": text,
+            "platform": "reddit",
+            "external_id": fullname,
+            "url": self.reddit.config.reddit_url + item.permalink,
+            "author": str(item.author) if item.author is not None else None,
+            "now": float(item.created_utc),
+        }
