@@ -88,6 +88,7 @@ def _calls(setup: dict[str, Any]) -> dict[str, Callable[[Any], Awaitable[Any]]]:
         "judge prompt": lambda i: cog.judge_prompt.callback(cog, i, version=2),
         "note unpublish": lambda i: cog.note_unpublish.callback(cog, i, note=99, reason="x"),
         "informer ban": lambda i: cog.informer_ban.callback(cog, i, user=make_user("victim"), reason="x"),
+        "informer unban": lambda i: cog.informer_unban.callback(cog, i, user=make_user("victim")),
         "note submit": lambda i: cog.note_submit.callback(cog, i, post=link),
         "note submarket": lambda i: cog.note_submarket.callback(cog, i, market=7),
         "autocomplete": lambda i: cog.sub_market_choices(i, ""),
@@ -95,7 +96,7 @@ def _calls(setup: dict[str, Any]) -> dict[str, Callable[[Any], Awaitable[Any]]]:
 
 
 DEFERRED = {"note status", "wallet", "pool fund", "market show", "request notes", "judge prompt"}
-DEFERRED |= {"note unpublish", "informer ban"}
+DEFERRED |= {"note unpublish", "informer ban", "informer unban"}
 
 
 @pytest.mark.parametrize("name", sorted(DEFERRED | {"note submit", "note submarket", "autocomplete"}))

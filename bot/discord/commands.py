@@ -232,10 +232,10 @@ class NotebazaarCog(commands.Cog):
         com = community_for_guild(self.db, self.settings, interaction.guild_id)
         moderator = require_moderator(self.db, interaction, com)
         if version is not None:
-            prompt_id = queries.prompt_id_for_version(self.db, version)
+            prompt_id = prompts.version_id(self.db, version, community_id=com.id)
             prompts.activate(self.db, com.id, prompt_id, actor_id=moderator)
         active = prompts.active_prompt(self.db, com.id)
-        return render.prompt_text(active, prompts.list_versions(self.db))
+        return render.prompt_text(active, prompts.list_versions(self.db, community_id=com.id))
 
     @note.command(name="unpublish", description="Hide a revealed note everywhere (moderators)")
     @app_commands.describe(note="The note's number (#n in its footer)", reason="Why (kept in the audit log)")
@@ -263,7 +263,21 @@ class NotebazaarCog(commands.Cog):
     def _ban(self, interaction: discord.Interaction, user: discord.User, reason: str) -> str:
         com = community_for_guild(self.db, self.settings, interaction.guild_id)
         moderator = require_moderator(self.db, interaction, com)
-        community.ban(self.db, moderator, account_for_user(self.db, user), com.id, reason)
+        moderation.ban(self.db, moderator, account_for_user(self.db, user), com.id, reason)
+        return com.name
+
+    @informer.command(name="unban", description="Lift a member's ban (moderators)")
+    @app_commands.describe(user="The banned member")
+    async def informer_unban(self, interaction: discord.Interaction, user: discord.User) -> None:
+        async with guarded(interaction, "informer unban"):
+            await defer(interaction)
+            name = await self.off_loop(self._unban, interaction, user)
+            await send(interaction, f"{user.mention} can offer notes in {name} again.")
+
+    def _unban(self, interaction: discord.Interaction, user: discord.User) -> str:
+        com = community_for_guild(self.db, self.settings, interaction.guild_id)
+        moderator = require_moderator(self.db, interaction, com)
+        moderation.unban(self.db, moderator, account_for_user(self.db, user), com.id)
         return com.name
 
     # --- watching ----------------------------------------------------------------------------
