@@ -11,10 +11,10 @@ from typing import Any
 from sqlite_utils import Database
 
 from notebazaar.pipeline import ledger
-from notebazaar.pipeline.config import MarketSettings
+from notebazaar.pipeline.config import LimitSettings, MarketSettings
 from notebazaar.pipeline.db import write
 from notebazaar.pipeline.errors import Conflict, Forbidden, NotFound, ValidationError
-from notebazaar.pipeline.validation import check_amount, check_text, strip_controls
+from notebazaar.pipeline.validation import check_amount, check_id, check_text, strip_controls
 
 ROLES = ("reader", "informer", "moderator")
 SETTING_KEYS = (
@@ -64,6 +64,8 @@ def create_community(
 
 def get_community(db: Database, slug_or_id: str | int) -> Community:
     column = "id" if isinstance(slug_or_id, int) else "slug"
+    if column == "id":
+        check_id("community id", slug_or_id)
     rows = list(db["communities"].rows_where(f"{column} = ?", [slug_or_id]))
     if not rows:
         raise NotFound(f"no community {slug_or_id!r}")
@@ -104,6 +106,8 @@ def create_account(db: Database, handle: str, *, password_hash: str | None = Non
 
 def get_account(db: Database, handle_or_id: str | int) -> dict[str, Any]:
     column = "id" if isinstance(handle_or_id, int) else "handle"
+    if column == "id":
+        check_id("account id", handle_or_id)
     rows = list(db["accounts"].rows_where(f"{column} = ?", [handle_or_id]))
     if not rows:
         raise NotFound(f"no account {handle_or_id!r}")
@@ -190,20 +194,31 @@ def audit(
     )
 
 
-def mint(db: Database, account_id: int, amount: int, *, key: str | None = None) -> int:
-    """Create credits in an account's wallet (an operator action: how credits enter the system)."""
+def mint(
+    db: Database, account_id: int, amount: int, *, key: str | None = None, limits: LimitSettings | None = None
+) -> int:
+    """Create credits in an account's wallet (an operator action: how credits enter the system).
+
+    At most ``limits.max_amount`` credits at a time, like every other transfer."""
     get_account(db, account_id)
-    check_amount("amount", amount, minimum=1)
+    check_amount("amount", amount, minimum=1, maximum=(limits or LimitSettings()).max_amount)
     key = key or f"mint:wallet:{account_id}:{time.time_ns()}"
     return ledger.mint(db, key, ledger.wallet(account_id), amount, memo="mint")
 
 
 def fund_pool(
-    db: Database, community_id: int, account_id: int, amount: int, *, key: str | None = None
+    db: Database,
+    community_id: int,
+    account_id: int,
+    amount: int,
+    *,
+    key: str | None = None,
+    limits: LimitSettings | None = None,
 ) -> int:
-    """A reader moves credits from their wallet into the community's pool."""
+    """A reader moves credits from their wallet into the community's pool (at most
+    ``limits.max_amount`` at a time)."""
     get_community(db, community_id)
-    check_amount("amount", amount, minimum=1)
+    check_amount("amount", amount, minimum=1, maximum=(limits or LimitSettings()).max_amount)
     key = key or f"fund:{community_id}:{account_id}:{time.time_ns()}"
     return ledger.transfer(
         db,
@@ -255,7 +270,7 @@ def add_post(
 
 
 def get_post(db: Database, post_id: int) -> dict[str, Any]:
-    rows = list(db["posts"].rows_where("id = ?", [post_id]))
+    rows = list(db["posts"].rows_where("id = ?", [check_id("post id", post_id)]))
     if not rows:
         raise NotFound(f"no post {post_id}")
     return rows[0]

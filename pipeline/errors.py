@@ -38,3 +38,10 @@ class Forbidden(NotebazaarError):
 
 class Conflict(NotebazaarError):
     code = "conflict"
+
+
+class StorageError(NotebazaarError):
+    """The database cannot be used as asked: missing, damaged, read-only, full, or newer than this
+    version of notebazaar."""
+
+    code = "storage"

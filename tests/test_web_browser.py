@@ -20,6 +20,7 @@ from notebazaar.pipeline import evaluate
 from notebazaar.pipeline.judge.simple import SimpleJudge
 from notebazaar.web.app import create_app
 from tests.web_fixtures import (  # noqa: F401  (fixtures)
+    DEMO_GRANT,
     FAKE_EVAL,
     MODERATOR,
     READER,
@@ -54,7 +55,9 @@ def base_url(tmp_path: Path, web_settings: Any, fast_hashing: None) -> Iterator[
     """The app under uvicorn in a background thread, on a free port; stopped after the test."""
     db_path = tmp_path / "browser.db"
     seeded_db(db_path, web_settings)
-    app = create_app(db_path, web_settings, judge=SimpleJudge(), key="browser-test-secret")
+    app = create_app(
+        db_path, web_settings, judge=SimpleJudge(), key="browser-test-secret", signup_grant=DEMO_GRANT
+    )
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -13,11 +13,12 @@ from fastapi.responses import HTMLResponse, Response
 from sqlite_utils import Database
 from starlette.concurrency import run_in_threadpool
 
-from notebazaar.pipeline import community, ledger, moderation, prompts, settlement
+from notebazaar.pipeline import community, ledger, moderation, prompts
 from notebazaar.pipeline.community import SETTING_KEYS, Community
 from notebazaar.pipeline.db import open_db
 from notebazaar.pipeline.errors import NotebazaarError
 from notebazaar.web import evaluation, queries
+from notebazaar.web.closing import close_now
 from notebazaar.web.deps import (
     DB,
     JudgeDep,
@@ -116,7 +117,7 @@ def update_settings(
 
 
 @router.post("/{slug}/markets/{market_id}/close", dependencies=CSRF)
-def close_now(
+def close_market_now(
     *,
     request: Request,
     market_id: int,
@@ -129,8 +130,7 @@ def close_now(
         found = db.execute("SELECT community_id FROM markets WHERE id = ?", [market_id]).fetchone()
         if found is None or int(found[0]) != com.id:
             raise HTTPException(404, f"no market {market_id} in {com.slug}")
-        with request.app.state.close_lock:
-            report = settlement.close_market(db, market_id, judge, force=True)
+        report = close_now(request, db, market_id, judge)
         community.audit(db, user.id, "market.close", f"market:{market_id}", {"force": True}, com.id)
     except NotebazaarError as exc:
         return _refused(request, db, com, "markets", exc)

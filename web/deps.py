@@ -117,10 +117,10 @@ async def check_csrf(request: Request) -> None:
         raise HTTPException(403, "the form's security token is missing or stale; reload the page and retry")
 
 
-_bearer = HTTPBearer(auto_error=False, description="An API token from the 'API tokens' page.")
+bearer = HTTPBearer(auto_error=False, description="An API token from the 'API tokens' page.")
 
 
-def api_user(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)], db: DB) -> User:
+def api_user(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)], db: DB) -> User:
     """The account behind ``Authorization: Bearer <token>``. The API never reads the session cookie."""
     if credentials is None:
         raise HTTPException(

@@ -29,6 +29,7 @@ from notebazaar.web.deps import (
     status_for,
 )
 from notebazaar.web.forms import lines, safe_next, whole_number
+from notebazaar.web.receipts import redirect_to_receipt
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(page_user)])
 CSRF = [Depends(check_csrf)]
@@ -145,7 +146,7 @@ def submit_note(
     db: DB,
     settings: SettingsDep,
 ) -> Response:
-    """Seal a note. The answer is the receipt; the salt is shown here once and never stored.
+    """Seal a note, then redirect to its receipt page, where the salt is shown once (never stored).
 
     With ``market_id`` the note goes into one of the post's sub-markets (a note about an offer)."""
     context = _post_context(db, post_id, user)
@@ -181,7 +182,7 @@ def submit_note(
         }
         context |= {"offer_error": str(exc), "form": form}
         return render(request, "post.html", context, status_for(exc))
-    return render(request, "receipt.html", {"receipt": receipt, "post": context["post"]}, 201)
+    return redirect_to_receipt(request, receipt)  # Post/Redirect/Get: a reload cannot submit it again
 
 
 @router.post("/communities/{slug}/join", dependencies=CSRF)
@@ -230,7 +231,10 @@ def signup(
         return render(request, "signup.html", context, status_for(exc))
     _start_session(request, account_id)
     grant = request.app.state.signup_grant
-    flash(request, f"Welcome, {handle}! Your wallet starts with {grant} credits to bid with.")
+    flash(
+        request,
+        f"Welcome, {handle}!" + (f" Your wallet starts with {grant} credits to bid with." if grant else ""),
+    )
     return redirect("/me")
 
 
