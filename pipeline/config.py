@@ -84,7 +84,7 @@ class IndexSettings(_Section):
     batch_size: int = Field(64, ge=1)
     model_sha256: str = Field("", pattern=r"^([0-9a-fA-F]{64})?$")
     max_passage_chars: int = Field(20_000, ge=100, le=1_000_000)
-    max_corpus_file_bytes: int = Field(256 * 1024 * 1024, ge=1024, le=16 * 1024**3)
+    max_corpus_file_bytes: int = Field(128 * 1024 * 1024, ge=1024, le=16 * 1024**3)
 
 
 class WebSettings(_Section):

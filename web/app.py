@@ -23,7 +23,7 @@ from notebazaar.pipeline.errors import NotebazaarError
 from notebazaar.pipeline.judge import Judge
 from notebazaar.pipeline.judge.factory import make_judge
 from notebazaar.web import api, console, deps, pages, receipts, security
-from notebazaar.web.contract import ErrorBody
+from notebazaar.web.contract import ErrorBody, integral_bounds
 from notebazaar.web.idempotency import REPLAYED_HEADER, Replayed
 from notebazaar.web.worker import CloseWorker
 
@@ -116,6 +116,8 @@ def create_app(
     app.include_router(console.router)
     app.include_router(api.router)
     _install_error_handlers(app)
+    generate = app.openapi
+    app.openapi = lambda: integral_bounds(generate())  # type: ignore[method-assign]
     return app
 
 

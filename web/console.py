@@ -19,6 +19,7 @@ from notebazaar.pipeline.db import open_db
 from notebazaar.pipeline.errors import NotebazaarError
 from notebazaar.web import evaluation, queries
 from notebazaar.web.closing import close_now
+from notebazaar.web.contract import PathId
 from notebazaar.web.deps import (
     DB,
     JudgeDep,
@@ -120,7 +121,7 @@ def update_settings(
 def close_market_now(
     *,
     request: Request,
-    market_id: int,
+    market_id: PathId,
     com: Moderated,
     user: PageUser,
     db: DB,
@@ -147,7 +148,7 @@ def close_market_now(
 def unpublish(
     *,
     request: Request,
-    reveal_id: int,
+    reveal_id: PathId,
     reason: Annotated[str, Form()] = "",
     com: Moderated,
     user: PageUser,
@@ -224,7 +225,7 @@ def _prompt_context(db: Database, com: Community, prompt_id: int) -> dict[str, A
 
 
 @router.get("/{slug}/prompts/{prompt_id}", response_class=HTMLResponse)
-def prompt_page(*, request: Request, prompt_id: int, com: Moderated, db: DB) -> Response:
+def prompt_page(*, request: Request, prompt_id: PathId, com: Moderated, db: DB) -> Response:
     return render(request, "prompt.html", _prompt_context(db, com, prompt_id))
 
 
@@ -254,7 +255,7 @@ def new_version(
 def activate(
     *,
     request: Request,
-    prompt_id: int,
+    prompt_id: PathId,
     com: Moderated,
     user: PageUser,
     db: DB,
@@ -269,7 +270,7 @@ def activate(
 async def run_eval(
     *,
     request: Request,
-    prompt_id: int,
+    prompt_id: PathId,
     judge_kind: Annotated[str, Form()] = "local",
     limit: Annotated[str, Form()] = "",
     path: Annotated[str, Form()] = "",

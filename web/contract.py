@@ -4,9 +4,11 @@ declares.
 
 Why strict: pydantic's lax mode turns ``true`` into 1, ``5.0`` into 5 and ``"5"`` into 5; for money
 that hides client bugs, so an integer field takes a JSON integer and nothing else. Why the bounds:
-SQLite stores signed 64-bit integers, and an id or amount past that must be a 4xx, never a 500. The
-pipeline still checks every value (a bid's reserve, ``[limits] max_amount``): the schema declares
-what is always true, the pipeline what depends on the community and the settings.
+an id or amount past what the database stores (2^63 - 1) must be a 4xx, never a 500, and the API
+goes further: every integer is at most :data:`JSON_MAX` (2^53 - 1), the largest that every JSON
+client (a browser's, say) reads exactly. The pipeline still checks every value (a bid's reserve,
+``[limits] max_amount``): the schema declares what is always true, the pipeline what depends on
+the community and the settings.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Annotated, Any
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
-from notebazaar.pipeline.validation import SQL_MAX
+JSON_MAX = 2**53 - 1
 
 
 class Body(BaseModel):
@@ -25,23 +27,23 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-Id = Annotated[int, Strict(), Field(ge=1, le=SQL_MAX, description="An id: a positive whole number.")]
+Id = Annotated[int, Strict(), Field(ge=1, le=JSON_MAX, description="An id: a positive whole number.")]
 Credits = Annotated[
     int,
     Strict(),
-    Field(ge=0, le=SQL_MAX, description="Whole credits (also capped by `[limits] max_amount`)."),
+    Field(ge=0, le=JSON_MAX, description="Whole credits (also capped by `[limits] max_amount`)."),
 ]
 Amount = Annotated[
     int,
     Strict(),
-    Field(ge=1, le=SQL_MAX, description="Whole credits, at least 1 (at most `[limits] max_amount`)."),
+    Field(ge=1, le=JSON_MAX, description="Whole credits, at least 1 (at most `[limits] max_amount`)."),
 ]
 Price = Annotated[
-    int, Strict(), Field(ge=1, le=SQL_MAX, description="Credits paid to the informer if the note is bought.")
+    int, Strict(), Field(ge=1, le=JSON_MAX, description="Credits paid to the informer if the note is bought.")
 ]
-Count = Annotated[int, Strict(), Field(ge=1, le=SQL_MAX, description="How many: at least 1.")]
+Count = Annotated[int, Strict(), Field(ge=1, le=JSON_MAX, description="How many: at least 1.")]
 #: An id in the path: a positive integer that fits SQLite, else a 422 (never a 500).
-PathId = Annotated[int, Path(ge=1, le=SQL_MAX)]
+PathId = Annotated[int, Path(ge=1, le=JSON_MAX)]
 
 
 class ErrorBody(BaseModel):
@@ -53,6 +55,23 @@ class ErrorBody(BaseModel):
 
 def _error(description: str) -> dict[str, Any]:
     return {"model": ErrorBody, "description": description}
+
+
+def integral_bounds(document: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI's OpenAPI model stores bounds as floats (``"minimum": 1.0``); put integers back, so
+    an integer field's bounds read as integers. Changes ``document`` in place and returns it."""
+    stack: list[Any] = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+                value = node.get(key)
+                if isinstance(value, float) and value.is_integer() and node.get("type") == "integer":
+                    node[key] = int(value)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return document
 
 
 #: The errors any API operation can answer with, declared on the router so the document is true.

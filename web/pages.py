@@ -15,6 +15,7 @@ from sqlite_utils import Database
 from notebazaar.pipeline import community, ledger, market, records
 from notebazaar.pipeline.errors import Forbidden, MarketClosed, NotebazaarError
 from notebazaar.web import auth, queries
+from notebazaar.web.contract import PathId
 from notebazaar.web.deps import (
     DB,
     MaybeUser,
@@ -71,8 +72,7 @@ def new_post(
         com = community.get_community(db, community_slug)
         if not user.has_role(com.id, "reader"):
             raise Forbidden(f"join {com.slug} before posting there")
-        post_id = community.add_post(db, com.id, text, platform="web", author=user.handle)
-        market.open_market(db, post_id)
+        post_id, _ = market.request_notes(db, com.id, text, platform="web", author=user.handle)
     except NotebazaarError as exc:
         context = {"posts": queries.feed(db), "communities": queries.communities(db), "current": None}
         context |= {"post_error": str(exc), "post_form": {"text": text, "community": community_slug}}
@@ -101,12 +101,12 @@ def _post_context(db: Database, post_id: int, user: User | None) -> dict[str, An
 
 
 @router.get("/posts/{post_id}", response_class=HTMLResponse)
-def post_page(*, request: Request, post_id: int, user: MaybeUser, db: DB) -> Response:
+def post_page(*, request: Request, post_id: PathId, user: MaybeUser, db: DB) -> Response:
     return render(request, "post.html", _post_context(db, post_id, user))
 
 
 @router.get("/posts/{post_id}/market", response_class=HTMLResponse)
-def market_fragment(*, request: Request, post_id: int, db: DB) -> Response:
+def market_fragment(*, request: Request, post_id: PathId, db: DB) -> Response:
     """The market box alone, polled by htmx so the time left stays current."""
     return render(request, "_market.html", {"market": queries.market_state(db, post_id), "post_id": post_id})
 
@@ -115,15 +115,16 @@ def market_fragment(*, request: Request, post_id: int, db: DB) -> Response:
 def fund(
     *,
     request: Request,
-    post_id: int,
+    post_id: PathId,
     amount: Annotated[str, Form()] = "",
     user: PageUser,
     db: DB,
+    settings: SettingsDep,
 ) -> Response:
     context = _post_context(db, post_id, user)
     try:
         credits = whole_number("amount", amount)
-        community.fund_pool(db, context["post"]["community_id"], user.id, credits)
+        community.fund_pool(db, context["post"]["community_id"], user.id, credits, limits=settings.limits)
     except NotebazaarError as exc:
         context |= {"fund_error": str(exc), "fund_amount": amount}
         return render(request, "post.html", context, status_for(exc))
@@ -135,7 +136,7 @@ def fund(
 def submit_note(
     *,
     request: Request,
-    post_id: int,
+    post_id: PathId,
     classification: Annotated[str, Form()] = "",
     text: Annotated[str, Form()] = "",
     sources: Annotated[str, Form()] = "",
@@ -291,7 +292,7 @@ def dashboard(*, request: Request, user: PageUser, db: DB) -> Response:
 
 
 @router.post("/me/offers/{offer_id}/withdraw", dependencies=CSRF)
-def withdraw(*, request: Request, offer_id: int, user: PageUser, db: DB) -> Response:
+def withdraw(*, request: Request, offer_id: PathId, user: PageUser, db: DB) -> Response:
     market.withdraw_offer(db, offer_id, user.id)
     flash(request, f"Offer {offer_id} withdrawn: its bid is refunded and its note shredded.")
     return redirect("/me")
