@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +79,15 @@ def _check_schema(db: sqlite_utils.Database, path: Path, *, apply: bool) -> None
         migrations.apply(db)
 
 
+def _nearly_full(path: Path) -> bool:
+    """Whether the database's file system has (almost) no room left: SQLite reports a write that
+    ran out of space in its WAL or shared memory as a plain I/O error."""
+    try:
+        return shutil.disk_usage(path.resolve().parent).free < 1024 * 1024
+    except OSError:
+        return False
+
+
 @functools.cache
 def _known_migrations() -> frozenset[str]:
     """Every migration this code defines (all of them are pending on an empty database)."""
@@ -89,8 +99,10 @@ def describe(path: str | Path, exc: sqlite3.Error) -> str:
     name = getattr(exc, "sqlite_errorname", "")
     if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or "malformed" in str(exc):
         return f"{path} is not a notebazaar database, or it is damaged ({exc})"
-    if name == "SQLITE_FULL":
+    if name == "SQLITE_FULL" or (name.startswith("SQLITE_IOERR") and _nearly_full(Path(path))):
         return f"cannot write {path}: the disk or the database is full ({exc}); nothing was changed"
+    if name.startswith("SQLITE_IOERR"):
+        return f"cannot read or write {path}: the storage failed ({exc}, {name})"
     if name.startswith("SQLITE_READONLY"):
         return f"{path} is read-only: this command writes, so it cannot run on it ({exc})"
     if name.startswith("SQLITE_CANTOPEN"):

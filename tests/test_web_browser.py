@@ -50,8 +50,8 @@ NOTE = (
 POST_SNIPPET = "ban gas stoves"
 
 
-@pytest.fixture
-def base_url(tmp_path: Path, web_settings: Any, fast_hashing: None) -> Iterator[str]:
+@pytest.fixture(name="base_url")
+def base_url_fixture(tmp_path: Path, web_settings: Any, fast_hashing: None) -> Iterator[str]:
     """The app under uvicorn in a background thread, on a free port; stopped after the test."""
     db_path = tmp_path / "browser.db"
     seeded_db(db_path, web_settings)
@@ -72,8 +72,8 @@ def base_url(tmp_path: Path, web_settings: Any, fast_hashing: None) -> Iterator[
     thread.join(20)
 
 
-@pytest.fixture
-def page(base_url: str) -> Iterator[Any]:
+@pytest.fixture(name="page")
+def page_fixture(base_url: str) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
