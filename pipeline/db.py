@@ -57,7 +57,8 @@ def open_db(
         if not memory and not read_only:
             db.enable_wal()
         db.execute("PRAGMA synchronous = NORMAL")
-        _check_schema(db, path, apply=migrate and not read_only)
+        if migrate or read_only:  # migrate=False: the caller's process checked it at start-up
+            _check_schema(db, path, apply=migrate and not read_only)
     except sqlite3.Error as exc:
         conn.close()
         raise StorageError(describe(path, exc)) from None

@@ -144,7 +144,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if _is_api(request) or exc.status_code == 405:
+        if _is_api(request):
             return _error("http", str(exc.detail), exc.status_code, headers=exc.headers)
         return deps.render(
             request, "error.html", {"status": exc.status_code, "message": exc.detail}, exc.status_code

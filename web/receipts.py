@@ -63,6 +63,13 @@ def _from_cookie(request: Request, offer: dict[str, Any]) -> dict[str, Any] | No
     return receipt
 
 
+@router.get("/posts/{post_id}/offers", response_class=HTMLResponse)
+def offers_form(*, post_id: PathId) -> Response:
+    """A GET of the sealed-note form's address (a bookmark, a reload after a refusal) is the post's
+    page at its form, never a 405."""
+    return RedirectResponse(f"/posts/{post_id}#submit", status_code=303)
+
+
 @router.get("/receipts/{offer_id}", response_class=HTMLResponse)
 def receipt_page(*, request: Request, offer_id: PathId, user: PageUser, db: DB) -> Response:
     """The receipt, once (with its salt); afterwards the same page without the salt."""
