@@ -22,6 +22,10 @@ def _run(*args: str) -> Result:
     return CliRunner().invoke(main, list(args))
 
 
+def _simulate(claims: Path, db: Path, out: Path) -> Result:
+    return _run("simulate", "--claims", str(claims), "--judge", "simple", "--db", str(db), "--out", str(out))
+
+
 def _refused(result: Result, message: str) -> None:
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     assert result.output.startswith("Error: ") and message in result.output, result.output
@@ -99,17 +103,7 @@ def test_simulate_on_stop_words_runs(tmp_path: Path) -> None:
     claims_file = tmp_path / "stop.jsonl"
     claims_file.write_text(json.dumps(STOP_WORDS) + "\n", encoding="utf-8")
     out = tmp_path / "sim" / "report.json"
-    result = _run(
-        "simulate",
-        "--claims",
-        str(claims_file),
-        "--judge",
-        "simple",
-        "--db",
-        str(tmp_path / "sim" / "sim.db"),
-        "--out",
-        str(out),
-    )
+    result = _simulate(claims_file, tmp_path / "sim" / "sim.db", out)
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["claims"] == 1
 
@@ -122,17 +116,7 @@ def test_a_refused_simulation_leaves_no_database_behind(tmp_path: Path, content:
     claims_file = tmp_path / "claims.jsonl"
     claims_file.write_text(content, encoding="utf-8")
     folder = tmp_path / "sim"
-    result = _run(
-        "simulate",
-        "--claims",
-        str(claims_file),
-        "--judge",
-        "simple",
-        "--db",
-        str(folder / "sim.db"),
-        "--out",
-        str(folder / "report.json"),
-    )
+    result = _simulate(claims_file, folder / "sim.db", folder / "report.json")
     _refused(result, message)
     assert not folder.exists()  # no database, no log, no folder
 
@@ -141,8 +125,7 @@ def test_a_refused_simulation_keeps_an_existing_database(tmp_path: Path) -> None
     claims_file = tmp_path / "stop.jsonl"
     claims_file.write_text(json.dumps(STOP_WORDS) + "\n", encoding="utf-8")
     db = tmp_path / "sim" / "sim.db"
-    args = ["simulate", "--claims", str(claims_file), "--judge", "simple", "--db", str(db)]
-    assert _run(*args, "--out", str(tmp_path / "sim" / "r1.json")).exit_code == 0
+    assert _simulate(claims_file, db, tmp_path / "sim" / "r1.json").exit_code == 0
     before = sorted(p.name for p in db.parent.iterdir())
-    _refused(_run(*args, "--out", str(tmp_path / "sim" / "r2.json")), "already holds a simulation")
+    _refused(_simulate(claims_file, db, tmp_path / "sim" / "r2.json"), "already holds a simulation")
     assert sorted(p.name for p in db.parent.iterdir()) == before

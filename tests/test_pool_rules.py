@@ -34,7 +34,7 @@ from tests.web_fixtures import (  # noqa: F401  (fixtures)
     web_settings_fixture,
 )
 
-SYBILS = 12
+SYBILS = 6
 POSTS_EACH = 6
 
 

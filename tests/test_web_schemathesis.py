@@ -31,7 +31,7 @@ from tests.web_fixtures import (  # noqa: F401  (fixtures)
 )
 
 pytestmark = pytest.mark.slow
-EXAMPLES = 25
+EXAMPLES = 15
 CHECKS = [
     checks.not_a_server_error,
     checks.status_code_conformance,

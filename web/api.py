@@ -181,17 +181,7 @@ def api_replace(
     the new offer's."""
 
     def work() -> dict[str, Any]:
-        receipt = market.replace_offer(
-            db,
-            offer_id,
-            user.id,
-            classification=body.classification,
-            text=body.text,
-            sources=body.sources,
-            bid=body.bid,
-            price=body.price,
-            limits=settings.limits,
-        )
+        receipt = market.replace_offer(db, offer_id, user.id, limits=settings.limits, **body.model_dump())
         return _receipt(receipt) | {"replaced": offer_id}
 
     return once(work)  # type: ignore[no-any-return]
@@ -301,18 +291,7 @@ def _seal(db: Any, user: Any, market_id: int, body: SealedNote, settings: Any) -
     target = market.get_market(db, market_id)
     if not user.has_role(int(target["community_id"]), "informer"):
         raise Forbidden("you are not an informer in this community")
-    receipt = market.submit_offer(
-        db,
-        market_id,
-        user.id,
-        classification=body.classification,
-        text=body.text,
-        sources=body.sources,
-        bid=body.bid,
-        price=body.price,
-        limits=settings.limits,
-    )
-    return _receipt(receipt)
+    return _receipt(market.submit_offer(db, market_id, user.id, limits=settings.limits, **body.model_dump()))
 
 
 # --- moderators ---------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ STATUS_BY_CODE = {
     "forbidden": 403,
     "conflict": 409,
     "market_closed": 409,
+    "storage": 503,  # the database is damaged, read-only, full or too new: not the client's fault
 }
 
 
