@@ -120,6 +120,9 @@ def with_db(
                 raise click.ClickException(str(exc)) from None
             except sqlite3.Error as exc:
                 raise click.ClickException(describe(path, exc)) from None
+            except OSError as exc:  # a file beside the database: the index, the log, a report
+                where = exc.filename or path.parent
+                raise click.ClickException(f"cannot use {where}: {exc.strerror or exc}") from None
             finally:
                 db.close()
                 if creates:

@@ -228,3 +228,21 @@ def test_cli_amounts_honour_max_amount_without_a_traceback(
 def test_open_market_on_a_huge_post_id_is_refused(db: Database) -> None:
     with pytest.raises(ValidationError, match="larger than any id"):
         market.open_market(db, 2**63)
+
+
+def test_serve_gives_sign_up_credits_only_with_the_demo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fast_hashing: None
+) -> None:
+    from notebazaar.web import server
+
+    served: list[object] = []
+    monkeypatch.setattr(server, "make_judge", lambda settings, db: SimpleJudge())
+    monkeypatch.setattr(server.uvicorn, "run", lambda app, **kwargs: served.append(app))
+    for demo in (True, False):
+        server.run_server(tmp_path / "serve.db", Settings(), host="127.0.0.1", port=8123, seed_demo=demo)
+    wallets = []
+    for n, app in enumerate(served):
+        with TestClient(app) as client:  # type: ignore[arg-type]
+            body = {"handle": f"newcomer{n}", "password": "newcomer-password", "community": SLUG}
+            wallets.append(client.post("/api/signup", json=body).json()["wallet"])
+    assert wallets == [DEMO_GRANT, 0]
