@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -87,6 +87,17 @@ class IndexSettings(_Section):
     max_corpus_file_bytes: int = Field(128 * 1024 * 1024, ge=1024, le=16 * 1024**3)
 
 
+def _rate(value: str) -> str:
+    """A rate in the ``limits`` library's notation ("10 per 10 minutes"), checked at load."""
+    from limits import parse
+
+    try:
+        parse(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a rate like '10 per 10 minutes'") from None
+    return value
+
+
 class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -94,6 +105,11 @@ class WebSettings(_Section):
     demo_community: str = "demo"
     signup_credits: int = Field(0, ge=0, le=1_000_000)
     demo_signup_credits: int = Field(100, ge=0, le=1_000_000)
+    session_days: int = Field(14, ge=1, le=365)
+    login_rate_per_handle: str = "10 per 10 minutes"
+    login_rate_per_address: str = "100 per 10 minutes"
+
+    _rates = field_validator("login_rate_per_handle", "login_rate_per_address")(_rate)
 
 
 class DiscordSettings(_Section):

@@ -45,3 +45,13 @@ class StorageError(NotebazaarError):
     version of notebazaar."""
 
     code = "storage"
+
+
+class RateLimited(NotebazaarError):
+    """Too many attempts of something guessable (logins, token requests) in a short time."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

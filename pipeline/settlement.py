@@ -36,6 +36,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from notebazaar.pipeline import ledger, recursion, rules
+from notebazaar.pipeline.community import is_banned
 from notebazaar.pipeline.config import RecursionSettings
 from notebazaar.pipeline.db import checkpoint, write
 from notebazaar.pipeline.errors import MarketClosed
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 UNDECRYPTABLE = "undecryptable"  # reason code of an offer whose sealed note cannot be opened
 KEY_MISSING = "key_missing"  # reason code of a won offer whose key is gone
+BANNED = "informer_banned"  # the reason an offer whose informer was banned is shredded uninspected
 
 
 @dataclass
@@ -122,7 +124,10 @@ def close_market(
             )
 
     won = list(db["offers"].rows_where("market_id = ? AND status = 'won'", [market_id], order_by="rank"))
-    notes = {o["id"]: _open_note(db, o, track_record(db, int(o["informer_id"]))) for o in won}
+    notes = {  # a banned informer's note is never opened (moderation.ban: shredded uninspected)
+        o["id"]: BANNED if _banned(db, o) else _open_note(db, o, track_record(db, int(o["informer_id"])))
+        for o in won
+    }
     prepare = getattr(judge, "prepare", None)
     try:
         if prepare is not None:
@@ -255,6 +260,13 @@ def _bought_notes(db: Database, market_id: int) -> tuple[NoteView, ...]:
     return revealed + recursion.held_notes(db, market_id)  # a sub-market's bought notes, still sealed
 
 
+def _banned(db: Database, offer: dict[str, Any]) -> bool:
+    community_id = db.execute(
+        "SELECT community_id FROM markets WHERE id = ?", [offer["market_id"]]
+    ).fetchone()
+    return is_banned(db, int(offer["informer_id"]), int(community_id[0]))
+
+
 def _open_note(db: Database, offer: dict[str, Any], track: TrackRecord) -> NoteView | str:
     """The offer's note, opened in memory, or the reason code saying why it cannot be."""
     row = db.execute("SELECT key FROM offer_keys WHERE offer_id = ?", [offer["id"]]).fetchone()
@@ -290,8 +302,8 @@ def _inspect(
     context = Context(_bought_notes(db, market_id))
     verdict = None
     note = opened if isinstance(opened, NoteView) else None
-    failure = opened if isinstance(opened, str) else ""
-    if note is not None:
+    failure = BANNED if _banned(db, offer) else opened if isinstance(opened, str) else ""
+    if note is not None and not failure:
         try:
             verdict = judge.inspect(post, context, note, p_before)
         except JudgeError as exc:
@@ -301,6 +313,8 @@ def _inspect(
         if current is None or current[0] != "won":
             return None  # decided by another closer meanwhile
         budget_left = ledger.balance(db, ledger.budget(market_id))
+        if verdict is not None and _banned(db, offer):  # banned while the judge was reading
+            verdict, failure = None, BANNED
         if verdict is None:
             p_after = p_before
             decision = rules.Decision(False, 0.0, 0.0, failure)
@@ -351,7 +365,7 @@ def _inspect(
             _buy(db, market, offer, note, verdict.rationale, now)
             db.execute("UPDATE markets SET belief = ? WHERE id = ?", [p_after, market_id])
         else:
-            if note is None:  # never read: its attention charge is due back
+            if decision.reason in (UNDECRYPTABLE, KEY_MISSING):  # never read: its charge is due back
                 _refund_charge(db, market, offer)
             shred(db, offer["id"], "shredded", decision.reason)
             recursion.follow_parent(db, int(offer["id"]), revealed=False, now=now)

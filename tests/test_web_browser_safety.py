@@ -6,25 +6,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import pytest
-
-from tests.test_web_browser import (  # noqa: F401  (fixtures)
-    CHROMIUM,
-    NOTE,
-    POST_SNIPPET,
-    _log_in,
-    _log_out,
+from tests.browser_fixtures import (  # noqa: F401  (fixtures)
+    BROWSER,
     base_url_fixture,
+    browser_fixture,
+    log_in,
+    log_out,
     page_fixture,
 )
+from tests.test_web_browser import NOTE, POST_SNIPPET
 from tests.web_fixtures import INFORMER, READER, fast_hashing_fixture, web_settings_fixture  # noqa: F401
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (make browser)"
-    ),
-]
+pytestmark = BROWSER
 
 
 def _watch(page: Any, base_url: str) -> tuple[list[str], list[str]]:
@@ -41,7 +34,7 @@ def test_a_reloaded_receipt_submits_nothing_and_shows_the_salt_once(
 ) -> None:
     from playwright.sync_api import expect
 
-    _log_in(page, *INFORMER)
+    log_in(page, *INFORMER)
     wallet = int(page.locator("#wallet").inner_text())
     page.goto("/")
     page.click(f"a:has-text('{POST_SNIPPET}')")
@@ -65,9 +58,9 @@ def test_a_reloaded_receipt_submits_nothing_and_shows_the_salt_once(
     receipt_url = page.url
     page.goto(post_url)
     expect(page.locator("table tbody tr")).to_have_count(1)  # one offer, not two
-    _log_out(page)
+    log_out(page)
 
-    _log_in(page, *READER)
+    log_in(page, *READER)
     response = page.goto(receipt_url)
     assert response is not None and response.status == 404
     assert salt not in page.content()

@@ -29,7 +29,15 @@ from notebazaar.pipeline.errors import Forbidden, MarketClosed, NotFound
 from notebazaar.web import auth, evaluation, queries
 from notebazaar.web.closing import close_now
 from notebazaar.web.contract import ERROR_RESPONSES, Amount, Body, Count, Credits, Id, PathId, Price
-from notebazaar.web.deps import DB, ApiUser, JudgeDep, SettingsDep, User
+from notebazaar.web.deps import (
+    DB,
+    ApiUser,
+    JudgeDep,
+    SettingsDep,
+    User,
+    checked_log_in,
+    checked_password_change,
+)
 from notebazaar.web.idempotency import Idempotent
 
 router = APIRouter(prefix="/api", responses=ERROR_RESPONSES)
@@ -50,6 +58,11 @@ class TokenRequest(Body):
     handle: str
     password: str
     label: str = Field("api", max_length=100)
+
+
+class PasswordChange(Body):
+    current_password: str
+    new_password: str = Field(min_length=auth.MIN_PASSWORD_CHARS, max_length=auth.MAX_PASSWORD_CHARS)
 
 
 class NewPost(Body):
@@ -121,18 +134,33 @@ def api_signup(*, body: SignUp, request: Request, db: DB, once: Idempotent) -> d
             "wallet": ledger.balance(db, ledger.wallet(account_id)),
         }
 
-    return once(work)  # type: ignore[no-any-return]
+    return once(work, atomic=False)  # type: ignore[no-any-return]  # argon2 must not hold the write lock
 
 
 @router.post("/tokens", status_code=201, tags=["accounts"])
-def api_token(*, body: TokenRequest, db: DB, once: Idempotent) -> dict[str, Any]:
-    """Trade a handle and password for a bearer token. The token is shown only in this answer."""
+def api_token(*, body: TokenRequest, request: Request, db: DB, once: Idempotent) -> dict[str, Any]:
+    """Trade a handle and password for a bearer token. The token is shown only in this answer.
+    Attempts are rate-limited per handle and per client address (429 with ``Retry-After``)."""
 
     def work() -> dict[str, Any]:
-        account_id = auth.log_in(db, body.handle, body.password)
+        account_id = checked_log_in(request, db, body.handle, body.password)
         return {"token": auth.create_token(db, account_id, body.label), "account_id": account_id}
 
-    return once(work)  # type: ignore[no-any-return]
+    return once(work, atomic=False)  # type: ignore[no-any-return]  # argon2 must not hold the write lock
+
+
+@router.post("/me/password", tags=["accounts"])
+def api_change_password(
+    *, body: PasswordChange, request: Request, user: ApiUser, db: DB, once: Idempotent
+) -> dict[str, Any]:
+    """Change your password (the current one is checked, rate-limited like logins). Every web
+    session of the account ends; API tokens keep working until revoked."""
+
+    def work() -> dict[str, Any]:
+        ended = checked_password_change(request, db, user, body.current_password, body.new_password)
+        return {"account_id": user.id, "sessions_ended": ended}
+
+    return once(work, atomic=False)  # type: ignore[no-any-return]  # argon2 must not hold the write lock
 
 
 @router.get("/me", tags=["accounts"])
@@ -224,6 +252,7 @@ def api_new_post(*, body: NewPost, user: ApiUser, db: DB, once: Idempotent) -> d
     com = community.get_community(db, body.community)
     if not user.has_role(com.id, "reader"):
         raise Forbidden(f"join {com.slug} before posting there")
+    community.require_not_banned(db, user.id, com.id)
 
     def work() -> dict[str, Any]:
         post_id, market_id = market.request_notes(db, com.id, body.text, platform="web", author=user.handle)
@@ -371,11 +400,31 @@ def api_unpublish(
 
 @router.post("/communities/{slug}/bans", status_code=201, tags=["moderators"])
 def api_ban(*, slug: str, body: Ban, user: ApiUser, db: DB, once: Idempotent) -> dict[str, Any]:
+    """Ban an account from the community: its sealed offers are shredded with their bids refunded,
+    offers that won a slot are never inspected, and it can no longer offer, post or fund."""
     com = community.get_community(db, slug)
 
     def work() -> dict[str, Any]:
-        community.ban(db, user.id, body.account_id, com.id, body.reason)
-        return {"account_id": body.account_id, "community": slug, "banned": True}
+        report = moderation.ban(db, user.id, body.account_id, com.id, body.reason)
+        return {
+            "account_id": body.account_id,
+            "community": slug,
+            "banned": True,
+            "offers_shredded": report.shredded,
+            "refunded": report.refunded,
+        }
+
+    return once(work)  # type: ignore[no-any-return]
+
+
+@router.delete("/communities/{slug}/bans/{account_id}", tags=["moderators"])
+def api_unban(*, slug: str, account_id: PathId, user: ApiUser, db: DB, once: Idempotent) -> dict[str, Any]:
+    """Lift a ban."""
+    com = community.get_community(db, slug)
+
+    def work() -> dict[str, Any]:
+        moderation.unban(db, user.id, account_id, com.id)
+        return {"account_id": account_id, "community": slug, "banned": False}
 
     return once(work)  # type: ignore[no-any-return]
 
@@ -404,13 +453,15 @@ def api_ledger(*, slug: str, user: ApiUser, db: DB) -> dict[str, Any]:
 @router.get("/communities/{slug}/prompts", tags=["prompts"])
 def api_prompts(*, slug: str, user: ApiUser, db: DB) -> dict[str, Any]:
     com = _moderated(slug, user, db)
-    return {"active_id": prompts.active_prompt(db, com.id)["id"], "versions": prompts.list_versions(db)}
+    versions = prompts.list_versions(db, community_id=com.id)
+    return {"active_id": prompts.active_prompt(db, com.id)["id"], "versions": versions}
 
 
 @router.get("/communities/{slug}/prompts/{prompt_id}", tags=["prompts"])
 def api_prompt(*, slug: str, prompt_id: PathId, user: ApiUser, db: DB) -> dict[str, Any]:
-    _moderated(slug, user, db)
-    return prompts.get_version(db, prompt_id)
+    """A version of the community's judge prompt (another community's versions are not found)."""
+    com = _moderated(slug, user, db)
+    return prompts.get_version(db, prompt_id, community_id=com.id)
 
 
 @router.post("/communities/{slug}/prompts", status_code=201, tags=["prompts"])
@@ -424,15 +475,15 @@ def api_new_prompt(
         prompt_id = prompts.create_version(
             db, body.text, note=body.note, actor_id=user.id, community_id=com.id
         )
-        return prompts.get_version(db, prompt_id)
+        return prompts.get_version(db, prompt_id, community_id=com.id)
 
     return once(work)  # type: ignore[no-any-return]
 
 
 @router.get("/communities/{slug}/prompts/diff/{old_id}/{new_id}", tags=["prompts"])
 def api_diff(*, slug: str, old_id: PathId, new_id: PathId, user: ApiUser, db: DB) -> dict[str, str]:
-    _moderated(slug, user, db)
-    return {"diff": prompts.diff(db, old_id, new_id)}
+    com = _moderated(slug, user, db)
+    return {"diff": prompts.diff(db, old_id, new_id, community_id=com.id)}
 
 
 @router.post("/communities/{slug}/prompts/{prompt_id}/activate", tags=["prompts"])
@@ -457,8 +508,8 @@ async def api_eval(
     db: DB,
 ) -> dict[str, Any]:
     """Evaluate a prompt version on a labelled .jsonl file on the server (runs in a worker thread)."""
-    _moderated(slug, user, db)
-    prompt = prompts.get_version(db, prompt_id)
+    com = _moderated(slug, user, db)
+    prompt = prompts.get_version(db, prompt_id, community_id=com.id)
     settings = request.app.state.settings
     return await run_in_threadpool(
         evaluation.run, settings, prompt=prompt, judge_kind=body.judge_kind, limit=body.limit, path=body.path

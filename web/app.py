@@ -25,6 +25,7 @@ from notebazaar.pipeline.judge.factory import make_judge
 from notebazaar.web import api, console, deps, pages, receipts, security
 from notebazaar.web.contract import ErrorBody, integral_bounds
 from notebazaar.web.idempotency import REPLAYED_HEADER, Replayed
+from notebazaar.web.throttle import LoginThrottle
 from notebazaar.web.worker import CloseWorker
 
 log = logging.getLogger(__name__)
@@ -101,12 +102,15 @@ def create_app(
     app.state.close_lock = threading.Lock()
     app.state.signup_grant = settings.web.signup_credits if signup_grant is None else signup_grant
     app.state.secret_key = key or secret_key()
+    app.state.login_throttle = LoginThrottle(
+        settings.web.login_rate_per_handle, settings.web.login_rate_per_address
+    )
     app.add_middleware(
         SessionMiddleware,
         secret_key=app.state.secret_key,
         session_cookie="notebazaar_session",
         same_site="lax",
-        max_age=14 * 24 * 3600,
+        max_age=settings.web.session_days * 24 * 3600,  # the server-side session expires then too
     )
     app.add_middleware(security.SecurityHeaders)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
@@ -134,9 +138,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotebazaarError)
     async def refused(request: Request, exc: NotebazaarError) -> Response:
         status = deps.status_for(exc)
+        retry_after = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
         if _is_api(request):
-            return _error(exc.code, str(exc), status)
-        return deps.render(request, "error.html", {"status": status, "message": str(exc)}, status)
+            return _error(exc.code, str(exc), status, headers=headers)
+        page = deps.render(request, "error.html", {"status": status, "message": str(exc)}, status)
+        page.headers.update(headers or {})
+        return page
 
     @app.exception_handler(Replayed)
     async def replayed(request: Request, exc: Replayed) -> Response:

@@ -82,6 +82,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: _error("No such post, market, offer, community or prompt (or not yours)."),
     409: _error("Conflict: the market is closed, or an Idempotency-Key was used for another request."),
     422: _error("The request does not fit this schema (the message names the field)."),
+    429: _error("Too many login or token attempts: try again after `Retry-After` seconds."),
     500: _error("A fault of the server; nothing was changed (the log has the details)."),
     503: _error("The database cannot be used now (damaged, read-only, full, or from a newer version)."),
 }
