@@ -23,8 +23,10 @@ How an endpoint uses it (one dependency, :data:`Idempotent`)::
 
 ``once(work)`` runs ``work`` inside one write transaction on the request's connection; pipeline
 calls inside it nest as savepoints. ``once(work, atomic=False)`` is for work that must not hold the
-write lock (closing a market, which waits on the judge): the answer is stored afterwards, and
-such work must be idempotent by itself.
+write lock (closing a market, which waits on the judge; sign-up, token requests and password
+changes, which spend argon2's work): the answer is stored afterwards, so such work must be safe to
+run again by itself (a second close finds the market settled; a second sign-up finds the handle
+taken; none of them moves money twice).
 """
 
 from __future__ import annotations
