@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
+import os
+import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,7 @@ from rich.console import Console
 
 from notebazaar.pipeline import community
 from notebazaar.pipeline.config import Settings, load_settings
-from notebazaar.pipeline.db import open_db
+from notebazaar.pipeline.db import describe, open_db
 from notebazaar.pipeline.errors import NotebazaarError
 
 console = Console(width=max(100, Console().width))
@@ -36,7 +39,10 @@ CHATTY_LIBRARIES = ("prawcore", "praw", "discord", "urllib3", "aiohttp", "httpx"
 
 
 def setup_logging(db_path: Path, level: str = "INFO") -> None:
-    """Log to ``notebazaar.log`` beside the database. Log lines carry ids and amounts, never notes."""
+    """Log to ``notebazaar.log`` beside the database. Log lines carry ids and amounts, never notes.
+
+    Where that folder cannot be written (a database on read-only storage), the command still runs,
+    without a log file."""
     log_file = db_path.parent / "notebazaar.log"
     root = logging.getLogger()
     root.setLevel(level)
@@ -44,7 +50,10 @@ def setup_logging(db_path: Path, level: str = "INFO") -> None:
         logging.getLogger(name).setLevel(max(logging.INFO, root.level))
     if any(getattr(h, "baseFilename", None) == str(log_file.resolve()) for h in root.handlers):
         return
-    handler = logging.FileHandler(log_file, encoding="utf-8")
+    try:
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+    except OSError:
+        return
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root.addHandler(handler)
 
@@ -76,8 +85,52 @@ def setup_console_logging(level: str = "INFO") -> None:
     root.addHandler(handler)
 
 
-def with_db(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add ``--db PATH``, open the database, and turn refusals into clean errors."""
+@contextlib.contextmanager
+def _undone_if_refused(path: Path, enabled: bool) -> Iterator[None]:
+    """If the command is refused, remove what it created in the database's folder (the database,
+    its WAL, its log, its index files) and the folder itself if it made it: a refused run leaves
+    nothing behind."""
+    if not enabled:
+        yield
+        return
+    folder = path.parent
+    folder_existed = folder.exists()
+    before = set(folder.iterdir()) if folder_existed else set()
+    try:
+        yield
+    except (NotebazaarError, click.ClickException, sqlite3.Error):
+        if folder.exists():
+            for created in set(folder.iterdir()) - before:
+                if created.is_file():
+                    created.unlink(missing_ok=True)
+            if not folder_existed and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+
+
+def _close_log(db_path: Path) -> None:
+    """Take this database's log file off the root logger (so a refused run can remove it)."""
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        if getattr(handler, "baseFilename", None) == str((db_path.parent / "notebazaar.log").resolve()):
+            root.removeHandler(handler)
+            handler.close()
+
+
+def with_db(
+    func: Callable[..., Any] | None = None, *, reads_only: bool = False, creates: bool = False
+) -> Any:
+    """Add ``--db PATH``, open the database, and turn every refusal into one clean line.
+
+    A command that ``reads_only`` needs the database to exist (a mistyped path is an error, not a
+    new empty database) and opens it read-only when its file cannot be written, so a database on
+    read-only storage can still be checked, shown and exported. A command that ``creates`` its
+    database (``simulate``) removes what it made if it is refused. A damaged, read-only, full or
+    too-new database, and any other storage failure, gives ``Error: <what is wrong>``, never a
+    traceback.
+    """
+    if func is None:
+        return functools.partial(with_db, reads_only=reads_only, creates=creates)
 
     @click.option(
         "--db",
@@ -90,14 +143,26 @@ def with_db(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(db_path: Path | None, **kwargs: Any) -> Any:
         settings = _settings()
         path = db_path or Path(settings.db)
-        db = open_db(path)
-        setup_logging(path, settings.logging.level)
-        try:
-            return func(db=db, db_path=path, settings=settings, **kwargs)
-        except NotebazaarError as exc:
-            raise click.ClickException(str(exc)) from None
-        finally:
-            db.close()
+        with _undone_if_refused(path, creates):
+            try:
+                read_only = reads_only and path.is_file() and not os.access(path, os.W_OK)
+                db = open_db(path, must_exist=reads_only, read_only=read_only)
+            except NotebazaarError as exc:
+                raise click.ClickException(str(exc)) from None
+            setup_logging(path, settings.logging.level)
+            try:
+                return func(db=db, db_path=path, settings=settings, **kwargs)
+            except NotebazaarError as exc:
+                raise click.ClickException(str(exc)) from None
+            except sqlite3.Error as exc:
+                raise click.ClickException(describe(path, exc)) from None
+            except OSError as exc:  # a file beside the database: the index, the log, a report
+                where = exc.filename or path.parent
+                raise click.ClickException(f"cannot use {where}: {exc.strerror or exc}") from None
+            finally:
+                db.close()
+                if creates:
+                    _close_log(path)
 
     return wrapper
 

@@ -18,7 +18,7 @@ def export_group() -> None:
 
 
 @export_group.command("revealed")
-@with_db
+@with_db(reads_only=True)
 def export_revealed(db: Any, db_path: Path, settings: Settings) -> None:
     """One JSON line per revealed note: post id, text, classification, sources, informer, price."""
     for r in db.query(

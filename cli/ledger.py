@@ -22,7 +22,7 @@ def ledger_group() -> None:
 
 
 @ledger_group.command("check")
-@with_db
+@with_db(reads_only=True)
 def ledger_check(db: Any, db_path: Path, settings: Settings) -> None:
     """Verify every transaction balances and all balances add up to what was minted."""
     report = ledger.check(db)
@@ -40,7 +40,7 @@ def ledger_check(db: Any, db_path: Path, settings: Settings) -> None:
 
 @ledger_group.command("balances")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per account.")
-@with_db
+@with_db(reads_only=True)
 def ledger_balances(db: Any, db_path: Path, settings: Settings, as_json: bool) -> None:
     """Every ledger account and its balance."""
     rows = ledger.balances(db)

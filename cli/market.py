@@ -9,7 +9,7 @@ import click
 
 from notebazaar.cli.base import account_id_of, echo_json, main, with_db
 from notebazaar.pipeline import community, ledger, market
-from notebazaar.pipeline.config import Settings
+from notebazaar.pipeline.config import WINDOW_RANGE, Settings
 
 # --- running a market by hand ---------------------------------------------------------------
 
@@ -54,7 +54,7 @@ def credits_group() -> None:
 def credits_mint(db: Any, db_path: Path, settings: Settings, handle: str, amount: int) -> None:
     """Mint AMOUNT new credits into HANDLE's wallet."""
     account_id = account_id_of(db, handle)
-    txn = community.mint(db, account_id, amount)
+    txn = community.mint(db, account_id, amount, limits=settings.limits)
     echo_json({"transaction": txn, "wallet": ledger.balance(db, ledger.wallet(account_id))})
 
 
@@ -71,7 +71,7 @@ def pool_group() -> None:
 def pool_fund(db: Any, db_path: Path, settings: Settings, slug: str, amount: int, handle: str) -> None:
     """Move AMOUNT credits from a reader's wallet into the community pool."""
     com = community.get_community(db, slug)
-    txn = community.fund_pool(db, com.id, account_id_of(db, handle), amount)
+    txn = community.fund_pool(db, com.id, account_id_of(db, handle), amount, limits=settings.limits)
     echo_json({"transaction": txn, "pool": ledger.balance(db, ledger.pool(com.id))})
 
 
@@ -115,8 +115,8 @@ def market_group() -> None:
 @with_db
 def market_open(db: Any, db_path: Path, settings: Settings, post_id: int, window_seconds: int | None) -> None:
     """Open the market on a post, with a budget from the community pool."""
-    if window_seconds is not None and window_seconds < 0:
-        raise click.ClickException("--window-seconds must be at least 0")
+    if window_seconds is not None and not 0 <= window_seconds <= WINDOW_RANGE[1]:
+        raise click.ClickException(f"--window-seconds must be between 0 and {WINDOW_RANGE[1]} (30 days)")
     market_id = market.open_market(db, post_id, window_seconds=window_seconds)
     m = market.get_market(db, market_id)
     echo_json({"market_id": market_id, "budget": m["budget"], "closes_at": m["closes_at"]})
@@ -161,7 +161,7 @@ def market_close(
 
 @market_group.command("show")
 @click.argument("market_id", type=int)
-@with_db
+@with_db(reads_only=True)
 def market_show(db: Any, db_path: Path, settings: Settings, market_id: int) -> None:
     """A market's public state as JSON (no sealed content)."""
     echo_json(market.market_view(db, market_id))

@@ -32,7 +32,7 @@ from notebazaar.pipeline.config import Settings
     help="Sub-markets about uncertain offers, with debunker informers ([recursion] in config.toml)."
     " Given either way, the report adds subnote_purchases and misleading_bought_share.",
 )
-@with_db
+@with_db(creates=True)
 def simulate(
     db: Any,
     db_path: Path,

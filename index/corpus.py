@@ -11,6 +11,11 @@ Why all-or-nothing: the whole file is parsed and checked before any row is writt
 in one transaction, so a malformed line (named by its number) leaves the corpus as it was. Passages
 already in the corpus for the same community (same text) are skipped, so loading a file twice adds
 nothing.
+
+Limits (``[index]`` in config.toml): a file over ``max_corpus_file_bytes`` is refused before it is
+read, a file holding a NUL byte is refused as binary, and a passage over ``max_passage_chars`` is
+refused by its line or paragraph number (embedding one 50 MB passage once took 6.3 GB of memory;
+the model reads only its first few hundred words anyway).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from sqlite_utils import Database
 
 from notebazaar.index.retrieval import Progress as ProgressCallback
 from notebazaar.index.retrieval import Retriever
-from notebazaar.pipeline.config import Settings
+from notebazaar.pipeline.config import IndexSettings, Settings
 from notebazaar.pipeline.db import write
 from notebazaar.pipeline.errors import ValidationError
 
@@ -56,7 +61,7 @@ def _optional_str(obj: dict[str, Any], key: str, where: str) -> str:
     return value.strip()
 
 
-def parse_jsonl(content: str, name: str) -> list[Passage]:
+def parse_jsonl(content: str, name: str, max_chars: int | None = None) -> list[Passage]:
     """Passages from JSON lines; the first bad line raises, naming its number."""
     passages = []
     for number, line in enumerate(content.splitlines(), start=1):
@@ -72,29 +77,54 @@ def parse_jsonl(content: str, name: str) -> list[Passage]:
         text = obj.get("text")
         if not isinstance(text, str) or not text.strip():
             raise ValidationError(f'{where}: "text" must be a non-empty string')
+        _check_length(text.strip(), where, max_chars)
         source = _optional_str(obj, "source", where) or _optional_str(obj, "url", where)
         passages.append(Passage(text.strip(), _optional_str(obj, "title", where), source))
     return passages
 
 
-def parse_text(content: str, name: str) -> list[Passage]:
+def parse_text(content: str, name: str, max_chars: int | None = None) -> list[Passage]:
     """Passages from plain text: one per blank-line-separated paragraph."""
-    paragraphs = (" ".join(p.split()) for p in _PARAGRAPH.split(content.replace("\r\n", "\n")))
-    return [Passage(p, "", name) for p in paragraphs if p]
+    paragraphs = [" ".join(p.split()) for p in _PARAGRAPH.split(content.replace("\r\n", "\n"))]
+    passages = []
+    for number, paragraph in enumerate((p for p in paragraphs if p), start=1):
+        _check_length(paragraph, f"{name} paragraph {number}", max_chars)
+        passages.append(Passage(paragraph, "", name))
+    return passages
 
 
-def read_passages(file: Path) -> list[Passage]:
+def _check_length(text: str, where: str, max_chars: int | None) -> None:
+    if max_chars is not None and len(text) > max_chars:
+        raise ValidationError(
+            f"{where}: the passage is {len(text):,} characters; the limit is {max_chars:,}"
+            " ([index] max_passage_chars): split it into paragraphs"
+        )
+
+
+def read_passages(file: Path, limits: IndexSettings | None = None) -> list[Passage]:
     """Parse ``file`` (JSONL or plain text by suffix); raise ``ValidationError`` on any problem."""
+    limits = limits or IndexSettings()
     try:
-        content = file.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValidationError(f"{file.name} is not UTF-8 text (bad byte at offset {exc.start})") from None
+        size = file.stat().st_size
+        if size > limits.max_corpus_file_bytes:
+            raise ValidationError(
+                f"{file.name} is {size:,} bytes; the limit is {limits.max_corpus_file_bytes:,}"
+                " ([index] max_corpus_file_bytes): split it into smaller files"
+            )
+        raw = file.read_bytes()
     except OSError as exc:
         raise ValidationError(f"cannot read {file}: {exc.strerror}") from None
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise ValidationError(f"{file.name} holds a NUL byte at offset {nul}: it is not a text file")
+    try:
+        content = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"{file.name} is not UTF-8 text (bad byte at offset {exc.start})") from None
     if file.suffix.lower() in JSONL_SUFFIXES:
-        passages = parse_jsonl(content, file.name)
+        passages = parse_jsonl(content, file.name, limits.max_passage_chars)
     else:
-        passages = parse_text(content, file.name)
+        passages = parse_text(content, file.name, limits.max_passage_chars)
     if not passages:
         raise ValidationError(f"{file.name} holds no passages")
     return passages
@@ -165,7 +195,7 @@ def add_corpus_file(
         and db.execute("SELECT 1 FROM communities WHERE id = ?", [community_id]).fetchone() is None
     ):
         raise ValidationError(f"no community {community_id}")
-    passages = read_passages(Path(file))
+    passages = read_passages(Path(file), settings.index)
     added = insert_passages(db, passages, community_id)
     retriever = retriever or Retriever(db, Path(db_path).parent, settings.index)
     with _progress_bar(added >= PROGRESS_MIN) as progress:

@@ -11,10 +11,16 @@ from typing import Any
 from sqlite_utils import Database
 
 from notebazaar.pipeline import ledger
-from notebazaar.pipeline.config import MarketSettings
+from notebazaar.pipeline.config import LimitSettings, MarketSettings
 from notebazaar.pipeline.db import one_row, write
 from notebazaar.pipeline.errors import Conflict, Forbidden, NotFound, ValidationError
-from notebazaar.pipeline.validation import check_amount, check_text, setting_problems, strip_controls
+from notebazaar.pipeline.validation import (
+    check_amount,
+    check_id,
+    check_text,
+    setting_problems,
+    strip_controls,
+)
 
 ROLES = ("reader", "informer", "moderator")
 SETTING_KEYS = (
@@ -64,6 +70,8 @@ def create_community(
 
 def get_community(db: Database, slug_or_id: str | int) -> Community:
     column = "id" if isinstance(slug_or_id, int) else "slug"
+    if column == "id":
+        check_id("community id", slug_or_id)
     row = one_row(db, f"SELECT * FROM communities WHERE {column} = ?", [slug_or_id])
     if row is None:
         raise NotFound(f"no community {slug_or_id!r}")
@@ -104,6 +112,8 @@ def create_account(db: Database, handle: str, *, password_hash: str | None = Non
 
 def get_account(db: Database, handle_or_id: str | int) -> dict[str, Any]:
     column = "id" if isinstance(handle_or_id, int) else "handle"
+    if column == "id":
+        check_id("account id", handle_or_id)
     row = one_row(db, f"SELECT * FROM accounts WHERE {column} = ?", [handle_or_id])
     if row is None:
         raise NotFound(f"no account {handle_or_id!r}")
@@ -199,20 +209,31 @@ def audit(
     )
 
 
-def mint(db: Database, account_id: int, amount: int, *, key: str | None = None) -> int:
-    """Create credits in an account's wallet (an operator action: how credits enter the system)."""
+def mint(
+    db: Database, account_id: int, amount: int, *, key: str | None = None, limits: LimitSettings | None = None
+) -> int:
+    """Create credits in an account's wallet (an operator action: how credits enter the system).
+
+    At most ``limits.max_amount`` credits at a time, like every other transfer."""
     get_account(db, account_id)
-    check_amount("amount", amount, minimum=1)
+    check_amount("amount", amount, minimum=1, maximum=(limits or LimitSettings()).max_amount)
     key = key or f"mint:wallet:{account_id}:{time.time_ns()}"
     return ledger.mint(db, key, ledger.wallet(account_id), amount, memo="mint")
 
 
 def fund_pool(
-    db: Database, community_id: int, account_id: int, amount: int, *, key: str | None = None
+    db: Database,
+    community_id: int,
+    account_id: int,
+    amount: int,
+    *,
+    key: str | None = None,
+    limits: LimitSettings | None = None,
 ) -> int:
-    """A reader moves credits from their wallet into the community's pool (not a banned one)."""
+    """A reader moves credits from their wallet into the community's pool (not a banned one; at
+    most ``limits.max_amount`` at a time)."""
     get_community(db, community_id)
-    check_amount("amount", amount, minimum=1)
+    check_amount("amount", amount, minimum=1, maximum=(limits or LimitSettings()).max_amount)
     require_not_banned(db, account_id, community_id)
     key = key or f"fund:{community_id}:{account_id}:{time.time_ns()}"
     return ledger.transfer(
@@ -265,7 +286,7 @@ def add_post(
 
 
 def get_post(db: Database, post_id: int) -> dict[str, Any]:
-    row = one_row(db, "SELECT * FROM posts WHERE id = ?", [post_id])
+    row = one_row(db, "SELECT * FROM posts WHERE id = ?", [check_id("post id", post_id)])
     if row is None:
         raise NotFound(f"no post {post_id}")
     return row

@@ -25,12 +25,22 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: Sane ranges of a community's market settings (also declared in the API's schema): a market
+#: whose judge values information at 0, whose budget is 0, or whose window outlives everyone is a
+#: market that can never buy a note.
+SLOTS_RANGE = (1, 100)
+RESERVE_RANGE = (0, 1_000_000)
+WINDOW_RANGE = (60, 30 * 24 * 3600)  # one minute to thirty days
+PRICE_OF_INFORMATION_RANGE = (1, 1_000_000)
+BUDGET_RANGE = (1, 1_000_000_000)
+
+
 class MarketSettings(_Section):
-    attention_slots: int = Field(3, ge=1, le=100)
-    reserve: int = Field(2, ge=0)
-    window_seconds: int = Field(3600, ge=0)
-    price_of_information: int = Field(100, ge=0)
-    budget_per_market: int = Field(200, ge=0)
+    attention_slots: int = Field(3, ge=SLOTS_RANGE[0], le=SLOTS_RANGE[1])
+    reserve: int = Field(2, ge=RESERVE_RANGE[0], le=RESERVE_RANGE[1])
+    window_seconds: int = Field(3600, ge=WINDOW_RANGE[0], le=WINDOW_RANGE[1])
+    price_of_information: int = Field(100, ge=PRICE_OF_INFORMATION_RANGE[0], le=PRICE_OF_INFORMATION_RANGE[1])
+    budget_per_market: int = Field(200, ge=BUDGET_RANGE[0], le=BUDGET_RANGE[1])
     auction: Literal["gsp", "first_price"] = "gsp"
 
 
@@ -39,7 +49,7 @@ class LimitSettings(_Section):
     max_sources: int = Field(5, ge=0)
     max_source_chars: int = Field(500, ge=1)
     max_open_offers_per_informer: int = Field(2, ge=1)
-    max_amount: int = Field(1_000_000_000, ge=1)
+    max_amount: int = Field(1_000_000_000, ge=1, le=2**62)
 
 
 class OpenAISettings(_Section):
@@ -64,7 +74,7 @@ class RecursionSettings(_Section):
     max_breadth: int = Field(3, ge=0, le=20)
     budget_share: float = Field(0.3, gt=0.0, le=1.0)
     min_budget: int = Field(4, ge=1)
-    window_seconds: int = Field(900, ge=0)
+    window_seconds: int = Field(900, ge=WINDOW_RANGE[0], le=WINDOW_RANGE[1])
 
 
 class IndexSettings(_Section):
@@ -74,6 +84,8 @@ class IndexSettings(_Section):
     top_k: int = Field(5, ge=1)
     batch_size: int = Field(64, ge=1)
     model_sha256: str = Field("", pattern=r"^([0-9a-fA-F]{64})?$")
+    max_passage_chars: int = Field(20_000, ge=100, le=1_000_000)
+    max_corpus_file_bytes: int = Field(128 * 1024 * 1024, ge=1024, le=16 * 1024**3)
 
 
 def _rate(value: str) -> str:
@@ -92,6 +104,8 @@ class WebSettings(_Section):
     port: int = Field(8000, ge=1, le=65535)
     close_poll_seconds: float = Field(5.0, gt=0)
     demo_community: str = "demo"
+    signup_credits: int = Field(0, ge=0, le=1_000_000)
+    demo_signup_credits: int = Field(100, ge=0, le=1_000_000)
     session_days: int = Field(14, ge=1, le=365)
     login_rate_per_handle: str = "10 per 10 minutes"
     login_rate_per_address: str = "100 per 10 minutes"

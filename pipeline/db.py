@@ -13,32 +13,110 @@ or ciphertext does not linger in free pages (plaintext of a sealed note is never
 from __future__ import annotations
 
 import contextlib
+import functools
+import shutil
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlite_utils
 
+from notebazaar.pipeline.errors import StorageError
 from notebazaar.pipeline.migrations import migrations
 
 
-def open_db(path: str | Path, *, migrate: bool = True) -> sqlite_utils.Database:
-    """Open (creating if needed) the database at ``path`` and bring its schema up to date."""
+def open_db(
+    path: str | Path, *, migrate: bool = True, must_exist: bool = False, read_only: bool = False
+) -> sqlite_utils.Database:
+    """Open the database at ``path`` and bring its schema up to date.
+
+    It is created if missing, unless ``must_exist`` (for commands that only read: a mistyped path
+    must not become an empty database that reads as "ok"). ``read_only`` opens it for reading
+    only (SQLite's ``mode=ro``): no WAL switch, no migrations, so a database on read-only storage
+    can still be read. A database written by a newer notebazaar (migrations this code does not
+    know) is refused either way. Every problem is a :class:`StorageError` naming it.
+    """
     path = Path(path)
-    if str(path) != ":memory:":
-        path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=30.0, check_same_thread=False, isolation_level=None)
-    db = sqlite_utils.Database(conn, strict=True)
-    db.execute("PRAGMA foreign_keys = ON")
-    db.execute("PRAGMA busy_timeout = 30000")
-    db.execute("PRAGMA secure_delete = ON")
-    if str(path) != ":memory:":
-        db.enable_wal()
-    db.execute("PRAGMA synchronous = NORMAL")
-    if migrate:
-        migrations.apply(db)
+    memory = str(path) == ":memory:"
+    if not memory:
+        if (must_exist or read_only) and not path.is_file():
+            raise StorageError(f"no database at {path}: check the --db path")
+        if not read_only:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"cannot create the folder {path.parent}: {exc.strerror}") from None
+    target = f"file:{quote(str(path.resolve()))}?mode=ro" if read_only and not memory else str(path)
+    try:
+        conn = sqlite3.connect(
+            target, timeout=30.0, check_same_thread=False, isolation_level=None, uri=read_only and not memory
+        )
+    except sqlite3.Error as exc:
+        raise StorageError(describe(path, exc)) from None
+    try:
+        db = sqlite_utils.Database(conn, strict=True)
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("PRAGMA busy_timeout = 30000")
+        db.execute("PRAGMA secure_delete = ON")
+        if not memory and not read_only:
+            db.enable_wal()
+        db.execute("PRAGMA synchronous = NORMAL")
+        if migrate or read_only:  # migrate=False: the caller's process checked it at start-up
+            _check_schema(db, path, apply=migrate and not read_only)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise StorageError(describe(path, exc)) from None
+    except StorageError:
+        conn.close()
+        raise
     return db
+
+
+def _check_schema(db: sqlite_utils.Database, path: Path, *, apply: bool) -> None:
+    """Refuse a schema from a newer notebazaar; apply pending migrations if ``apply``."""
+    unknown = [m.name for m in migrations.applied(db) if m.name not in _known_migrations()]
+    if unknown:
+        raise StorageError(
+            f"{path} was written by a newer notebazaar (schema {', '.join(unknown)}, which this version"
+            " does not know): upgrade notebazaar to use it"
+        )
+    if apply:
+        migrations.apply(db)
+
+
+def _nearly_full(path: Path) -> bool:
+    """Whether the database's file system has (almost) no room left: SQLite reports a write that
+    ran out of space in its WAL or shared memory as a plain I/O error."""
+    try:
+        return shutil.disk_usage(path.resolve().parent).free < 1024 * 1024
+    except OSError:
+        return False
+
+
+@functools.cache
+def _known_migrations() -> frozenset[str]:
+    """Every migration this code defines (all of them are pending on an empty database)."""
+    return frozenset(m.name for m in migrations.pending(sqlite_utils.Database(memory=True)))
+
+
+def describe(path: str | Path, exc: sqlite3.Error) -> str:
+    """One line naming what SQLite's error means for the database at ``path``."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or "malformed" in str(exc):
+        return f"{path} is not a notebazaar database, or it is damaged ({exc})"
+    if name == "SQLITE_FULL" or (name.startswith("SQLITE_IOERR") and _nearly_full(Path(path))):
+        return f"cannot write {path}: the disk or the database is full ({exc}); nothing was changed"
+    if name.startswith("SQLITE_IOERR"):
+        return f"cannot read or write {path}: the storage failed ({exc}, {name})"
+    if name.startswith("SQLITE_READONLY"):
+        return f"{path} is read-only: this command writes, so it cannot run on it ({exc})"
+    if name.startswith("SQLITE_CANTOPEN"):
+        return f"cannot open {path} ({exc})"
+    if name in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+        return f"{path} is locked by another process for too long ({exc}); try again"
+    return f"database {path}: {exc}"
 
 
 @contextlib.contextmanager

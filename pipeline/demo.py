@@ -96,7 +96,7 @@ def seed_demo(
             classification=note["classification"],
             text=note["text"],
             sources=note["sources"],
-            bid=max(0, note["bid"] + rng.randint(-1, 1)),
+            bid=max(com.reserve, note["bid"] + rng.randint(-1, 1)),  # a lower bid is refused (rule 6)
             price=max(1, note["price"] + rng.randint(-2, 2)),
             limits=settings.limits,
         )

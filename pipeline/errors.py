@@ -40,6 +40,13 @@ class Conflict(NotebazaarError):
     code = "conflict"
 
 
+class StorageError(NotebazaarError):
+    """The database cannot be used as asked: missing, damaged, read-only, full, or newer than this
+    version of notebazaar."""
+
+    code = "storage"
+
+
 class RateLimited(NotebazaarError):
     """Too many attempts of something guessable (logins, token requests) in a short time."""
 

@@ -66,6 +66,14 @@ def account_id(db: Database, ref: str) -> int:
     return int(cursor.lastrowid)  # type: ignore[arg-type]
 
 
+def has_transaction(db: Database, key: str) -> bool:
+    """Whether a transaction was posted under the idempotency key ``key``."""
+    return (
+        db.execute("SELECT 1 FROM ledger_transactions WHERE idempotency_key = ?", [key]).fetchone()
+        is not None
+    )
+
+
 def balance(db: Database, ref: str) -> int:
     row = db.execute("SELECT balance FROM ledger_accounts WHERE ref = ?", [ref]).fetchone()
     return int(row[0]) if row else 0

@@ -16,10 +16,24 @@ from typing import Any
 from sqlite_utils import Database
 
 from notebazaar.pipeline import ledger, records
-from notebazaar.pipeline.community import audit, get_account, get_community, get_post, is_banned
+from notebazaar.pipeline.community import (
+    add_post,
+    audit,
+    get_account,
+    get_community,
+    get_post,
+    is_banned,
+)
 from notebazaar.pipeline.config import LimitSettings
 from notebazaar.pipeline.db import one_row, write
-from notebazaar.pipeline.errors import Conflict, Forbidden, LimitExceeded, MarketClosed, NotFound
+from notebazaar.pipeline.errors import (
+    Conflict,
+    Forbidden,
+    LimitExceeded,
+    MarketClosed,
+    NotFound,
+    ValidationError,
+)
 from notebazaar.pipeline.sealing import NoteContent, seal
 from notebazaar.pipeline.validation import check_amount, check_classification, check_id, check_text
 
@@ -50,11 +64,14 @@ def open_market(
     parent_offer_id: int | None = None,
     budget: int | None = None,
 ) -> int:
-    """Open the market on a post, taking its budget from the community pool.
+    """Open the market on a post. Opening a market on a post that already has one returns it.
 
-    The budget is the community's ``budget_per_market`` or whatever the pool holds, if less. The
-    community's settings are copied onto the market, so a later change does not affect it.
-    Opening a market on a post that already has one returns the existing market.
+    A market on a post takes **nothing** from the pool when it opens (rule 6 in
+    :mod:`notebazaar.pipeline.rules`): ``budget`` records the most it may take, the community's
+    ``budget_per_market``, and settlement takes it (or what the pool holds, if less) only once the
+    auction has an offer to inspect. A sub-market (``parent_offer_id``) is opened by settlement
+    itself and takes its ``budget`` at once from its parent's budget, which is already held.
+    The community's settings are copied onto the market, so a later change does not affect it.
     """
     post = get_post(db, check_id("post id", post_id))
     community = get_community(db, int(post["community_id"]))
@@ -68,7 +85,8 @@ def open_market(
             if row:
                 return int(row[0])
             depth = 0
-            source = ledger.pool(community.id)
+            source = None
+            planned = community.budget_per_market if budget is None else budget
         else:
             parent = db.execute(
                 "SELECT o.market_id, m.depth FROM offers o JOIN markets m ON m.id = o.market_id"
@@ -79,8 +97,8 @@ def open_market(
                 raise NotFound(f"no offer {parent_offer_id}")
             depth = int(parent[1]) + 1
             source = ledger.budget(int(parent[0]))
-        wanted = community.budget_per_market if budget is None else budget
-        taken = min(wanted, ledger.balance(db, source))
+            wanted = community.budget_per_market if budget is None else budget
+            planned = min(wanted, ledger.balance(db, source))
         cursor = db.execute(
             "INSERT INTO markets (post_id, community_id, parent_offer_id, depth, status,"
             " attention_slots, reserve, price_of_information, auction, budget, opened_at, closes_at)"
@@ -94,21 +112,53 @@ def open_market(
                 community.reserve,
                 community.price_of_information,
                 community.auction,
-                taken,
+                planned,
                 now,
                 now + window,
             ],
         )
         market_id = int(cursor.lastrowid)  # type: ignore[arg-type]
-        if taken > 0:
+        if source is not None and planned > 0:
             ledger.transfer(
                 db,
-                f"market:{market_id}:budget",
-                [ledger.Move(source, ledger.budget(market_id), taken)],
+                budget_key(market_id),
+                [ledger.Move(source, ledger.budget(market_id), planned)],
                 kind="market_budget",
             )
-    log.info("market %s opened on post %s with budget %s", market_id, post_id, taken)
+    log.info("market %s opened on post %s (budget up to %s)", market_id, post_id, planned)
     return market_id
+
+
+def budget_key(market_id: int) -> str:
+    """The ledger key of the transfer that gives a market its budget (once, whenever it happens)."""
+    return f"market:{market_id}:budget"
+
+
+def budget_left(db: Database, market: dict[str, Any]) -> int:
+    """What a market can still spend: its budget account, or, for a market on a post still open
+    (which holds nothing yet, rule 6), what it would take from the pool if bidding closed now."""
+    held = ledger.balance(db, ledger.budget(int(market["id"])))
+    if market["status"] != "open" or market["parent_offer_id"] is not None:
+        return held
+    if ledger.has_transaction(db, budget_key(int(market["id"]))):
+        return held  # opened before rule 6, when markets took their budget at once
+    return min(int(market["budget"]), ledger.balance(db, ledger.pool(int(market["community_id"]))))
+
+
+def request_notes(
+    db: Database,
+    community_id: int,
+    text: str,
+    *,
+    platform: str = "web",
+    author: str | None = None,
+    now: float | None = None,
+) -> tuple[int, int]:
+    """A reader asks for notes on a post: the post and its market, in one transaction, so a
+    refused market never leaves a post without one. Returns (post id, market id)."""
+    with write(db):
+        post_id = add_post(db, community_id, text, platform=platform, author=author, now=now)
+        return post_id, open_market(db, post_id, now=now)
 
 
 def get_market(db: Database, market_id: int) -> dict[str, Any]:
@@ -161,6 +211,11 @@ def submit_offer(
     with write(db):
         market = get_market(db, market_id)
         _require_open(market, now)
+        if bid < market["reserve"]:
+            raise ValidationError(
+                f"the bid of {bid} credits is below market {market_id}'s reserve of"
+                f" {market['reserve']} credits: the judge never reads a note that bids less"
+            )
         if is_banned(db, informer_id, int(market["community_id"])):
             raise Forbidden("this informer is banned from the community")
         open_offers = db.execute(
@@ -333,7 +388,7 @@ def market_view(db: Database, market_id: int) -> dict[str, Any]:
     return {
         "market": market,
         "post": get_post(db, int(market["post_id"])),
-        "budget_left": ledger.balance(db, ledger.budget(market_id)),
+        "budget_left": budget_left(db, market),
         "offers": offers,
         "inspections": [
             {k: i[k] for k in ("offer_id", "p_before", "p_after", "kl", "value", "bought", "reason")}

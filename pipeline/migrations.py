@@ -365,6 +365,33 @@ def m016_sessions(db: Database) -> None:
 
 
 @migrations()
+def m010_idempotency_keys(db: Database) -> None:
+    """Answers to money-moving API calls, kept for a day under the client's ``Idempotency-Key``,
+    so a retried call gets the first answer and moves nothing again (``web/idempotency.py``).
+
+    The key itself is never stored (only a hash of it), and the answer is AES-GCM ciphertext under a
+    key derived from it: an answer can hold a receipt's salt or a new API token, which must not be
+    readable from the database."""
+    _run_script(
+        db,
+        """
+        CREATE TABLE idempotency_keys (
+            scope INTEGER NOT NULL,
+            key_hash TEXT NOT NULL,
+            salt BLOB NOT NULL,
+            fingerprint TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            nonce BLOB NOT NULL,
+            answer BLOB NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (scope, key_hash)
+        ) STRICT;
+        CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);
+        """,
+    )
+
+
+@migrations()
 def m020_delivery_schedule(db: Database) -> None:
     """Delivery that survives outages and restarts (issue 16).
 

@@ -14,6 +14,19 @@ apart from storage and surfaces.
    information in credits per nat (as the LMSR subsidy parameter: the market's loss is bounded by
    ``b ln n``). Buy iff that value is at least the price and the remaining budget covers the price.
    After a purchase, p_after is the prior for the next offer, so a redundant note is worth little.
+
+6. The pool (rules 3-5, about sub-markets, are further down). Free actions never lock or move a
+   pool's credits: signing up, asking for notes on a post and opening its market cost nothing and
+   hold nothing. A market on a post takes its budget from the pool only when bidding closes *and*
+   its auction has an offer to inspect, i.e. an informer paid at least the reserve for the judge's
+   attention; it takes ``budget_per_market``, or what the pool holds if less
+   (:func:`reserved_budget`), and settlement returns what it did not spend. So no number of
+   accounts can empty or freeze a pool by asking for notes: a market holds pool credits only while
+   it settles, and only because someone paid to be read. (Before this rule each market took its
+   budget when it opened: six posts by one reader locked a pool of 726 credits for an hour.)
+   Sign-up credits are a setting, ``[web] signup_credits``, 0 by default: accounts are free, so
+   they must not bring money; the demo (``serve --demo``) gives its own ``demo_signup_credits``.
+   An offer's bid must be at least the reserve (a lower one could never be read) and is refused.
 """
 
 from __future__ import annotations
@@ -100,6 +113,14 @@ def decide(
     if price > remaining_budget:
         return Decision(False, value, kl, "over_budget")
     return Decision(True, value, kl, "bought")
+
+
+def reserved_budget(planned: int, pool: int, inspected: int) -> int:
+    """Rule 6: what a market on a post takes from its pool when bidding closes, given the budget
+    it may take (``planned``), what the pool holds, and how many offers its auction inspects."""
+    if inspected <= 0:
+        return 0
+    return max(0, min(planned, pool))
 
 
 # --- recursion: what a sub-market about an offer does to the decision on it ------------------------

@@ -32,7 +32,14 @@ import os
 import secrets
 from dataclasses import dataclass
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+
+class Unreadable(InvalidTag):
+    """A sealed note that cannot be opened: its ciphertext, nonce or key was damaged (the tag does
+    not verify, hence an ``InvalidTag``) or what it decrypts to is not a note. Settlement shreds
+    such an offer (reason ``undecryptable``) and refunds it rather than retrying it for ever."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +89,12 @@ def seal(content: NoteContent, *, associated_data: bytes = b"") -> Sealed:
 
 
 def unseal(key: bytes, nonce: bytes, ciphertext: bytes, *, associated_data: bytes = b"") -> NoteContent:
-    return NoteContent.from_canonical(AESGCM(key).decrypt(nonce, ciphertext, associated_data))
+    """The sealed note, or :class:`Unreadable` (never the exception text, which could hold bytes
+    of the note)."""
+    try:
+        return NoteContent.from_canonical(AESGCM(key).decrypt(nonce, ciphertext, associated_data))
+    except (InvalidTag, ValueError, TypeError, KeyError, AttributeError):
+        raise Unreadable("the sealed note cannot be opened") from None
 
 
 def verify_receipt(content: NoteContent, salt: str, expected: str) -> bool:

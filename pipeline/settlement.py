@@ -2,11 +2,14 @@
 
 Settlement runs in steps, each its own atomic transaction, and every step can be repeated:
 
-1. **Auction** (``open`` -> ``closing``): rank the sealed offers, mark the top ``k`` as ``won``,
-   charge their bids into the pool, refund the rest, shred the offers that were not inspected.
+1. **Auction** (``open`` -> ``closing``): shred (reason ``undecryptable``, bid refunded) any sealed
+   offer that cannot be opened, rank the others, mark the top ``k`` as ``won``, charge their bids
+   into the pool, refund the rest, shred the offers that were not inspected, and take the market's
+   budget from the pool if there is an offer to inspect (rule 6 in :mod:`notebazaar.pipeline.rules`).
 2. **Inspections**, one per won offer, in rank order: the judge reads the note (outside any
    transaction: it may be a slow network call), then one transaction records the decision and
-   either pays, reveals and queues the note, or shreds it.
+   either pays, reveals and queues the note, or shreds it. A won offer whose note cannot be opened
+   is shredded with its reason code and its attention charge refunded; the others go on.
 3. **Finish** (``closing`` -> ``settled``): return the unspent budget to the pool.
 
 Recursion (:mod:`notebazaar.pipeline.recursion`): an uncertain inspection may open a sub-market about the
@@ -21,10 +24,12 @@ paid twice. Two closers racing each other are serialised by the write lock and t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,12 +41,14 @@ from notebazaar.pipeline.config import RecursionSettings
 from notebazaar.pipeline.db import checkpoint, rows, write
 from notebazaar.pipeline.errors import MarketClosed
 from notebazaar.pipeline.judge import Context, Judge, JudgeError, NoteView, PostView, TrackRecord
-from notebazaar.pipeline.market import get_market, reveal, shred
+from notebazaar.pipeline.market import budget_key, get_market, reveal, shred
 from notebazaar.pipeline.poststate import PostCheck, cancel_market
-from notebazaar.pipeline.sealing import NoteContent, unseal
+from notebazaar.pipeline.sealing import NoteContent, Unreadable, unseal
 
 log = logging.getLogger(__name__)
 
+UNDECRYPTABLE = "undecryptable"  # reason code of an offer whose sealed note cannot be opened
+KEY_MISSING = "key_missing"  # reason code of a won offer whose key is gone
 BANNED = "informer_banned"  # the reason an offer whose informer was banned is shredded uninspected
 
 
@@ -129,7 +136,7 @@ def close_market(
         rows(db, "SELECT * FROM offers WHERE market_id = ? AND status = 'won' ORDER BY rank", [market_id])
     )
     notes = {  # a banned informer's note is never opened (moderation.ban: shredded uninspected)
-        o["id"]: None
+        o["id"]: BANNED
         if _banned(db, o)
         else _open_note(db, o, records.track_record(db, int(o["informer_id"])))
         for o in won
@@ -137,7 +144,7 @@ def close_market(
     prepare = getattr(judge, "prepare", None)
     try:
         if prepare is not None:  # before the prior, which can then use what prepare embedded
-            prepare(post, [n for n in notes.values() if n is not None])
+            prepare(post, [n for n in notes.values() if isinstance(n, NoteView)])
         if get_market(db, market_id)["belief"] is None:
             p0 = rules.clamp(judge.prior(post, Context(_bought_notes(db, market_id))))
             with write(db):
@@ -175,16 +182,10 @@ def _run_auction(db: Database, market_id: int, now: float) -> None:
         if market["status"] != "open":
             return  # another closer got here first
         sealed = rows(db, "SELECT * FROM offers WHERE market_id = ? AND status = 'sealed'", [market_id])
-        slots = rules.run_auction(
-            [rules.Bid(o["id"], o["bid"], o["submitted_at"]) for o in sealed],
-            slots=market["attention_slots"],
-            reserve=market["reserve"],
-            kind=market["auction"],
-        )
+        slots = _auction(db, market, sealed)
         by_id = {o["id"]: o for o in sealed}
         for slot in slots:
             offer = by_id[slot.offer_id]
-            informer = int(offer["informer_id"])
             if slot.charge > 0:
                 ledger.transfer(
                     db,
@@ -192,14 +193,7 @@ def _run_auction(db: Database, market_id: int, now: float) -> None:
                     [ledger.Move(ledger.escrow(market_id), ledger.pool(market["community_id"]), slot.charge)],
                     kind="attention_charge",
                 )
-            refund = offer["bid"] - slot.charge
-            if refund > 0:
-                ledger.transfer(
-                    db,
-                    f"offer:{slot.offer_id}:refund",
-                    [ledger.Move(ledger.escrow(market_id), ledger.wallet(informer), refund)],
-                    kind="refund_bid",
-                )
+            _refund(db, market, offer, offer["bid"] - slot.charge)
             db.execute(
                 "UPDATE offers SET rank = ?, charge = ? WHERE id = ?",
                 [slot.rank, slot.charge, slot.offer_id],
@@ -208,8 +202,67 @@ def _run_auction(db: Database, market_id: int, now: float) -> None:
                 db.execute("UPDATE offers SET status = 'won' WHERE id = ?", [slot.offer_id])
             else:
                 shred(db, slot.offer_id, "shredded", "not_inspected")
+        _take_budget(db, market, sum(1 for slot in slots if slot.inspected))
         db.execute("UPDATE markets SET status = 'closing', closed_at = ? WHERE id = ?", [now, market_id])
     log.info("market %s closed: %s offers ranked", market_id, len(slots))
+
+
+def _auction(db: Database, market: dict[str, Any], sealed: list[dict[str, Any]]) -> list[rules.Slot]:
+    """Rule 1 over the sealed offers. A winner whose note cannot be opened (only winners are
+    opened, and only to check) leaves the auction with its whole bid refunded, shredded with the
+    reason code ``undecryptable``, and the auction is run again without it, so it neither takes a
+    slot nor sets another offer's charge. Removes such offers from ``sealed``."""
+    while True:
+        slots = rules.run_auction(
+            [rules.Bid(o["id"], o["bid"], o["submitted_at"]) for o in sealed],
+            slots=market["attention_slots"],
+            reserve=market["reserve"],
+            kind=market["auction"],
+        )
+        winners = {slot.offer_id for slot in slots if slot.inspected}
+        unreadable = [
+            o
+            for o in sealed
+            if o["id"] in winners and not isinstance(_open_note(db, o, TrackRecord()), NoteView)
+        ]
+        if not unreadable:
+            return slots
+        for offer in unreadable:
+            _refund(db, market, offer, int(offer["bid"]))
+            shred(db, int(offer["id"]), "shredded", UNDECRYPTABLE)
+            sealed.remove(offer)
+            log.warning(
+                "market %s offer %s cannot be opened: shredded, bid refunded", market["id"], offer["id"]
+            )
+
+
+def _refund(db: Database, market: dict[str, Any], offer: dict[str, Any], amount: int) -> None:
+    """The part of an offer's bid it was not charged, from escrow back to its informer."""
+    if amount > 0:
+        ledger.transfer(
+            db,
+            f"offer:{offer['id']}:refund",
+            [ledger.Move(ledger.escrow(market["id"]), ledger.wallet(int(offer["informer_id"])), amount)],
+            kind="refund_bid",
+        )
+
+
+def _take_budget(db: Database, market: dict[str, Any], inspected: int) -> None:
+    """Rule 6: a market on a post takes its budget from the pool now, and only if it has an offer
+    to inspect. Sub-markets and markets opened before the rule already hold theirs."""
+    market_id = int(market["id"])
+    if market["parent_offer_id"] is not None or ledger.has_transaction(db, budget_key(market_id)):
+        return
+    pool = ledger.pool(int(market["community_id"]))
+    taken = rules.reserved_budget(int(market["budget"]), ledger.balance(db, pool), inspected)
+    if taken > 0:
+        ledger.transfer(
+            db,
+            budget_key(market_id),
+            [ledger.Move(pool, ledger.budget(market_id), taken)],
+            kind="market_budget",
+        )
+    db.execute("UPDATE markets SET budget = ? WHERE id = ?", [taken, market_id])
 
 
 def _bought_notes(db: Database, market_id: int) -> tuple[NoteView, ...]:
@@ -234,11 +287,15 @@ def _banned(db: Database, offer: dict[str, Any]) -> bool:
     return is_banned(db, int(offer["informer_id"]), int(community_id[0]))
 
 
-def _open_note(db: Database, offer: dict[str, Any], track: TrackRecord) -> NoteView | None:
+def _open_note(db: Database, offer: dict[str, Any], track: TrackRecord) -> NoteView | str:
+    """The offer's note, opened in memory, or the reason code saying why it cannot be."""
     row = db.execute("SELECT key FROM offer_keys WHERE offer_id = ?", [offer["id"]]).fetchone()
     if row is None or offer["ciphertext"] is None:
-        return None
-    content = unseal(row[0], offer["nonce"], offer["ciphertext"])
+        return KEY_MISSING
+    try:
+        content = unseal(row[0], offer["nonce"], offer["ciphertext"])
+    except Unreadable:
+        return UNDECRYPTABLE
     return NoteView(
         offer_id=offer["id"],
         informer_id=offer["informer_id"],
@@ -254,7 +311,7 @@ def _inspect(
     db: Database,
     market_id: int,
     offer: dict[str, Any],
-    note: NoteView | None,
+    opened: NoteView | str,
     post: PostView,
     judge: Judge,
     now: float,
@@ -264,7 +321,8 @@ def _inspect(
     p_before = float(market["belief"])
     context = Context(_bought_notes(db, market_id))
     verdict = None
-    failure = BANNED if _banned(db, offer) else "key_missing" if note is None else ""
+    note = opened if isinstance(opened, NoteView) else None
+    failure = BANNED if _banned(db, offer) else opened if isinstance(opened, str) else ""
     if note is not None and not failure:
         try:
             verdict = judge.inspect(post, context, note, p_before)
@@ -329,6 +387,8 @@ def _inspect(
             _buy(db, market, offer, note, verdict.rationale, now)
             db.execute("UPDATE markets SET belief = ? WHERE id = ?", [p_after, market_id])
         else:
+            if decision.reason in (UNDECRYPTABLE, KEY_MISSING):  # never read: its charge is due back
+                _refund_charge(db, market, offer)
             shred(db, offer["id"], "shredded", decision.reason)
             recursion.follow_parent(db, int(offer["id"]), revealed=False, now=now)
     log.info(
@@ -350,6 +410,29 @@ def _inspect(
         decision.buy,
         decision.reason,
     )
+
+
+def _refund_charge(db: Database, market: dict[str, Any], offer: dict[str, Any]) -> None:
+    """Give back the attention charge of a won offer the judge could not read. It went into the
+    pool at the auction; it comes back from the market's budget (the pool's money set aside for
+    this market) and, for what that does not hold, from the pool."""
+    charge = int(offer["charge"] or 0)
+    budget_ref, pool_ref = ledger.budget(int(market["id"])), ledger.pool(int(market["community_id"]))
+    from_budget = min(charge, ledger.balance(db, budget_ref))
+    from_pool = min(charge - from_budget, ledger.balance(db, pool_ref))
+    wallet = ledger.wallet(int(offer["informer_id"]))
+    moves = [
+        ledger.Move(ref, wallet, n) for ref, n in ((budget_ref, from_budget), (pool_ref, from_pool)) if n
+    ]
+    if moves:
+        ledger.transfer(db, f"offer:{offer['id']}:charge-refund", moves, kind="refund_charge")
+    if from_budget + from_pool < charge:
+        log.warning(
+            "offer %s: only %s of its charge %s could be refunded",
+            offer["id"],
+            from_budget + from_pool,
+            charge,
+        )
 
 
 def _buy(
@@ -445,25 +528,30 @@ def close_due(
     now: float | None = None,
     recursion_settings: RecursionSettings | None = None,
     post_check: PostCheck | None = None,
+    lock: AbstractContextManager[Any] | None = None,
 ) -> list[int]:
     """Close every due market (the worker's loop body), then any parent its sub-markets just
     released. A failure in one market does not stop the others; it is logged by id and retried on
     the next pass. No market is closed twice in one pass. ``post_check``: see :func:`close_market`;
-    a market skipped because its post could not be checked is not in the returned list."""
+    a market skipped because its post could not be checked is not in the returned list.
+
+    ``lock`` (the judge's lock, shared with "close now") is held around each market's close and
+    released between markets, so a close asked for meanwhile waits for one market, not a pass."""
     closed: list[int] = []
     tried: set[int] = set()
     while batch := [m for m in due_markets(db, now) if m not in tried]:
         for market_id in batch:
             tried.add(market_id)
             try:
-                report = close_market(
-                    db,
-                    market_id,
-                    judge,
-                    now=now,
-                    recursion_settings=recursion_settings,
-                    post_check=post_check,
-                )
+                with lock if lock is not None else contextlib.nullcontext():
+                    report = close_market(
+                        db,
+                        market_id,
+                        judge,
+                        now=now,
+                        recursion_settings=recursion_settings,
+                        post_check=post_check,
+                    )
                 if report.skipped is None:
                     closed.append(market_id)
                 else:

@@ -117,7 +117,10 @@ class PrivateCorpus:
         ]
         self.vectorizer = TfidfVectorizer(stop_words="english", sublinear_tf=True)
         texts = [ev.text for _, ev in self.items] or ["empty"]
-        self.matrix = self.vectorizer.fit_transform(texts)
+        try:
+            self.matrix = self.vectorizer.fit_transform(texts)
+        except ValueError:  # "empty vocabulary": every evidence sentence is stop words, nothing to search by
+            self.items = []
 
     def nearest(
         self, text: str, k: int = 5, *, exclude_claim: int | None = None
@@ -404,8 +407,6 @@ class Simulation:
         judge_factory: Callable[[Any], Judge] | None = None,
         recursion: bool | None = None,
     ) -> None:
-        from notebazaar.pipeline.judge.factory import make_judge
-
         self.recursion = recursion
         self.recursion_settings: RecursionSettings | None = (
             settings.recursion.model_copy(update={"enabled": True}) if recursion else None
@@ -421,6 +422,17 @@ class Simulation:
         self.claims = claims
         self.settings = settings
         self.db = open_db(db_path)
+        try:
+            self._start(db_path, judge_kind, judge_factory)
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _start(self, db_path: Path, judge_kind: str, judge_factory: Callable[[Any], Judge] | None) -> None:
+        """Everything after opening the database (closed again if this fails)."""
+        from notebazaar.pipeline.judge.factory import make_judge
+
+        settings, claims, seed = self.settings, self.claims, self.seed
         if self.db.execute("SELECT 1 FROM communities WHERE slug = ?", [SIM_COMMUNITY]).fetchone():
             raise ValidationError(f"{db_path} already holds a simulation; give a fresh --db path")
         self.judge_kind = judge_kind

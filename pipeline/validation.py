@@ -13,6 +13,9 @@ CLASSIFICATIONS = ("misleading", "not_misleading")
 # Unicode's control characters (category Cc: U+0000-001F and U+007F-009F) other than line breaks
 # and tabs, as one regex: a C-speed scan instead of a category lookup per character.
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+#: The largest whole number SQLite stores (a signed 64-bit integer). Every id and amount is at most
+#: this, so a bigger one is refused with a message instead of overflowing in the database.
+SQL_MAX = 2**63 - 1
 
 
 def check_amount(name: str, value: Any, *, minimum: int = 0, maximum: int | None = None) -> int:
@@ -23,7 +26,8 @@ def check_amount(name: str, value: Any, *, minimum: int = 0, maximum: int | None
         raise ValidationError(f"{name} must be a whole number of credits, not {value!r}")
     if value < minimum:
         raise ValidationError(f"{name} must be at least {minimum}, not {value}")
-    if maximum is not None and value > maximum:
+    maximum = SQL_MAX if maximum is None else min(maximum, SQL_MAX)
+    if value > maximum:
         raise ValidationError(f"{name} must be at most {maximum}, not {value}")
     return value
 
@@ -66,6 +70,8 @@ def check_classification(value: Any) -> str:
 def check_id(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValidationError(f"{name} must be a positive whole number, not {value!r}")
+    if value > SQL_MAX:
+        raise ValidationError(f"{name} {value} is larger than any id can be (at most {SQL_MAX})")
     return value
 
 

@@ -18,7 +18,7 @@ import uvicorn
 
 from notebazaar.pipeline.judge.simple import SimpleJudge
 from notebazaar.web.app import create_app
-from tests.web_fixtures import seeded_db
+from tests.web_fixtures import DEMO_GRANT, seeded_db
 
 CHROMIUM = Path("/usr/bin/chromium")
 SKIP_REASON = (
@@ -41,7 +41,9 @@ def base_url_fixture(tmp_path: Path, web_settings: Any, fast_hashing: None) -> I
     """The app under uvicorn in a background thread, on a free port; stopped after the test."""
     db_path = tmp_path / "browser.db"
     seeded_db(db_path, web_settings)
-    app = create_app(db_path, web_settings, judge=SimpleJudge(), key="browser-test-secret")
+    app = create_app(
+        db_path, web_settings, judge=SimpleJudge(), key="browser-test-secret", signup_grant=DEMO_GRANT
+    )
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from notebazaar.cli import main
 from notebazaar.pipeline import community, market
 from notebazaar.pipeline.db import open_db
+from notebazaar.pipeline.errors import ValidationError
 from notebazaar.pipeline.settlement import close_market
 from tests.test_core_helpers import ScriptedJudge, make_market, restore_logging  # noqa: F401
 
@@ -78,12 +79,13 @@ def test_unbought_notes_leave_no_trace_on_disk(tmp_path: Path, debug_log: Path) 
     offer(1, f"PRICEY {canaries['pricey']}", 8, 900, (f"https://example.org/{canaries['source']}",))
     offer(2, f"REVERSE {canaries['overbudget']}", 7, 30)  # worth it, but the budget is spent
     offer(3, canaries["uninspected"], 6, 1)  # ranked 4th with k=3
-    offer(4, canaries["belowreserve"], 1, 1)  # under the reserve
+    with pytest.raises(ValidationError, match="reserve"):  # under the reserve: refused, sealed in vain
+        offer(4, canaries["belowreserve"], 1, 1)
     gone = offer(5, canaries["withdrawn"], 5, 1)
     market.withdraw_offer(db, gone, informers[5])
     old = offer(5, canaries["replaced"], 5, 1)
     market.replace_offer(
-        db, old, informers[5], classification="misleading", text="plain replacement", bid=0, price=1
+        db, old, informers[5], classification="misleading", text="plain replacement", bid=2, price=1
     )
     db.close()
 
@@ -107,7 +109,7 @@ def test_unbought_notes_leave_no_trace_on_disk(tmp_path: Path, debug_log: Path) 
             "--text-file",
             str(note_file),
             "--bid",
-            "1",
+            "2",
             "--price",
             "1",
             "--db",

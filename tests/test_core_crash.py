@@ -26,7 +26,7 @@ NOTES = [  # (marker text, bid, price): four inspected, one not
     ("BETA: the studio claim was debunked", 8, 20),
     ("GAMMA: nothing new", 7, 500),
     ("a note that moves nobody", 6, 5),
-    ("a note nobody reads", 1, 5),
+    ("a note nobody reads", 2, 5),
 ]
 
 CHILD = textwrap.dedent(

@@ -8,7 +8,7 @@ import pytest
 from sqlite_utils import Database
 
 from notebazaar.pipeline import ledger, market
-from notebazaar.pipeline.errors import Conflict, MarketClosed
+from notebazaar.pipeline.errors import Conflict, MarketClosed, ValidationError
 from notebazaar.pipeline.judge.simple import SimpleJudge
 from notebazaar.pipeline.settlement import close_market, due_markets
 from tests.test_core_helpers import ScriptedJudge, ledger_txns, make_market, snapshot, txn_entries
@@ -27,7 +27,7 @@ def _offer(db: Database, market_id: int, informer: int, text: str, bid: int, pri
 def test_auction_charges_go_to_the_pool_and_the_rest_is_refunded(
     db: Database, auction: str, charges: list[int]
 ) -> None:
-    com, market_id, informers = make_market(db, slots=2, reserve=2, auction=auction, informers=4)
+    com, market_id, informers = make_market(db, slots=2, reserve=1, auction=auction, informers=4)
     bids = [10, 7, 5, 1]
     t0 = time.time()
     offers = [
@@ -35,7 +35,7 @@ def test_auction_charges_go_to_the_pool_and_the_rest_is_refunded(
         for n, (i, b) in enumerate(zip(informers, bids, strict=True))
     ]
     assert ledger.balance(db, ledger.escrow(market_id)) == sum(bids)
-    assert ledger.balance(db, ledger.pool(com)) == 5_000 - 200
+    assert ledger.balance(db, ledger.pool(com)) == 5_000  # rule 6: an open market holds nothing
 
     report = close_market(db, market_id, ScriptedJudge(), force=True)  # the judge learns nothing: no buys
 
@@ -78,12 +78,14 @@ def test_ties_are_broken_by_submission_time(db: Database) -> None:
 def test_reserve_is_respected_in_a_market(db: Database) -> None:
     _, market_id, informers = make_market(db, slots=3, reserve=4)
     high = _offer(db, market_id, informers[0], "high", 9, 1)
-    low = _offer(db, market_id, informers[1], "low", 3, 1)
+    before = snapshot(db)
+    with pytest.raises(ValidationError, match=r"below market .*'s reserve of 4 credits"):
+        _offer(db, market_id, informers[1], "low", 3, 1)  # it could never be read: refused
+    assert snapshot(db) == before
     judge = ScriptedJudge()
     close_market(db, market_id, judge, force=True)
     assert [offer for offer, _ in judge.seen] == [high]
-    assert db["offers"].get(high)["charge"] == 4  # the next bid (3) is under the reserve
-    assert db["offers"].get(low)["outcome"] == "not_inspected"
+    assert db["offers"].get(high)["charge"] == 4  # no next bid: the reserve
     assert ledger.balance(db, ledger.wallet(informers[1])) == 1_000
 
 
@@ -134,9 +136,16 @@ def test_budget_limits_purchases(db: Database) -> None:
 
 
 def test_a_market_budget_is_capped_by_the_pool(db: Database) -> None:
-    _, market_id, _ = make_market(db, budget=500, pool=120)
-    assert db["markets"].get(market_id)["budget"] == 120
-    assert ledger.balance(db, ledger.budget(market_id)) == 120
+    com, market_id, informers = make_market(db, budget=500, pool=120)
+    assert db["markets"].get(market_id)["budget"] == 500  # the most it may take
+    assert ledger.balance(db, ledger.budget(market_id)) == 0  # rule 6: nothing taken yet
+    assert market.market_view(db, market_id)["budget_left"] == 120  # what it would take now
+    _offer(db, market_id, informers[0], "a note", 5, 10)
+    close_market(db, market_id, ScriptedJudge(), force=True)
+    # Taken at close, after the attention charge (the reserve, 2) went into the pool; capped by it.
+    assert db["markets"].get(market_id)["budget"] == 122
+    assert ledger_txns(db, f"market:{market_id}:budget")[0][2] == "market_budget"
+    assert ledger.balance(db, ledger.pool(com)) == 122  # nothing bought: all of it returned
 
 
 def test_close_twice_settles_once(db: Database) -> None:

@@ -30,7 +30,7 @@ class MarketMachine(RuleBasedStateMachine):
     @initialize(
         slots=st.integers(1, 3),
         reserve=st.integers(0, 5),
-        budget=st.integers(0, 80),
+        budget=st.integers(1, 80),
         auction=st.sampled_from(["gsp", "first_price"]),
     )
     def setup(self, slots: int, reserve: int, budget: int, auction: str) -> None:
@@ -205,6 +205,8 @@ class MarketMachine(RuleBasedStateMachine):
                 assert len(ledger_txns(self.db, f"market:{market_id}:budget-return")) == (
                     1 if m["budget"] > spent else 0
                 )
+            elif m["status"] == "open":  # rule 6: an open market holds no pool credits
+                assert ledger.balance(self.db, ledger.budget(market_id)) == 0
             else:
                 assert ledger.balance(self.db, ledger.budget(market_id)) == m["budget"] - spent
         keys = self.db.execute(

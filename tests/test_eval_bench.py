@@ -283,7 +283,9 @@ def test_bench_profile_says_where_the_market_time_goes(tmp_path: Path) -> None:
     assert any(w.startswith("sqlite3") for w in wheres) and "notebazaar.pipeline.settlement" in wheres
     assert not any("torch" in f["function"] for f in profile["top_functions"])
     text = (tmp_path / "bench.profile.txt").read_text(encoding="utf-8")
-    assert "Where the market's own time goes" in text and "settlement.py" in text
+    # The report names settlement among where the time goes (which functions make the top list
+    # depends on the machine's load).
+    assert "Where the market's own time goes" in text and "notebazaar.pipeline.settlement" in text
     assert (tmp_path / "bench.profile.prof").stat().st_size > 0
     assert not (db_path.parent / "bench").exists()
 

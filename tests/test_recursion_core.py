@@ -222,7 +222,7 @@ def test_random_scenarios_keep_caps_budget_and_ledger(db: Database, seed: int) -
     _, market_id, informers = make_market(db, budget=rng.randint(20, 300), informers=5)
     texts = ["UNSURE a", "UNSURE b", "UNSURE c", "SURE d", "DEBUNK e", "filler f"]
     for informer in informers:
-        _offer(db, market_id, informer, rng.choice(texts), bid=rng.randint(1, 9), price=rng.randint(1, 25))
+        _offer(db, market_id, informer, rng.choice(texts), bid=rng.randint(2, 9), price=rng.randint(1, 25))
     judge = ScriptedJudge(SCRIPT)
     budget = market.get_market(db, market_id)["budget"]
     _run_to_settled(db, market_id, judge, rng, informers)

@@ -162,7 +162,8 @@ def test_moderator_settings_prompts_and_eval(
     changed = client.patch(f"{base}/settings", headers=mod, json={"reserve": 3, "auction": "first_price"})
     assert changed.status_code == 200 and changed.json()["reserve"] == 3
     refused = client.patch(f"{base}/settings", headers=mod, json={"attention_slots": 0})
-    assert refused.status_code == 400 and "attention_slots" in refused.json()["detail"]
+    # The schema declares the range (1-100), so the refusal is its 422, naming the field.
+    assert refused.status_code == 422 and "attention_slots" in refused.json()["detail"]
     assert client.get(f"{base}/settings", headers=mod).json()["attention_slots"] == 3
 
     listing = client.get(f"{base}/prompts", headers=mod).json()

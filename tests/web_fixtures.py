@@ -38,6 +38,9 @@ FAKE_EVAL = {
     "purchase_precision": 0.9,
     "spend_per_post": 12.0,
 }
+#: The web tests run the demo world, so new accounts get the demo's sign-up credits (the production
+#: default, ``[web] signup_credits``, is 0).
+DEMO_GRANT = Settings().web.demo_signup_credits
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -74,7 +77,9 @@ def fast_hashing_fixture(monkeypatch: pytest.MonkeyPatch) -> None:
 def web_fixture(tmp_path: Path, web_settings: Settings, fast_hashing: None) -> Iterator[WebWorld]:
     db_path = tmp_path / "web.db"
     seeded_db(db_path, web_settings)
-    app = create_app(db_path, web_settings, judge=SimpleJudge(), key="test-secret-key")
+    app = create_app(
+        db_path, web_settings, judge=SimpleJudge(), key="test-secret-key", signup_grant=DEMO_GRANT
+    )
     with TestClient(app) as client:
         yield WebWorld(db_path, web_settings, client)
 

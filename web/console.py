@@ -14,12 +14,14 @@ from fastapi.responses import HTMLResponse, Response
 from sqlite_utils import Database
 from starlette.concurrency import run_in_threadpool
 
-from notebazaar.pipeline import community, ledger, moderation, outbox, prompts, settlement
+from notebazaar.pipeline import community, ledger, moderation, outbox, prompts
 from notebazaar.pipeline.community import SETTING_KEYS, Community
 from notebazaar.pipeline.db import open_db
 from notebazaar.pipeline.errors import NotebazaarError
 from notebazaar.web import evaluation, queries
+from notebazaar.web.closing import close_now
 from notebazaar.web.confirm import ask, confirmed
+from notebazaar.web.contract import PathId
 from notebazaar.web.deps import (
     DB,
     JudgeDep,
@@ -119,10 +121,10 @@ def update_settings(
 
 
 @router.post("/{slug}/markets/{market_id}/close", dependencies=CSRF)
-def close_now(
+def close_market_now(
     *,
     request: Request,
-    market_id: int,
+    market_id: PathId,
     confirm: Annotated[str, Form()] = "",
     com: Moderated,
     user: PageUser,
@@ -142,8 +144,7 @@ def close_now(
                 button="Yes, close it now",
                 cancel=f"/mod/{com.slug}#markets",
             )
-        with request.app.state.close_lock:
-            report = settlement.close_market(db, market_id, judge, force=True)
+        report = close_now(request, db, market_id, judge)
         community.audit(db, user.id, "market.close", f"market:{market_id}", {"force": True}, com.id)
     except NotebazaarError as exc:
         return _refused(request, db, com, "markets", exc)
@@ -160,7 +161,7 @@ def close_now(
 def unpublish(
     *,
     request: Request,
-    reveal_id: int,
+    reveal_id: PathId,
     reason: Annotated[str, Form()] = "",
     confirm: Annotated[str, Form()] = "",
     com: Moderated,
@@ -243,7 +244,7 @@ def ban(
 
 
 @router.post("/{slug}/bans/{account_id}/lift", dependencies=CSRF)
-def unban(*, request: Request, account_id: int, com: Moderated, user: PageUser, db: DB) -> Response:
+def unban(*, request: Request, account_id: PathId, com: Moderated, user: PageUser, db: DB) -> Response:
     try:
         moderation.unban(db, user.id, account_id, com.id)
     except NotebazaarError as exc:
@@ -297,7 +298,7 @@ def _prompt_context(db: Database, com: Community, prompt_id: int) -> dict[str, A
 
 
 @router.get("/{slug}/prompts/{prompt_id}", response_class=HTMLResponse)
-def prompt_page(*, request: Request, prompt_id: int, com: Moderated, db: DB) -> Response:
+def prompt_page(*, request: Request, prompt_id: PathId, com: Moderated, db: DB) -> Response:
     return render(request, "prompt.html", _prompt_context(db, com, prompt_id))
 
 
@@ -327,7 +328,7 @@ def new_version(
 def activate(
     *,
     request: Request,
-    prompt_id: int,
+    prompt_id: PathId,
     confirm: Annotated[str, Form()] = "",
     com: Moderated,
     user: PageUser,
@@ -352,7 +353,7 @@ def activate(
 async def run_eval(
     *,
     request: Request,
-    prompt_id: int,
+    prompt_id: PathId,
     judge_kind: Annotated[str, Form()] = "local",
     limit: Annotated[str, Form()] = "",
     path: Annotated[str, Form()] = "",

@@ -36,6 +36,7 @@ STATUS_BY_CODE = {
     "forbidden": 403,
     "conflict": 409,
     "market_closed": 409,
+    "storage": 503,  # the database is damaged, read-only, full or too new: not the client's fault
     "rate_limited": 429,
 }
 
@@ -155,10 +156,10 @@ async def check_csrf(request: Request) -> None:
         raise HTTPException(403, "the form's security token is missing or stale; reload the page and retry")
 
 
-_bearer = HTTPBearer(auto_error=False, description="An API token from the 'API tokens' page.")
+bearer = HTTPBearer(auto_error=False, description="An API token from the 'API tokens' page.")
 
 
-def api_user(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)], db: DB) -> User:
+def api_user(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)], db: DB) -> User:
     """The account behind ``Authorization: Bearer <token>``. The API never reads the session cookie."""
     if credentials is None:
         raise HTTPException(

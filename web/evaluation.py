@@ -15,6 +15,7 @@ from typing import Any
 from notebazaar.pipeline import evaluate
 from notebazaar.pipeline.config import Settings
 from notebazaar.pipeline.errors import ValidationError
+from notebazaar.pipeline.validation import check_text
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +25,9 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
 def server_file(path: str) -> Path:
     """An existing ``.jsonl`` file on the server, or a clear refusal."""
-    text = (path or "").strip()
-    if not text:
+    if not (path or "").strip():
         raise ValidationError("give the path of a labelled .jsonl file on the server, or upload one")
+    text = check_text("the path", path, max_chars=4096)  # a NUL would crash the file system call
     resolved = Path(text).expanduser().resolve()
     if resolved.suffix != ".jsonl":
         raise ValidationError(f"{text!r} is not a .jsonl file")

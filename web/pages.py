@@ -16,6 +16,7 @@ from notebazaar.pipeline import community, ledger, market, records
 from notebazaar.pipeline.errors import Forbidden, MarketClosed, NotebazaarError, RateLimited, ValidationError
 from notebazaar.web import auth, queries
 from notebazaar.web.confirm import ask, confirmed
+from notebazaar.web.contract import PathId
 from notebazaar.web.deps import (
     DB,
     MaybeUser,
@@ -34,6 +35,7 @@ from notebazaar.web.deps import (
     status_for,
 )
 from notebazaar.web.forms import lines, safe_next, whole_number
+from notebazaar.web.receipts import redirect_to_receipt
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(page_user)])
 CSRF = [Depends(check_csrf)]
@@ -76,8 +78,7 @@ def new_post(
         if not user.has_role(com.id, "reader"):
             raise Forbidden(f"join {com.slug} before posting there")
         community.require_not_banned(db, user.id, com.id)
-        post_id = community.add_post(db, com.id, text, platform="web", author=user.handle)
-        market.open_market(db, post_id)
+        post_id, _ = market.request_notes(db, com.id, text, platform="web", author=user.handle)
     except NotebazaarError as exc:
         context = {"posts": queries.feed(db), "communities": queries.communities(db), "current": None}
         context |= {"post_error": str(exc), "post_form": {"text": text, "community": community_slug}}
@@ -106,12 +107,12 @@ def _post_context(db: Database, post_id: int, user: User | None) -> dict[str, An
 
 
 @router.get("/posts/{post_id}", response_class=HTMLResponse)
-def post_page(*, request: Request, post_id: int, user: MaybeUser, db: DB) -> Response:
+def post_page(*, request: Request, post_id: PathId, user: MaybeUser, db: DB) -> Response:
     return render(request, "post.html", _post_context(db, post_id, user))
 
 
 @router.get("/posts/{post_id}/market", response_class=HTMLResponse)
-def market_fragment(*, request: Request, post_id: int, db: DB) -> Response:
+def market_fragment(*, request: Request, post_id: PathId, db: DB) -> Response:
     """The market box alone, polled by htmx so the time left stays current."""
     return render(request, "_market.html", {"market": queries.market_state(db, post_id), "post_id": post_id})
 
@@ -120,15 +121,16 @@ def market_fragment(*, request: Request, post_id: int, db: DB) -> Response:
 def fund(
     *,
     request: Request,
-    post_id: int,
+    post_id: PathId,
     amount: Annotated[str, Form()] = "",
     user: PageUser,
     db: DB,
+    settings: SettingsDep,
 ) -> Response:
     context = _post_context(db, post_id, user)
     try:
         credits = whole_number("amount", amount)
-        community.fund_pool(db, context["post"]["community_id"], user.id, credits)
+        community.fund_pool(db, context["post"]["community_id"], user.id, credits, limits=settings.limits)
     except NotebazaarError as exc:
         context |= {"fund_error": str(exc), "fund_amount": amount}
         return render(request, "post.html", context, status_for(exc))
@@ -140,7 +142,7 @@ def fund(
 def submit_note(
     *,
     request: Request,
-    post_id: int,
+    post_id: PathId,
     classification: Annotated[str, Form()] = "",
     text: Annotated[str, Form()] = "",
     sources: Annotated[str, Form()] = "",
@@ -151,7 +153,7 @@ def submit_note(
     db: DB,
     settings: SettingsDep,
 ) -> Response:
-    """Seal a note. The answer is the receipt; the salt is shown here once and never stored.
+    """Seal a note, then redirect to its receipt page, where the salt is shown once (never stored).
 
     With ``market_id`` the note goes into one of the post's sub-markets (a note about an offer)."""
     context = _post_context(db, post_id, user)
@@ -187,7 +189,7 @@ def submit_note(
         }
         context |= {"offer_error": str(exc), "form": form}
         return render(request, "post.html", context, status_for(exc))
-    return render(request, "receipt.html", {"receipt": receipt, "post": context["post"]}, 201)
+    return redirect_to_receipt(request, receipt)  # Post/Redirect/Get: a reload cannot submit it again
 
 
 @router.post("/communities/{slug}/join", dependencies=CSRF)
@@ -235,7 +237,10 @@ def signup(
         return render(request, "signup.html", context, status_for(exc))
     start_session(request, db, account_id)
     grant = request.app.state.signup_grant
-    flash(request, f"Welcome, {handle}! Your wallet starts with {grant} credits to bid with.")
+    flash(
+        request,
+        f"Welcome, {handle}!" + (f" Your wallet starts with {grant} credits to bid with." if grant else ""),
+    )
     return redirect("/me")
 
 
@@ -331,7 +336,7 @@ def dashboard(*, request: Request, user: PageUser, db: DB) -> Response:
 def withdraw(
     *,
     request: Request,
-    offer_id: int,
+    offer_id: PathId,
     confirm: Annotated[str, Form()] = "",
     user: PageUser,
     db: DB,

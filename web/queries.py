@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from notebazaar.pipeline import ledger
+from notebazaar.pipeline.market import budget_left, get_market
 from notebazaar.pipeline.recursion import sub_markets
 
 _REVEAL_COLUMNS = (
@@ -107,7 +107,7 @@ def market_state(db: Database, post_id: int) -> dict[str, Any] | None:
         return None
     market = _with_time_left(rows[0], time.time())
     market_id = int(market["id"])
-    market["budget_left"] = ledger.balance(db, ledger.budget(market_id))
+    market["budget_left"] = budget_left(db, get_market(db, market_id))  # an open market: what it could take
     counts = dict(
         db.execute(
             "SELECT status, COUNT(*) FROM offers WHERE market_id = ? GROUP BY status", [market_id]

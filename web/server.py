@@ -40,7 +40,9 @@ def run_server(db_path: Path, settings: Settings, *, host: str, port: int, seed_
             console.print(
                 f"The demo community {settings.web.demo_community!r} exists; demo logins are in docs/web.md."
             )
-    app = create_app(db_path, settings, judge=judge)
+    # The demo gives each new account its own sign-up credits; production gives [web] signup_credits.
+    grant = settings.web.demo_signup_credits if seed_demo else None
+    app = create_app(db_path, settings, judge=judge, signup_grant=grant)
     console.print(f"notebazaar web app on http://{host}:{port}/ (API docs at /docs, schema at /openapi.json)")
     try:
         uvicorn.run(app, host=host, port=port, log_level="info")

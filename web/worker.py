@@ -22,7 +22,8 @@ class CloseWorker:
     """Calls :func:`notebazaar.pipeline.settlement.close_due` every ``interval`` seconds until stopped.
 
     ``lock`` is shared with the "close now" handlers: one judge instance settles one market at a
-    time (a judge may hold per-market state between ``prepare`` and ``forget``).
+    time (a judge may hold per-market state between ``prepare`` and ``forget``). The worker holds it
+    for one market at a time, never for a whole pass.
     """
 
     def __init__(
@@ -53,8 +54,8 @@ class CloseWorker:
         try:
             while not self._stop.is_set():
                 try:
-                    with self.lock:
-                        closed = close_due(db, self.judge, recursion_settings=self.recursion)
+                    # The lock is taken per market inside close_due, and released between markets.
+                    closed = close_due(db, self.judge, recursion_settings=self.recursion, lock=self.lock)
                     if closed:
                         log.info("worker closed markets %s", closed)
                 except Exception:  # keep the worker alive; the next pass retries
