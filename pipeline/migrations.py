@@ -325,3 +325,32 @@ def m003_note_statuses(db: Database) -> None:
         CREATE INDEX note_status_history_reveal ON note_status_history(reveal_id, changed_at);
         """,
     )
+
+
+@migrations()
+def m030_judge_failures(db: Database) -> None:
+    """Why a market's prior could not be read (the judge failed: ``judge_error:<reason>``), so a
+    judge that fails is counted and shown, never mistaken for one that had nothing to say. Failed
+    inspections already record theirs in ``inspections.reason``."""
+    _run_script(db, "ALTER TABLE markets ADD COLUMN prior_error TEXT;")
+
+
+@migrations()
+def m031_judge_params(db: Database) -> None:
+    """The embedded judge's parameters, fitted on labelled claims (``notebazaar judge fit``): one
+    row per community that has its own, and at most one database default (``community_id`` NULL)
+    for every community without. The built-in defaults apply where neither exists."""
+    _run_script(
+        db,
+        """
+        CREATE TABLE judge_params (
+            id INTEGER PRIMARY KEY,
+            community_id INTEGER REFERENCES communities(id),
+            params TEXT NOT NULL,
+            fitted_on TEXT NOT NULL,
+            fit_report TEXT NOT NULL,
+            created_at REAL NOT NULL
+        ) STRICT;
+        CREATE UNIQUE INDEX judge_params_community ON judge_params(COALESCE(community_id, 0));
+        """,
+    )

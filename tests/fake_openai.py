@@ -238,10 +238,9 @@ def blocks(body: Body) -> dict[str, str]:
     out = {}
     for m in _BLOCK.finditer(user_message(body)):
         text = m.group("body")
-        for mark in MARK_CANDIDATES:
-            if mark in text:
-                text = text.replace(mark, " ")
-                break
+        mark = text[:1]
+        if mark in MARK_CANDIDATES:
+            text = "\n".join(line.removeprefix(f"{mark} ") for line in text.split("\n"))
         out[m.group("label")] = text
     return out
 
