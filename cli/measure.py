@@ -32,6 +32,14 @@ from notebazaar.pipeline.config import Settings
     help="Sub-markets about uncertain offers, with debunker informers ([recursion] in config.toml)."
     " Given either way, the report adds subnote_purchases and misleading_bought_share.",
 )
+@click.option(
+    "--resolution",
+    type=click.Choice(["label", "none"]),
+    default="label",
+    show_default=True,
+    help="label: each post resolves to its label after its market, so track records grow;"
+    " none: no post ever resolves, every informer stays a newcomer.",
+)
 @with_db
 def simulate(
     db: Any,
@@ -43,8 +51,11 @@ def simulate(
     limit: int | None,
     out_path: Path,
     recursion: str | None,
+    resolution: str,
 ) -> None:
-    """Run informer populations against the judge on labelled claims; write a JSON report and a plot."""
+    """Run informer populations against the judge on labelled claims; write a JSON report and a plot.
+
+    Exits 1 (after writing the report) when the judge failed every call."""
     from notebazaar.pipeline.evaluate import quality_table
     from notebazaar.pipeline.simulate import plot
     from notebazaar.pipeline.simulate import simulate as run_simulation
@@ -60,6 +71,7 @@ def simulate(
         limit=limit,
         progress=sys.stderr.isatty(),
         recursion=None if recursion is None else recursion == "on",
+        resolution=resolution,
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
@@ -70,6 +82,28 @@ def simulate(
         f"{report['claims']} markets in {report['seconds']:.1f}s "
         f"({report['markets_per_second']:.2f}/s); report {out_path}, plot {plot_path}"
     )
+    _say_what_failed(kind, [report])
+
+
+def _say_what_failed(kind: str, reports: list[dict[str, Any]]) -> None:
+    """What the judge reads; a warning for judge failures; exit 1 if it failed every call."""
+    from notebazaar.pipeline.evaluate import reads_line
+    from notebazaar.pipeline.simulate import judge_failure
+
+    console.print(f"judge: {reads_line(kind)}", soft_wrap=True)
+    for report in reports:
+        failure = judge_failure(report)
+        if failure:
+            raise click.ClickException(failure)
+        errors = report.get("judge_errors") or {}
+        if errors:
+            failed = sum(errors.values())
+            click.echo(
+                f"Warning: {failed} of {report['judge_calls']} judge calls failed ("
+                + ", ".join(f"{k} {v}" for k, v in sorted(errors.items(), key=lambda kv: -kv[1]))
+                + "); those offers were not bought",
+                err=True,
+            )
 
 
 @main.command("eval")
@@ -120,6 +154,7 @@ def eval_command(
     console.print(quality_table([(r["prompt"], r) for r in runs], f"eval ({kind} judge): {claims_path.name}"))
     if kind == "local":
         console.print("note: the embedded judge has no prompt; the prompts matter for --judge openai")
+    _say_what_failed(kind, runs)
 
 
 @main.command()

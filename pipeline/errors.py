@@ -38,3 +38,9 @@ class Forbidden(NotebazaarError):
 
 class Conflict(NotebazaarError):
     code = "conflict"
+
+
+class JudgeUnavailable(NotebazaarError):
+    """The judge failed every call it was asked (unreachable, too slow, refusing every format)."""
+
+    code = "judge_failed"

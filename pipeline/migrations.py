@@ -354,3 +354,10 @@ def m031_judge_params(db: Database) -> None:
         CREATE UNIQUE INDEX judge_params_community ON judge_params(COALESCE(community_id, 0));
         """,
     )
+
+
+@migrations()
+def m032_reveals_by_informer(db: Database) -> None:
+    """Each informer's revealed notes in order: the newcomers' record
+    (:func:`notebazaar.pipeline.records.newcomer_track_record`) looks up every informer's first."""
+    _run_script(db, "CREATE INDEX IF NOT EXISTS reveals_informer_order ON reveals(informer_id, id);")

@@ -74,3 +74,23 @@ def community_track_record(db: Database, community_id: int) -> TrackRecord:
     lower the trust the judge gives every newcomer is a feedback loop. A few early ones can leave it
     trusting nobody, and a judge that buys nothing learns nothing, so it never recovers."""
     return _record(db, "p.community_id = ?", [community_id])
+
+
+# An informer's first revealed note in a community (top-level markets only): written while its
+# author had no record there yet.
+_FIRST_NOTE = (
+    "r.id = (SELECT MIN(f.id) FROM reveals f JOIN markets fm ON fm.id = f.market_id"
+    " AND fm.parent_offer_id IS NULL JOIN posts fp ON fp.id = f.post_id"
+    " WHERE f.informer_id = r.informer_id AND fp.community_id = p.community_id)"
+)
+
+
+def newcomer_track_record(db: Database, community_id: int) -> TrackRecord:
+    """Right and wrong among the first revealed note of each informer in the community, on
+    resolved posts: how far the community's newcomers have proved trustworthy.
+
+    The embedded judge starts an informer without a record of its own here, not at the community's
+    overall record: established informers' notes say nothing about a stranger, and an account made
+    for one offer (a mislabeler's, say) is a stranger every time. Ground truth only, like the
+    community's record."""
+    return _record(db, f"p.community_id = ? AND {_FIRST_NOTE}", [community_id])

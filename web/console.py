@@ -298,6 +298,7 @@ async def run_eval(
                 )
             except NotebazaarError as exc:
                 context["eval_error"] = str(exc)
+                context["eval_status"] = status_for(exc)
             return context
         finally:
             db.close()
@@ -305,4 +306,4 @@ async def run_eval(
     context = await run_in_threadpool(work)
     # htmx swaps only 2xx answers, so an htmx request gets its error message with a 200.
     failed = "eval_error" in context and not request.headers.get("HX-Request")
-    return render(request, "prompt.html", context, 400 if failed else 200)
+    return render(request, "prompt.html", context, context.get("eval_status", 400) if failed else 200)

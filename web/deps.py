@@ -36,6 +36,7 @@ STATUS_BY_CODE = {
     "forbidden": 403,
     "conflict": 409,
     "market_closed": 409,
+    "judge_failed": 502,  # the judge (an upstream server) failed every call
 }
 
 
