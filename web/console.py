@@ -17,6 +17,7 @@ from notebazaar.pipeline import community, ledger, moderation, prompts, settleme
 from notebazaar.pipeline.community import SETTING_KEYS, Community
 from notebazaar.pipeline.db import open_db
 from notebazaar.pipeline.errors import NotebazaarError
+from notebazaar.pipeline.judge import params as judge_params
 from notebazaar.web import evaluation, queries
 from notebazaar.web.deps import (
     DB,
@@ -68,7 +69,22 @@ def _console_context(db: Database, com: Community) -> dict[str, Any]:
         "balances": ledger.balances(db),
         "pool": ledger.balance(db, ledger.pool(com.id)),
         "active_prompt": prompts.active_prompt(db, com.id),
+        "judge": _judge_context(db, com),
         "errors": {},
+    }
+
+
+def _judge_context(db: Database, com: Community) -> dict[str, Any]:
+    """What the console shows about the judge: what each judge reads, the embedded judge's
+    parameters in force (and where they come from), and the judge's failures here."""
+    found = judge_params.stored(db, com.id)
+    return {
+        "reads": judge_params.WHAT_EACH_JUDGE_READS,
+        "params": judge_params.as_dict(found.params),
+        "source": found.source,
+        "fitted_on": found.fitted_on,
+        "fitted": judge_params.FITTED,
+        "failures": queries.judge_failures(db, com.id),
     }
 
 

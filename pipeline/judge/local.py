@@ -71,6 +71,7 @@ __all__ = ["LocalJudge", "LocalJudgeParams", "residual"]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _QUOTE_RUN = 4  # words in a row shared with the post that count as quoting it
+SUPPORT_PASSAGES = 3  # a long note's corroboration is looked up for its most relevant passages
 
 
 def residual(note: str, post: str) -> str:
@@ -231,20 +232,24 @@ class LocalJudge:
             self._topic_vectors = (post.id, self.retriever.embedder.encode([x for ps in split for x in ps]))
         return self._topic_vectors[1]
 
-    def _relevance(self, vectors: np.ndarray, post: PostView) -> float:
-        """On topic for at least one thing the note may be about (its best passage against the
-        closest passage of it), and an echo of none of them."""
+    def _relevance(self, vectors: np.ndarray, post: PostView) -> tuple[float, np.ndarray]:
+        """The note's best passage: on topic for at least one thing the note may be about, and an
+        echo of none of them (a passage that restates the post scores nothing, whatever else the
+        note says). Returns the relevance and the passages in order of it, best first."""
         p = self.params
-        similarity = float((self._topic_vecs(post) @ vectors.T).max())
+        similarity = (self._topic_vecs(post) @ vectors.T).max(axis=0)  # each passage's closest topic
         on_topic = (similarity - p.rel_floor) / (p.rel_full - p.rel_floor)
         news = (p.echo_full - similarity) / (p.echo_full - p.echo_start)
-        return max(0.0, min(1.0, on_topic, news))
+        scores = np.clip(np.minimum(on_topic, news), 0.0, 1.0)
+        order = np.argsort(-scores, kind="stable")
+        return float(scores[order[0]]), vectors[order]
 
     def _support(self, vectors: np.ndarray, post: PostView) -> float:
-        """+1 for corroboration of any passage, -1 for echoing a note that proved wrong, 0 otherwise."""
+        """+1 for corroboration of one of the note's most relevant passages, -1 for echoing a note
+        that proved wrong, 0 otherwise."""
         p = self.params
         best = 0.0
-        for vector in vectors:
+        for vector in vectors[:SUPPORT_PASSAGES]:
             hits = self.retriever.search_vector(
                 vector, k=3, kinds=("reference", "reveal"), community_id=post.community_id, refresh=False
             )
@@ -274,9 +279,9 @@ class LocalJudge:
         vectors = self._vectors.get(note.offer_id)
         if vectors is None:
             vectors = self.retriever.embedder.encode(self._passages([added])[0])
-        relevance = self._relevance(vectors, post)
+        relevance, ranked = self._relevance(vectors, post)
         r = self.reliability(note, post.community_id)
-        support = self._support(vectors, post) if relevance > 0 else 0.0
+        support = self._support(ranked, post) if relevance > 0 else 0.0
         weight = relevance * max(0.0, math.log(r / (1 - r))) * max(0.0, 1 + 0.5 * support)
         direction = 1.0 if note.classification == "misleading" else -1.0
         p_after = clamp(_sigmoid(logit(p_before) + direction * weight))

@@ -11,7 +11,8 @@ What is fitted, and how (the procedure is the same for the built-in defaults):
 * ``rel_full`` (full weight) is the median similarity of deciding evidence, and ``rel_floor`` (no
   weight) the 65th percentile of off-topic similarity: on Climate-FEVER these reproduce the
   hand-set 0.60 and 0.30 they replace, and on evidence of another length or style they move
-  with it (long web pages score lower against a one-line post than one Wikipedia sentence does).
+  with it (a long page is read sentence by sentence and scores its best sentence, so off-topic
+  pages score higher than off-topic sentences do, and the floor rises with them).
 
 Nothing else is fitted: the file says which evidence decides a post, not how honest a market's
 informers are, so the trust given to newcomers stays a rule (cautious until records exist).
@@ -126,41 +127,37 @@ def store(
         )
 
 
-def _best(embedder: Any, posts: np.ndarray, owners: Sequence[int], texts: Sequence[str]) -> np.ndarray:
-    """Each text's best-passage cosine to its owner's post."""
+def _passage_vectors(embedder: Any, texts: Sequence[str]) -> list[np.ndarray]:
+    """Each text's passage vectors, embedded in one batch."""
     from notebazaar.index.passages import split_passages
 
     split = split_passages(embedder, texts)
-    flat = [p for ps in split for p in ps]
-    vectors = embedder.encode(flat) if flat else np.zeros((0, posts.shape[1]), np.float32)
-    out = np.empty(len(texts), dtype=np.float32)
-    at = 0
-    for i, (owner, ps) in enumerate(zip(owners, split, strict=True)):
-        out[i] = float((vectors[at : at + len(ps)] @ posts[owner]).max())
-        at += len(ps)
-    return out
+    vectors = embedder.encode([p for ps in split for p in ps])
+    rows = np.cumsum([0] + [len(ps) for ps in split])
+    return [vectors[rows[i] : rows[i + 1]] for i in range(len(texts))]
 
 
 def fit(claims: Sequence[Any], embedder: Any, *, seed: int = 0) -> tuple[LocalJudgeParams, dict[str, Any]]:
     """Fit ``rel_floor`` and ``rel_full`` on labelled claims (see the module docstring)."""
     from sklearn.metrics import roc_auc_score
 
-    deciding = [(i, ev.text) for i, c in enumerate(claims) for ev in c.evidence if ev.stance != "irrelevant"]
-    if not deciding:
-        raise ValidationError("the claims hold no supporting or refuting evidence to fit on")
     if len(claims) < 2:
         raise ValidationError("fitting needs at least two claims (off-topic evidence comes from others)")
+    items = [(i, ev) for i, c in enumerate(claims) for ev in c.evidence]
+    deciding = [j for j, (_, ev) in enumerate(items) if ev.stance != "irrelevant"]
+    if not deciding:
+        raise ValidationError("the claims hold no supporting or refuting evidence to fit on")
+    posts = embedder.encode([c.post for c in claims])
+    passages = _passage_vectors(embedder, [ev.text for _, ev in items])  # each item embedded once
+    pos = np.array([float((passages[j] @ posts[items[j][0]]).max()) for j in deciding])
     rng = random.Random(seed)
-    pool = [(i, ev.text) for i, c in enumerate(claims) for ev in c.evidence]
-    off: list[tuple[int, str]] = []
+    neg_list = []
     for i in range(len(claims)):
         for _ in range(NEGATIVES):
-            owner, text = rng.choice(pool)
-            if owner != i:
-                off.append((i, text))
-    posts = embedder.encode([c.post for c in claims])
-    pos = _best(embedder, posts, [i for i, _ in deciding], [t for _, t in deciding])
-    neg = _best(embedder, posts, [i for i, _ in off], [t for _, t in off])
+            j = rng.randrange(len(items))
+            if items[j][0] != i:
+                neg_list.append(float((passages[j] @ posts[i]).max()))
+    neg = np.array(neg_list)
     floor = float(np.quantile(neg, FLOOR_QUANTILE))
     full = max(float(np.quantile(pos, FULL_QUANTILE)), floor + MIN_RAMP)
     params = replace(DEFAULTS, rel_floor=round(floor, 3), rel_full=round(min(1.0, full), 3))
