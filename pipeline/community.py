@@ -139,6 +139,19 @@ def grant(db: Database, account_id: int, community_id: int, role: str) -> None:
         )
 
 
+def revoke(db: Database, account_id: int, community_id: int, role: str) -> bool:
+    """Take a role away; False if the account did not hold it. Takes effect on the next request
+    (surfaces read roles on every request, so no session or token keeps a revoked role)."""
+    if role not in ROLES:
+        raise ValidationError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    with write(db):
+        cursor = db.execute(
+            "DELETE FROM roles WHERE account_id = ? AND community_id = ? AND role = ?",
+            [account_id, community_id, role],
+        )
+        return cursor.rowcount > 0
+
+
 def has_role(db: Database, account_id: int, community_id: int, role: str) -> bool:
     return bool(
         db.execute(
@@ -154,6 +167,8 @@ def require_moderator(db: Database, account_id: int | None, community_id: int) -
 
 
 def is_banned(db: Database, account_id: int, community_id: int) -> bool:
+    """Whether a moderator banned the account from the community (bans live in
+    :mod:`notebazaar.pipeline.moderation`)."""
     return bool(
         db.execute(
             "SELECT 1 FROM bans WHERE account_id = ? AND community_id = ?",
@@ -162,17 +177,11 @@ def is_banned(db: Database, account_id: int, community_id: int) -> bool:
     )
 
 
-def ban(db: Database, moderator_id: int, account_id: int, community_id: int, reason: str) -> None:
-    require_moderator(db, moderator_id, community_id)
-    reason = check_text("reason", reason, max_chars=500, required=True)
-    get_account(db, account_id)
-    with write(db):
-        db.execute(
-            "INSERT OR REPLACE INTO bans (account_id, community_id, reason, banned_by, banned_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            [account_id, community_id, reason, moderator_id, time.time()],
-        )
-        audit(db, moderator_id, "informer.ban", f"account:{account_id}", {"reason": reason}, community_id)
+def require_not_banned(db: Database, account_id: int, community_id: int) -> None:
+    """A banned account may not post, fund, offer or join in the community."""
+    if is_banned(db, account_id, community_id):
+        slug = get_community(db, community_id).slug
+        raise Forbidden(f"you are banned from {slug}")
 
 
 def audit(
@@ -201,9 +210,10 @@ def mint(db: Database, account_id: int, amount: int, *, key: str | None = None) 
 def fund_pool(
     db: Database, community_id: int, account_id: int, amount: int, *, key: str | None = None
 ) -> int:
-    """A reader moves credits from their wallet into the community's pool."""
+    """A reader moves credits from their wallet into the community's pool (not a banned one)."""
     get_community(db, community_id)
     check_amount("amount", amount, minimum=1)
+    require_not_banned(db, account_id, community_id)
     key = key or f"fund:{community_id}:{account_id}:{time.time_ns()}"
     return ledger.transfer(
         db,

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -82,11 +82,27 @@ class IndexSettings(_Section):
     model_sha256: str = Field("", pattern=r"^([0-9a-fA-F]{64})?$")
 
 
+def _rate(value: str) -> str:
+    """A rate in the ``limits`` library's notation ("10 per 10 minutes"), checked at load."""
+    from limits import parse
+
+    try:
+        parse(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a rate like '10 per 10 minutes'") from None
+    return value
+
+
 class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     close_poll_seconds: float = Field(5.0, gt=0)
     demo_community: str = "demo"
+    session_days: int = Field(14, ge=1, le=365)
+    login_rate_per_handle: str = "10 per 10 minutes"
+    login_rate_per_address: str = "100 per 10 minutes"
+
+    _rates = field_validator("login_rate_per_handle", "login_rate_per_address")(_rate)
 
 
 class DiscordSettings(_Section):

@@ -40,6 +40,16 @@ class Conflict(NotebazaarError):
     code = "conflict"
 
 
+class RateLimited(NotebazaarError):
+    """Too many attempts of something guessable (logins, token requests) in a short time."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class JudgeUnavailable(NotebazaarError):
     """The judge failed every call it was asked (unreachable, too slow, refusing every format)."""
 

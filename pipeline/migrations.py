@@ -328,6 +328,43 @@ def m003_note_statuses(db: Database) -> None:
 
 
 @migrations()
+def m015_prompt_scope(db: Database) -> None:
+    """Prompt versions belong to the community whose moderator saved them (NULL: the packaged
+    default, which every community shares). Existing versions get the community their creation was
+    audited under."""
+    _run_script(
+        db,
+        """
+        ALTER TABLE prompts ADD COLUMN community_id INTEGER REFERENCES communities(id);
+        UPDATE prompts SET community_id = (
+            SELECT l.community_id FROM audit_log l
+            WHERE l.action = 'prompt.create' AND l.target = 'prompt:' || prompts.id
+            ORDER BY l.id LIMIT 1
+        ) WHERE version > 1;
+        CREATE INDEX prompts_community ON prompts(community_id, name, version);
+        """,
+    )
+
+
+@migrations()
+def m016_sessions(db: Database) -> None:
+    """Web sessions kept on the server, so logging out or changing a password ends them: the cookie
+    holds only a random session id, and only its SHA-256 is stored here."""
+    _run_script(
+        db,
+        """
+        CREATE TABLE sessions (
+            id_hash TEXT PRIMARY KEY,
+            account_id INTEGER NOT NULL REFERENCES accounts(id),
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        ) STRICT;
+        CREATE INDEX sessions_account ON sessions(account_id);
+        """,
+    )
+
+
+@migrations()
 def m030_judge_failures(db: Database) -> None:
     """Why a market's prior could not be read (the judge failed: ``judge_error:<reason>``), so a
     judge that fails is counted and shown, never mistaken for one that had nothing to say. Failed

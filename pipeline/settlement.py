@@ -31,6 +31,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from notebazaar.pipeline import ledger, recursion, rules
+from notebazaar.pipeline.community import is_banned
 from notebazaar.pipeline.config import RecursionSettings
 from notebazaar.pipeline.db import checkpoint, write
 from notebazaar.pipeline.errors import MarketClosed
@@ -40,6 +41,8 @@ from notebazaar.pipeline.records import track_record
 from notebazaar.pipeline.sealing import NoteContent, unseal
 
 log = logging.getLogger(__name__)
+
+BANNED = "informer_banned"  # the reason an offer whose informer was banned is shredded uninspected
 
 
 @dataclass
@@ -121,7 +124,10 @@ def close_market(
             )
 
     won = list(db["offers"].rows_where("market_id = ? AND status = 'won'", [market_id], order_by="rank"))
-    notes = {o["id"]: _open_note(db, o, track_record(db, int(o["informer_id"]))) for o in won}
+    notes = {  # a banned informer's note is never opened (moderation.ban: shredded uninspected)
+        o["id"]: None if _banned(db, o) else _open_note(db, o, track_record(db, int(o["informer_id"])))
+        for o in won
+    }
     prepare = getattr(judge, "prepare", None)
     try:
         if prepare is not None:
@@ -208,6 +214,13 @@ def _bought_notes(db: Database, market_id: int) -> tuple[NoteView, ...]:
     return revealed + recursion.held_notes(db, market_id)  # a sub-market's bought notes, still sealed
 
 
+def _banned(db: Database, offer: dict[str, Any]) -> bool:
+    community_id = db.execute(
+        "SELECT community_id FROM markets WHERE id = ?", [offer["market_id"]]
+    ).fetchone()
+    return is_banned(db, int(offer["informer_id"]), int(community_id[0]))
+
+
 def _open_note(db: Database, offer: dict[str, Any], track: TrackRecord) -> NoteView | None:
     row = db.execute("SELECT key FROM offer_keys WHERE offer_id = ?", [offer["id"]]).fetchone()
     if row is None or offer["ciphertext"] is None:
@@ -238,9 +251,9 @@ def _inspect(
     p_before = float(market["belief"])
     context = Context(_bought_notes(db, market_id))
     verdict = None
-    failure = "key_missing" if note is None else ""
+    failure = BANNED if _banned(db, offer) else "key_missing" if note is None else ""
     failed_tokens = 0
-    if note is not None:
+    if note is not None and not failure:
         try:
             verdict = judge.inspect(post, context, note, p_before)
         except JudgeError as exc:
@@ -254,6 +267,8 @@ def _inspect(
         if current is None or current[0] != "won":
             return None  # decided by another closer meanwhile
         budget_left = ledger.balance(db, ledger.budget(market_id))
+        if verdict is not None and _banned(db, offer):  # banned while the judge was reading
+            verdict, failure = None, BANNED
         if verdict is None:
             p_after = p_before
             decision = rules.Decision(False, 0.0, 0.0, failure)

@@ -99,7 +99,7 @@ def test_eval_one_prompt_on_a_fresh_db_is_shadow_only(tmp_path: Path) -> None:
     # ...only the default prompt (version 1) was seeded.
     db = open_db(db_path)
     try:
-        versions = prompts.list_versions(db)
+        versions = prompts.list_versions(db, community_id=None)
         assert [v["version"] for v in versions] == [1]
     finally:
         db.close()

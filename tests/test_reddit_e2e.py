@@ -377,7 +377,7 @@ def test_wiki_config_applied_and_bad_page_reported(
     state, url = fake
     state.moderators[SUB] = [BOT, "modjane"]
     v2 = prompts.create_version(db, "A stricter judge prompt.")
-    assert prompts.get_version(db, v2)["version"] == 2
+    assert prompts.get_version(db, v2, community_id=None)["version"] == 2
     state.wiki[f"{SUB}/notebazaar"] = {
         "content": '    reserve = 7\n    auction = "first_price"\n    prompt_version = 2\n',
         "revision": "rev1",

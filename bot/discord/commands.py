@@ -166,10 +166,12 @@ class NotebazaarCog(commands.Cog):
             com = community_for_guild(self.db, self.settings, interaction.guild_id)
             moderator = require_moderator(self.db, interaction, com)
             if version is not None:
-                prompt_id = queries.prompt_id_for_version(self.db, version)
+                prompt_id = prompts.version_id(self.db, version, community_id=com.id)
                 prompts.activate(self.db, com.id, prompt_id, actor_id=moderator)
             active = prompts.active_prompt(self.db, com.id)
-            await send(interaction, render.prompt_text(active, prompts.list_versions(self.db)))
+            await send(
+                interaction, render.prompt_text(active, prompts.list_versions(self.db, community_id=com.id))
+            )
 
     @note.command(name="unpublish", description="Hide a revealed note everywhere (moderators)")
     @app_commands.describe(note="The note's number (#n in its footer)", reason="Why (kept in the audit log)")
@@ -190,8 +192,17 @@ class NotebazaarCog(commands.Cog):
             com = community_for_guild(self.db, self.settings, interaction.guild_id)
             moderator = require_moderator(self.db, interaction, com)
             target = account_for_user(self.db, user)
-            community.ban(self.db, moderator, target, com.id, reason)
+            moderation.ban(self.db, moderator, target, com.id, reason)
             await send(interaction, f"{user.mention} can no longer offer notes in {com.name}.")
+
+    @informer.command(name="unban", description="Lift a member's ban (moderators)")
+    @app_commands.describe(user="The banned member")
+    async def informer_unban(self, interaction: discord.Interaction, user: discord.User) -> None:
+        async with guarded(interaction, "informer unban"):
+            com = community_for_guild(self.db, self.settings, interaction.guild_id)
+            moderator = require_moderator(self.db, interaction, com)
+            moderation.unban(self.db, moderator, account_for_user(self.db, user), com.id)
+            await send(interaction, f"{user.mention} can offer notes in {com.name} again.")
 
     # --- watching ----------------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ from sqlite_utils import Database
 
 from notebazaar.bot.discord.refs import MessageRef, external_id
 from notebazaar.pipeline.errors import MarketClosed, NotFound, ValidationError
-from notebazaar.pipeline.prompts import DEFAULT_NAME, ensure_default_prompt
 
 PLATFORM = "discord"
 
@@ -140,12 +139,4 @@ def earned(db: Database, account_id: int) -> int:
     row = db.execute(
         "SELECT COALESCE(SUM(price), 0) FROM reveals WHERE informer_id = ?", [account_id]
     ).fetchone()
-    return int(row[0])
-
-
-def prompt_id_for_version(db: Database, version: int, name: str = DEFAULT_NAME) -> int:
-    ensure_default_prompt(db, name)
-    row = db.execute("SELECT id FROM prompts WHERE name = ? AND version = ?", [name, version]).fetchone()
-    if row is None:
-        raise NotFound(f"no version {version} of the {name} prompt")
     return int(row[0])

@@ -28,7 +28,7 @@ from sqlite_utils import Database
 from notebazaar.pipeline import prompts
 from notebazaar.pipeline.community import SETTING_KEYS, get_community, update_settings
 from notebazaar.pipeline.db import write
-from notebazaar.pipeline.errors import ValidationError
+from notebazaar.pipeline.errors import NotFound, ValidationError
 
 KEYS = (*SETTING_KEYS, "prompt_version")
 _FENCE = re.compile(r"^(```|~~~)[^\n]*\n(.*?)^\1\s*$", re.MULTILINE | re.DOTALL)
@@ -78,14 +78,11 @@ def apply_wiki_config(db: Database, community_id: int, config: WikiConfig, *, ac
     applied: list[str] = []
     prompt_id = None
     if config.prompt_version is not None:
-        prompts.ensure_default_prompt(db)
-        row = db.execute(
-            "SELECT id FROM prompts WHERE name = ? AND version = ?",
-            [prompts.DEFAULT_NAME, config.prompt_version],
-        ).fetchone()
-        if row is None:
-            raise WikiConfigError(f"prompt_version {config.prompt_version} does not exist")
-        prompt_id = int(row[0]) if int(row[0]) != current.active_prompt_id else None
+        try:
+            found = prompts.version_id(db, config.prompt_version, community_id=community_id)
+        except NotFound:
+            raise WikiConfigError(f"prompt_version {config.prompt_version} does not exist") from None
+        prompt_id = found if found != current.active_prompt_id else None
         if current.active_prompt_id is None and config.prompt_version == 1:
             prompt_id = None  # version 1 is already the default
     try:
