@@ -48,6 +48,8 @@ WHAT_EACH_JUDGE_READS = {
     " careful reader and quotes the evidence; code checks the quote, refuses instruction-like notes,"
     " and gives no weight to a note whose evidence the model reads as pointing against its own"
     " classification (contradicts_classification).",
+    "simple": "The simple judge (tests and scripted demos) reads only how many of the post's words a"
+    " note shares; it does not read stance either.",
 }
 
 
