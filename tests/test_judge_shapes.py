@@ -316,3 +316,22 @@ def test_a_judge_that_fails_every_call_is_reported_as_such(tmp_path: Path) -> No
         env=env,
     )
     assert evaluated.exit_code == 1 and "the judge failed every one of its" in evaluated.output
+
+
+def test_a_long_reference_passage_is_stored_as_passages_the_model_reads_whole(tmp_path: Path) -> None:
+    from notebazaar.index.corpus import add_corpus_file
+
+    text = " ".join(
+        f"The snow and ice data center reported the sea ice minimum of {1990 + i}." for i in range(30)
+    )
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(json.dumps({"text": text, "title": "NSIDC", "source": "s"}) + "\n")
+    db_path = tmp_path / "state" / "x.db"
+    db = open_db(db_path)
+    added = add_corpus_file(db, db_path, corpus, settings=Settings())
+    rows = [r[0] for r in db.execute("SELECT text FROM documents WHERE kind = 'reference'")]
+    titles = {r[0] for r in db.execute("SELECT title FROM documents WHERE kind = 'reference'")}
+    db.close()
+    embedder = get_embedder()
+    assert added == len(rows) > 1 and titles == {"NSIDC"}
+    assert max(embedder.count_tokens(rows)) <= budget_of(embedder)

@@ -59,7 +59,7 @@ class LocalJudgeParams:
     rel_full: float = 0.60  # ...and counts fully (fitted)
     echo_start: float = 0.88  # above this a note starts to merely restate the post
     echo_full: float = 0.97  # ...and at this it tells the reader nothing new
-    newcomer_reliability: float = 0.70  # trust in an informer before any resolved note of anyone's
+    newcomer_reliability: float = 0.75  # trust in a stranger before any newcomer's note resolved
     prior_strength: float = 4.0  # pseudo-notes behind the newcomers' reliability
     informer_shrinkage: float = 3.0  # pseudo-notes pulling an informer toward the newcomers'
     max_reliability: float = 0.97
