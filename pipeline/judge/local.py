@@ -209,7 +209,9 @@ class LocalJudge:
 
     def newcomer_reliability(self, community_id: int) -> float:
         """The trust a stranger gets: the community's newcomers' record, shrunk toward the
-        cautious ``newcomer_reliability`` (all of it, before any newcomer's note resolved)."""
+        cautious ``newcomer_reliability`` (all of it, before any newcomer's note resolved), and
+        never below ``newcomer_floor``: strangers' first wrong notes lower it, but never to where no
+        note is worth a price and the market, buying nothing, can learn nothing."""
         p = self.params
         cached = self._community_record
         if cached is not None and cached[0] == community_id:
@@ -217,7 +219,8 @@ class LocalJudge:
         else:
             record = newcomer_track_record(self.db, community_id)
         right, wrong = record.right, record.wrong
-        return (right + p.prior_strength * p.newcomer_reliability) / (right + wrong + p.prior_strength)
+        estimate = (right + p.prior_strength * p.newcomer_reliability) / (right + wrong + p.prior_strength)
+        return max(p.newcomer_floor, estimate)
 
     def reliability(self, note: NoteView, community_id: int) -> float:
         p = self.params

@@ -60,6 +60,8 @@ class LocalJudgeParams:
     echo_start: float = 0.88  # above this a note starts to merely restate the post
     echo_full: float = 0.97  # ...and at this it tells the reader nothing new
     newcomer_reliability: float = 0.75  # trust in a stranger before any newcomer's note resolved
+    newcomer_floor: float = 0.70  # ...and never less: below it no note is worth a price, and a judge
+    # that buys nothing learns nothing (a few early wrong notes would stall the market for good)
     prior_strength: float = 4.0  # pseudo-notes behind the newcomers' reliability
     informer_shrinkage: float = 3.0  # pseudo-notes pulling an informer toward the newcomers'
     max_reliability: float = 0.97
@@ -71,8 +73,11 @@ class LocalJudgeParams:
     def __post_init__(self) -> None:
         if not 0.0 <= self.rel_floor < self.rel_full <= 1.0:
             raise ValidationError("judge parameters need 0 <= rel_floor < rel_full <= 1")
-        if not 0.5 <= self.newcomer_reliability < 1.0 or not 0.5 < self.max_reliability < 1.0:
-            raise ValidationError("judge parameters need reliabilities in [0.5, 1)")
+        reliabilities = (self.newcomer_reliability, self.newcomer_floor, self.max_reliability)
+        if not all(0.5 <= r < 1.0 for r in reliabilities) or self.newcomer_floor > self.newcomer_reliability:
+            raise ValidationError(
+                "judge parameters need reliabilities in [0.5, 1), the floor at most the prior"
+            )
 
 
 DEFAULTS = LocalJudgeParams()
