@@ -56,7 +56,7 @@ def simulate(
     """Run informer populations against the judge on labelled claims; write a JSON report and a plot.
 
     Exits 1 (after writing the report) when the judge failed every call."""
-    from notebazaar.pipeline.evaluate import quality_table
+    from notebazaar.pipeline.evaluate import format_table
     from notebazaar.pipeline.simulate import plot
     from notebazaar.pipeline.simulate import simulate as run_simulation
 
@@ -77,7 +77,7 @@ def simulate(
     out_path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     plot_path = out_path.with_suffix(".png")
     plot(state, plot_path)
-    console.print(quality_table([(kind, report)], f"simulate: {claims_path.name}"))
+    click.echo(f"simulate: {claims_path.name}\n{format_table([(kind, report)])}")
     console.print(
         f"{report['claims']} markets in {report['seconds']:.1f}s "
         f"({report['markets_per_second']:.2f}/s); report {out_path}, plot {plot_path}"
@@ -129,7 +129,7 @@ def eval_command(
     out_path: Path,
 ) -> None:
     """Replay labelled claims through a judge configuration in shadow: nothing published, no credits move."""
-    from notebazaar.pipeline.evaluate import evaluate, quality_table, resolve_prompt
+    from notebazaar.pipeline.evaluate import evaluate, format_table, resolve_prompt
 
     if len(prompt_specs) > 2:
         raise click.ClickException("give one --prompt, or two to compare")
@@ -151,7 +151,7 @@ def eval_command(
     out = {**runs[0], "runs": runs}
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
-    console.print(quality_table([(r["prompt"], r) for r in runs], f"eval ({kind} judge): {claims_path.name}"))
+    click.echo(f"eval ({kind} judge): {claims_path.name}\n{format_table([(r['prompt'], r) for r in runs])}")
     if kind == "local":
         console.print("note: the embedded judge has no prompt; the prompts matter for --judge openai")
     _say_what_failed(kind, runs)

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.table import Table
 from sqlite_utils import Database
 
 from notebazaar.pipeline import prompts
@@ -200,18 +199,6 @@ def reads_line(judge: str) -> str:
     from notebazaar.pipeline.judge.params import WHAT_EACH_JUDGE_READS
 
     return WHAT_EACH_JUDGE_READS.get(judge, "")
-
-
-def quality_table(results: Sequence[tuple[str, dict[str, Any]]], title: str = "") -> Table:
-    """A side-by-side table of reports, one column per configuration, each metric explained."""
-    table = Table(title=title or None)
-    table.add_column("metric", no_wrap=True)
-    for label, _ in results:
-        table.add_column(label, justify="right", no_wrap=True)
-    table.add_column("what it means")
-    for row in quality_rows(results):
-        table.add_row(row["key"], *row["values"], f"{row['name']}: {row['meaning']}")
-    return table
 
 
 def format_table(results: list[tuple[str, dict[str, Any]]]) -> str:

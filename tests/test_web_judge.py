@@ -33,10 +33,27 @@ FAILED_EVAL = FAKE_EVAL | {
 }
 
 
-def _eval_url(web: WebWorld) -> tuple[str, str]:
+def _eval(
+    web: WebWorld,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+    report: dict[str, Any],
+    kind: str,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    """Post an eval form whose evaluation returns ``report``; the moderator is signed in."""
+    monkeypatch.setattr(evaluate, "evaluate", lambda path, **kwargs: report)
+    claims = tmp_path / "labelled.jsonl"
+    claims.write_text("{}\n")
     client = web.client
+    log_in(client, *MODERATOR)
     prompt_id = client.get(f"/mod/{SLUG}/prompts").text.split(f"/mod/{SLUG}/prompts/")[1].split('"')[0]
-    return f"/mod/{SLUG}/prompts/{prompt_id}/eval", csrf_of(client, f"/mod/{SLUG}/prompts/{prompt_id}")
+    token = csrf_of(client, f"/mod/{SLUG}/prompts/{prompt_id}")
+    return client.post(
+        f"/mod/{SLUG}/prompts/{prompt_id}/eval",
+        data={"judge_kind": kind, "path": str(claims), "csrf_token": token},
+        headers=headers or {},
+    )
 
 
 def test_console_says_what_each_judge_reads_with_parameters_and_failures(web: WebWorld) -> None:
@@ -66,12 +83,7 @@ def test_eval_shows_a_readable_table_with_the_metrics_explained(
     web: WebWorld, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
     report = FAKE_EVAL | {"judge_calls": 12, "judge_errors": {}, "profit_per_offer": {"honest": 3.456}}
-    monkeypatch.setattr(evaluate, "evaluate", lambda path, **kwargs: report)
-    claims = tmp_path / "labelled.jsonl"
-    claims.write_text("{}\n")
-    log_in(web.client, *MODERATOR)
-    url, token = _eval_url(web)
-    page = web.client.post(url, data={"judge_kind": "simple", "path": str(claims), "csrf_token": token})
+    page = _eval(web, monkeypatch, tmp_path, report, "simple")
     assert page.status_code == 200, page.text[-2000:]
     html = page.text
     assert "Purchase precision" in html and "bought notes that were right for the truth" in html
@@ -83,21 +95,12 @@ def test_eval_shows_a_readable_table_with_the_metrics_explained(
 def test_an_eval_whose_judge_failed_every_call_is_a_failure_with_its_reason(
     web: WebWorld, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
-    monkeypatch.setattr(evaluate, "evaluate", lambda path, **kwargs: FAILED_EVAL)
-    claims = tmp_path / "labelled.jsonl"
-    claims.write_text("{}\n")
-    log_in(web.client, *MODERATOR)
-    url, token = _eval_url(web)
-    page = web.client.post(url, data={"judge_kind": "openai", "path": str(claims), "csrf_token": token})
+    page = _eval(web, monkeypatch, tmp_path, FAILED_EVAL, "openai")
     assert page.status_code == 502
     assert "The evaluation failed: the judge failed every one of its 9 calls" in page.text
     assert "connection_error (6)" in page.text and 'id="eval-table"' not in page.text
     # Through htmx the message is swapped in (htmx swaps only 2xx answers), still with no table.
-    swapped = web.client.post(
-        url,
-        data={"judge_kind": "openai", "path": str(claims), "csrf_token": token},
-        headers={"HX-Request": "true"},
-    )
+    swapped = _eval(web, monkeypatch, tmp_path, FAILED_EVAL, "openai", {"HX-Request": "true"})
     assert swapped.status_code == 200 and "The evaluation failed" in swapped.text
     assert 'id="eval-table"' not in swapped.text
 
@@ -106,11 +109,6 @@ def test_some_failed_calls_are_a_warning_beside_the_table(
     web: WebWorld, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
     partly = FAKE_EVAL | {"judge_calls": 10, "judge_errors": {"timeout": 2}}
-    monkeypatch.setattr(evaluate, "evaluate", lambda path, **kwargs: partly)
-    claims = tmp_path / "labelled.jsonl"
-    claims.write_text("{}\n")
-    log_in(web.client, *MODERATOR)
-    url, token = _eval_url(web)
-    page = web.client.post(url, data={"judge_kind": "openai", "path": str(claims), "csrf_token": token})
+    page = _eval(web, monkeypatch, tmp_path, partly, "openai")
     assert page.status_code == 200
     assert "2 of 10 judge calls failed (timeout: 2)" in page.text and 'id="eval-table"' in page.text
