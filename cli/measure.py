@@ -82,15 +82,13 @@ def simulate(
         f"{report['claims']} markets in {report['seconds']:.1f}s "
         f"({report['markets_per_second']:.2f}/s); report {out_path}, plot {plot_path}"
     )
-    _say_what_failed(kind, [report])
+    _say_what_failed([report])
 
 
-def _say_what_failed(kind: str, reports: list[dict[str, Any]]) -> None:
-    """What the judge reads; a warning for judge failures; exit 1 if it failed every call."""
-    from notebazaar.pipeline.evaluate import reads_line
+def _say_what_failed(reports: list[dict[str, Any]]) -> None:
+    """A warning for judge failures; exit 1 if the judge failed every call."""
     from notebazaar.pipeline.simulate import judge_failure
 
-    console.print(f"judge: {reads_line(kind)}", soft_wrap=True)
     for report in reports:
         failure = judge_failure(report)
         if failure:
@@ -154,7 +152,7 @@ def eval_command(
     click.echo(f"eval ({kind} judge): {claims_path.name}\n{format_table([(r['prompt'], r) for r in runs])}")
     if kind == "local":
         console.print("note: the embedded judge has no prompt; the prompts matter for --judge openai")
-    _say_what_failed(kind, runs)
+    _say_what_failed(runs)
 
 
 @main.command()

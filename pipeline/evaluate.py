@@ -214,4 +214,6 @@ def format_table(results: list[tuple[str, dict[str, Any]]]) -> str:
         return "  ".join([first, *middle, cells[-1]]).rstrip()
 
     rule = "  ".join("-" * w for w in widths) + "  " + "-" * len(header[-1])
-    return "\n".join([render(header), rule, *(render(line) for line in lines)]) + "\n"
+    judges = sorted({str(r.get("judge")) for _, r in results if reads_line(str(r.get("judge")))})
+    reads = [f"What the {judge} judge reads: {reads_line(judge)}" for judge in judges]
+    return "\n".join([render(header), rule, *(render(line) for line in lines), *reads]) + "\n"
