@@ -38,7 +38,7 @@ def claims_file(folder: Path, rows: list[dict]) -> Path:
     return path
 
 
-def longform(folder: Path, limit: int = 40) -> Path:
+def longform(folder: Path, limit: int = 40, words: tuple[int, int] = (150, 450)) -> Path:
     """The stand-in set of another shape (tools/longform_claims.py) on the first claims."""
     import importlib.util
 
@@ -47,7 +47,7 @@ def longform(folder: Path, limit: int = 40) -> Path:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     rows = [json.loads(x) for x in CLAIMS.read_text(encoding="utf-8").splitlines()[: 4 * limit]]
-    out = module.convert(rows, seed=0, misleading_share=2 / 3, half="all", words=(150, 450))
+    out = module.convert(rows, seed=0, misleading_share=2 / 3, half="all", words=words)
     return claims_file(folder, out[:limit])
 
 
@@ -94,6 +94,7 @@ def test_an_informer_excerpts_a_source_too_long_for_a_note() -> None:
 # --- fitted parameters ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_judge_fit_stores_the_parameters_and_judge_show_reads_them(tmp_path: Path) -> None:
     db_path = tmp_path / "live" / "x.db"
     fitted = invoke("judge", "fit", "--claims", str(CLAIMS), "--db", str(db_path), "--limit", "60")
@@ -124,10 +125,11 @@ def test_judge_fit_stores_the_parameters_and_judge_show_reads_them(tmp_path: Pat
     assert bad.exit_code == 1 and "Error:" in bad.output
 
 
+@pytest.mark.slow
 def test_fitting_moves_with_the_shape_of_the_evidence(tmp_path: Path) -> None:
     embedder = get_embedder()
-    short, _ = params.fit(load_claims(CLAIMS, limit=40), embedder)
-    long, report = params.fit(load_claims(longform(tmp_path)), embedder)
+    short, _ = params.fit(load_claims(CLAIMS, limit=20), embedder)
+    long, report = params.fit(load_claims(longform(tmp_path, 12, (150, 250))), embedder)
     # A long page is read sentence by sentence and scores its best sentence: off-topic pages too,
     # so the floor rises with the length of the evidence (fitted, not carried over).
     assert long.rel_floor > short.rel_floor + 0.05
@@ -261,6 +263,7 @@ def test_mislabelers_offer_real_evidence_the_wrong_way_from_fresh_accounts(tmp_p
     assert accounts and offers[0] == offers[1] == len(accounts)  # one account per offer
 
 
+@pytest.mark.slow
 def test_long_evidence_of_another_shape_is_simulated(tmp_path: Path) -> None:
     result, report = simulate(tmp_path, claims=longform(tmp_path, 20), limit="20")
     assert result.exit_code == 0, result.output
