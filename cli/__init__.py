@@ -14,6 +14,7 @@ from notebazaar.cli import (  # noqa: F401  (registers commands)
     ledger,
     market,
     measure,
+    outbox,
     surfaces,
 )
 from notebazaar.cli.base import main

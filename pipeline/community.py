@@ -14,7 +14,7 @@ from notebazaar.pipeline import ledger
 from notebazaar.pipeline.config import MarketSettings
 from notebazaar.pipeline.db import write
 from notebazaar.pipeline.errors import Conflict, Forbidden, NotFound, ValidationError
-from notebazaar.pipeline.validation import check_amount, check_text, strip_controls
+from notebazaar.pipeline.validation import check_amount, check_text, setting_problems, strip_controls
 
 ROLES = ("reader", "informer", "moderator")
 SETTING_KEYS = (
@@ -81,8 +81,8 @@ def update_settings(
     merged = {k: getattr(current, k) for k in SETTING_KEYS} | changes
     try:
         valid = MarketSettings(**merged)
-    except Exception as exc:  # pydantic's message names the field
-        raise ValidationError(f"invalid community settings: {exc}") from None
+    except Exception as exc:  # one line per setting that is wrong
+        raise ValidationError(f"invalid community settings: {'; '.join(setting_problems(exc))}") from None
     with write(db):
         db["communities"].update(community_id, valid.model_dump())
         audit(db, actor_id, "community.settings", f"community:{community_id}", changes, community_id)

@@ -111,6 +111,7 @@ class DiscordSettings(_Section):
     check_worthiness: Literal["keywords", "all", "none"] = "keywords"
     min_chars: int = Field(40, ge=0)
     reply_mode: Literal["reply", "thread"] = "reply"
+    connect_attempts: int = Field(5, ge=1, le=100)
 
 
 class RedditSettings(_Section):
@@ -119,6 +120,23 @@ class RedditSettings(_Section):
     wiki_page: str = "notebazaar"
     check_worthiness: Literal["keywords", "all", "none"] = "keywords"
     min_chars: int = Field(40, ge=0)
+    tick_seconds: float = Field(10.0, gt=0)
+    docs_url: str = ""
+
+
+class DeliverySettings(_Section):
+    """How the bots retry posting a bought note or a receipt (pipeline/outbox.py): exponential
+    backoff with jitter, for hours, after which a note still failing is shown to moderators."""
+
+    first_retry_seconds: float = Field(10.0, gt=0)
+    max_retry_seconds: float = Field(1800.0, gt=0)
+    give_up_after_hours: float = Field(72.0, gt=0)
+
+
+class LoggingSettings(_Section):
+    """The bots log to stderr and to notebazaar.log beside the database, at this level."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
 class Settings(BaseSettings):
@@ -139,6 +157,8 @@ class Settings(BaseSettings):
     web: WebSettings = WebSettings()
     discord: DiscordSettings = DiscordSettings()
     reddit: RedditSettings = RedditSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    logging: LoggingSettings = LoggingSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -365,6 +365,30 @@ def m016_sessions(db: Database) -> None:
 
 
 @migrations()
+def m020_delivery_schedule(db: Database) -> None:
+    """Delivery that survives outages and restarts (issue 16).
+
+    The outbox keeps each row's retry schedule: when the next attempt is due, since when it has
+    been failing (the give-up horizon counts from there), when the last attempt started (an
+    attempt that started may have reached the platform, so the next one first looks for it there),
+    and when it was given up. A market whose post is gone before it settles is cancelled: its
+    status becomes 'settled' with the time and reason kept here, so every reader of statuses
+    keeps working."""
+    _run_script(
+        db,
+        """
+        ALTER TABLE outbox ADD COLUMN next_attempt_at REAL;
+        ALTER TABLE outbox ADD COLUMN failing_since REAL;
+        ALTER TABLE outbox ADD COLUMN last_attempt_at REAL;
+        ALTER TABLE outbox ADD COLUMN failed_at REAL;
+        CREATE INDEX outbox_due ON outbox(surface, status, next_attempt_at);
+        ALTER TABLE markets ADD COLUMN cancelled_at REAL;
+        ALTER TABLE markets ADD COLUMN cancel_reason TEXT;
+        """,
+    )
+
+
+@migrations()
 def m030_judge_failures(db: Database) -> None:
     """Why a market's prior could not be read (the judge failed: ``judge_error:<reason>``), so a
     judge that fails is counted and shown, never mistaken for one that had nothing to say. Failed

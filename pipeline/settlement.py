@@ -37,6 +37,7 @@ from notebazaar.pipeline.db import checkpoint, write
 from notebazaar.pipeline.errors import MarketClosed
 from notebazaar.pipeline.judge import Context, Judge, JudgeError, NoteView, PostView, TrackRecord
 from notebazaar.pipeline.market import get_market, reveal, shred
+from notebazaar.pipeline.poststate import PostCheck, cancel_market
 from notebazaar.pipeline.records import track_record
 from notebazaar.pipeline.sealing import NoteContent, unseal
 
@@ -67,6 +68,8 @@ class SettlementReport:
     spent: int = 0
     returned: int = 0
     waiting_on: list[int] = field(default_factory=list)  # sub-markets the settlement is paused on
+    cancelled: str | None = None  # why the market was cancelled instead (its post is gone)
+    skipped: str | None = None  # why it was left for the next pass (the post could not be checked)
 
 
 def close_market(
@@ -78,11 +81,15 @@ def close_market(
     force: bool = False,
     subject: Callable[[Database, dict[str, Any]], PostView] | None = None,
     recursion_settings: RecursionSettings | None = None,
+    post_check: PostCheck | None = None,
 ) -> SettlementReport:
     """Close and settle a market exactly once. Safe to call again, or after a crash.
 
     ``recursion_settings`` allow opening sub-markets (None: none are opened; existing ones are
-    still waited on). A sub-market's subject defaults to its parent offer's note."""
+    still waited on). A sub-market's subject defaults to its parent offer's note. ``post_check``
+    (from a platform adapter, :mod:`notebazaar.pipeline.poststate`) is asked about a post's market
+    before its auction: a post that is gone cancels the market, one that cannot be checked now
+    leaves it for the next pass."""
     now = time.time() if now is None else now
     report = SettlementReport(market_id)
     market = get_market(db, market_id)
@@ -95,6 +102,15 @@ def close_market(
                 f"market {market_id}'s bidding window runs {market['closes_at'] - now:.0f}s more;"
                 " close it early with force"
             )
+        if post_check is not None and market["parent_offer_id"] is None:
+            state = post_check(db["posts"].get(market["post_id"]))
+            if state.verdict == "unknown":
+                report.skipped = state.reason
+                return report
+            if state.verdict == "gone":
+                cancel_market(db, market_id, state.reason, now=now)
+                report.cancelled = state.reason
+                return report
         _run_auction(db, market_id, now)
     report.ranking = [
         {k: o[k] for k in ("id", "informer_id", "bid", "rank", "charge", "status")}
@@ -432,18 +448,30 @@ def close_due(
     *,
     now: float | None = None,
     recursion_settings: RecursionSettings | None = None,
+    post_check: PostCheck | None = None,
 ) -> list[int]:
     """Close every due market (the worker's loop body), then any parent its sub-markets just
     released. A failure in one market does not stop the others; it is logged by id and retried on
-    the next pass. No market is closed twice in one pass."""
+    the next pass. No market is closed twice in one pass. ``post_check``: see :func:`close_market`;
+    a market skipped because its post could not be checked is not in the returned list."""
     closed: list[int] = []
     tried: set[int] = set()
     while batch := [m for m in due_markets(db, now) if m not in tried]:
         for market_id in batch:
             tried.add(market_id)
             try:
-                close_market(db, market_id, judge, now=now, recursion_settings=recursion_settings)
-                closed.append(market_id)
+                report = close_market(
+                    db,
+                    market_id,
+                    judge,
+                    now=now,
+                    recursion_settings=recursion_settings,
+                    post_check=post_check,
+                )
+                if report.skipped is None:
+                    closed.append(market_id)
+                else:
+                    log.info("market %s not closed this pass: %s", market_id, report.skipped)
             except Exception:
                 log.exception("closing market %s failed; will retry", market_id)
     return closed

@@ -63,3 +63,18 @@ def check_id(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValidationError(f"{name} must be a positive whole number, not {value!r}")
     return value
+
+
+def setting_problems(exc: Exception) -> list[str]:
+    """One plain line per invalid setting in a pydantic ``ValidationError`` ("`reserve = -1`:
+    input should be greater than or equal to 0"), without pydantic's dump and documentation link."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return [str(exc).splitlines()[0]]
+    lines = []
+    for error in errors(include_url=False):
+        key = ".".join(str(part) for part in error.get("loc", ())) or "value"
+        message = str(error.get("msg", "is invalid"))
+        message = message[:1].lower() + message[1:]
+        lines.append(f"`{key} = {error.get('input')!r}`: {message}")
+    return lines

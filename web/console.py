@@ -1,6 +1,7 @@
-"""The moderator console: community settings, markets (close now), notes (unpublish), informers
-(ban), the audit log, the ledger check, and the judge's prompt versions (view, edit, diff, eval,
-activate). Only moderators of the community get in; everyone else gets a 403 page.
+"""The moderator console: community settings, markets (close now), notes (unpublish), notes a bot
+failed to deliver (retry), informers (ban), the audit log, the ledger check, and the judge's prompt
+versions (view, edit, diff, eval, activate). Only moderators of the community get in; everyone else
+gets a 403 page.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlite_utils import Database
 from starlette.concurrency import run_in_threadpool
 
-from notebazaar.pipeline import community, ledger, moderation, prompts, settlement
+from notebazaar.pipeline import community, ledger, moderation, outbox, prompts, settlement
 from notebazaar.pipeline.community import SETTING_KEYS, Community
 from notebazaar.pipeline.db import open_db
 from notebazaar.pipeline.errors import NotebazaarError
@@ -64,6 +65,7 @@ def _console_context(db: Database, com: Community) -> dict[str, Any]:
         "settings": {k: getattr(com, k) for k in SETTING_KEYS},
         "markets": queries.community_markets(db, com.id),
         "notes": queries.community_reveals(db, com.id),
+        "undelivered": outbox.rows(db, status="failed", community_id=com.id),
         "informers": queries.community_informers(db, com.id),
         "audit": audit,
         "ledger_report": report,
@@ -197,6 +199,26 @@ def unpublish(
         return _refused(request, db, com, "notes", exc)
     flash(request, f"Note {reveal_id} unpublished.")
     return redirect(f"/mod/{com.slug}")
+
+
+@router.post("/{slug}/deliveries/{outbox_id}/retry", dependencies=CSRF)
+def retry_delivery(
+    *,
+    request: Request,
+    outbox_id: int,
+    com: Moderated,
+    user: PageUser,
+    db: DB,
+) -> Response:
+    """Queue a note a bot failed to deliver again (after the cause was fixed)."""
+    try:
+        if not any(r["outbox_id"] == outbox_id for r in outbox.rows(db, community_id=com.id, limit=None)):
+            raise HTTPException(404, f"no delivery {outbox_id} in {com.slug}")
+        outbox.retry(db, outbox_id, actor_id=user.id)
+    except NotebazaarError as exc:
+        return _refused(request, db, com, "deliveries", exc)
+    flash(request, f"Delivery {outbox_id} is queued again; the bot posts it on its next pass.")
+    return redirect(f"/mod/{com.slug}#deliveries")
 
 
 @router.post("/{slug}/bans", dependencies=CSRF)

@@ -51,6 +51,18 @@ def market_for_post(db: Database, post_id: int) -> dict[str, Any]:
     return rows[0]
 
 
+def open_market_for_post(db: Database, post_id: int, *, now: float | None = None) -> dict[str, Any]:
+    """The post's market, if it still takes offers; a refusal that says so otherwise.
+
+    Asked before the note form opens, so nobody types a note that cannot be offered; the core
+    refuses a closed market again when the offer is sealed."""
+    market = market_for_post(db, post_id)
+    now = time.time() if now is None else now
+    if market["status"] != "open" or now >= float(market["closes_at"]):
+        raise MarketClosed(f"market #{market['id']} on that message takes no more notes (bidding has closed)")
+    return market
+
+
 @dataclass(frozen=True)
 class SubMarket:
     """A sub-market an informer can offer into: public facts only (the parent offer's teaser, never
