@@ -10,6 +10,7 @@ from notebazaar.cli import (  # noqa: F401  (registers commands)
     corpus,
     demo,
     export,
+    judge,
     ledger,
     market,
     measure,

@@ -32,6 +32,14 @@ from notebazaar.pipeline.config import Settings
     help="Sub-markets about uncertain offers, with debunker informers ([recursion] in config.toml)."
     " Given either way, the report adds subnote_purchases and misleading_bought_share.",
 )
+@click.option(
+    "--resolution",
+    type=click.Choice(["label", "none"]),
+    default="label",
+    show_default=True,
+    help="label: each post resolves to its label after its market, so track records grow;"
+    " none: no post ever resolves, every informer stays a newcomer.",
+)
 @with_db(creates=True)
 def simulate(
     db: Any,
@@ -43,9 +51,12 @@ def simulate(
     limit: int | None,
     out_path: Path,
     recursion: str | None,
+    resolution: str,
 ) -> None:
-    """Run informer populations against the judge on labelled claims; write a JSON report and a plot."""
-    from notebazaar.pipeline.evaluate import quality_table
+    """Run informer populations against the judge on labelled claims; write a JSON report and a plot.
+
+    Exits 1 (after writing the report) when the judge failed every call."""
+    from notebazaar.pipeline.evaluate import format_table
     from notebazaar.pipeline.simulate import plot
     from notebazaar.pipeline.simulate import simulate as run_simulation
 
@@ -60,16 +71,38 @@ def simulate(
         limit=limit,
         progress=sys.stderr.isatty(),
         recursion=None if recursion is None else recursion == "on",
+        resolution=resolution,
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     plot_path = out_path.with_suffix(".png")
     plot(state, plot_path)
-    console.print(quality_table([(kind, report)], f"simulate: {claims_path.name}"))
+    click.echo(f"simulate: {claims_path.name}\n{format_table([(kind, report)])}")
     console.print(
         f"{report['claims']} markets in {report['seconds']:.1f}s "
         f"({report['markets_per_second']:.2f}/s); report {out_path}, plot {plot_path}"
     )
+    _say_what_failed([report])
+
+
+def _say_what_failed(reports: list[dict[str, Any]]) -> None:
+    """A warning for judge failures; exit 1 if the judge failed every call."""
+    from notebazaar.pipeline.simulate import judge_failure
+
+    for report in reports:
+        failure = judge_failure(report)
+        if failure:  # the run happened and its report stays: not a refusal, whose files are removed
+            click.echo(f"Error: {failure}", err=True)
+            sys.exit(1)
+        errors = report.get("judge_errors") or {}
+        if errors:
+            failed = sum(errors.values())
+            click.echo(
+                f"Warning: {failed} of {report['judge_calls']} judge calls failed ("
+                + ", ".join(f"{k} {v}" for k, v in sorted(errors.items(), key=lambda kv: -kv[1]))
+                + "); those offers were not bought",
+                err=True,
+            )
 
 
 @main.command("eval")
@@ -95,7 +128,7 @@ def eval_command(
     out_path: Path,
 ) -> None:
     """Replay labelled claims through a judge configuration in shadow: nothing published, no credits move."""
-    from notebazaar.pipeline.evaluate import evaluate, quality_table, resolve_prompt
+    from notebazaar.pipeline.evaluate import evaluate, format_table, resolve_prompt
 
     if len(prompt_specs) > 2:
         raise click.ClickException("give one --prompt, or two to compare")
@@ -117,9 +150,10 @@ def eval_command(
     out = {**runs[0], "runs": runs}
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
-    console.print(quality_table([(r["prompt"], r) for r in runs], f"eval ({kind} judge): {claims_path.name}"))
+    click.echo(f"eval ({kind} judge): {claims_path.name}\n{format_table([(r['prompt'], r) for r in runs])}")
     if kind == "local":
         console.print("note: the embedded judge has no prompt; the prompts matter for --judge openai")
+    _say_what_failed(runs)
 
 
 @main.command()

@@ -7,6 +7,9 @@ Formats, chosen by the file's suffix:
 * anything else: plain text, one passage per blank-line-separated paragraph (its lines joined by
   spaces); the file's name is each passage's source.
 
+A passage longer than the embedding model reads (over 96 word pieces) is stored sentence by
+sentence, each row keeping its title and source.
+
 Why all-or-nothing: the whole file is parsed and checked before any row is written, and the rows go
 in one transaction, so a malformed line (named by its number) leaves the corpus as it was. Passages
 already in the corpus for the same community (same text) are skipped, so loading a file twice adds
@@ -33,6 +36,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlite_utils import Database
 
+from notebazaar.index.passages import split_passages
 from notebazaar.index.retrieval import Progress as ProgressCallback
 from notebazaar.index.retrieval import Retriever
 from notebazaar.pipeline.config import IndexSettings, Settings
@@ -154,6 +158,16 @@ def insert_passages(db: Database, passages: list[Passage], community_id: int | N
     return len(rows)
 
 
+def model_sized(passages: list[Passage], embedder: Any) -> list[Passage]:
+    """Passages the model reads whole: a long one is stored sentence by sentence, each with the
+    passage's title and source (:mod:`notebazaar.index.passages`), so a long source corroborates
+    by its best sentence instead of by its first 256 word pieces."""
+    pieces = split_passages(embedder, [p.text for p in passages])
+    return [
+        Passage(text, p.title, p.source) for p, texts in zip(passages, pieces, strict=True) for text in texts
+    ]
+
+
 @contextmanager
 def _progress_bar(show: bool) -> Iterator[ProgressCallback | None]:
     """A rich progress bar on stderr (stdout stays machine-readable), as a ``(done, total)`` callback."""
@@ -196,8 +210,9 @@ def add_corpus_file(
     ):
         raise ValidationError(f"no community {community_id}")
     passages = read_passages(Path(file), settings.index)
-    added = insert_passages(db, passages, community_id)
     retriever = retriever or Retriever(db, Path(db_path).parent, settings.index)
+    passages = model_sized(passages, retriever.embedder)
+    added = insert_passages(db, passages, community_id)
     with _progress_bar(added >= PROGRESS_MIN) as progress:
         retriever.sync(progress=progress)
     retriever.save()

@@ -155,6 +155,19 @@ class Embedder:
             raise ModelError(f"embedding model {model!r} does not report its embedding dimension")
         self.dim = int(dim)
 
+    @property
+    def max_tokens(self) -> int:
+        """Word pieces the model reads of one text (MiniLM: 256); it silently drops the rest."""
+        return int(getattr(self._model, "max_seq_length", 256) or 256)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Word pieces of each text, without the model's special tokens."""
+        if not texts:
+            return []
+        with self._lock:
+            ids = self._model.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+        return [len(i) for i in ids]
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` in batches: float32 ``(n, dim)`` with L2-normalised rows.
 

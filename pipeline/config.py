@@ -53,11 +53,18 @@ class LimitSettings(_Section):
 
 
 class OpenAISettings(_Section):
+    """The LLM judge's server. Sized for a small model on a CPU server: one answer is a few hundred
+    tokens, a request may take a minute, and a timeout is not retried (the same prompt would run
+    as slowly again); only transport failures (refused connection, 429, 502-504) are."""
+
     base_url: str = "http://127.0.0.1:8080/v1"
     model: str = "gpt-4o-mini"
     api_key_env: str = "OPENAI_API_KEY"
-    timeout_seconds: float = Field(30.0, gt=0)
-    max_retries: int = Field(2, ge=0)
+    timeout_seconds: float = Field(120.0, gt=0)
+    max_retries: int = Field(1, ge=0, le=10)
+    max_tokens: int = Field(320, ge=16, le=8192)
+    inspection_seconds: float = Field(240.0, gt=0)
+    response_format: Literal["auto", "json_schema", "json_object", "none"] = "auto"
 
 
 class JudgeSettings(_Section):

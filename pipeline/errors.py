@@ -55,3 +55,9 @@ class RateLimited(NotebazaarError):
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class JudgeUnavailable(NotebazaarError):
+    """The judge failed every call it was asked (unreachable, too slow, refusing every format)."""
+
+    code = "judge_failed"

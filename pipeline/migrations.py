@@ -416,10 +416,47 @@ def m020_delivery_schedule(db: Database) -> None:
 
 
 @migrations()
+def m030_judge_failures(db: Database) -> None:
+    """Why a market's prior could not be read (the judge failed: ``judge_error:<reason>``), so a
+    judge that fails is counted and shown, never mistaken for one that had nothing to say. Failed
+    inspections already record theirs in ``inspections.reason``."""
+    _run_script(db, "ALTER TABLE markets ADD COLUMN prior_error TEXT;")
+
+
+@migrations()
+def m031_judge_params(db: Database) -> None:
+    """The embedded judge's parameters, fitted on labelled claims (``notebazaar judge fit``): one
+    row per community that has its own, and at most one database default (``community_id`` NULL)
+    for every community without. The built-in defaults apply where neither exists."""
+    _run_script(
+        db,
+        """
+        CREATE TABLE judge_params (
+            id INTEGER PRIMARY KEY,
+            community_id INTEGER REFERENCES communities(id),
+            params TEXT NOT NULL,
+            fitted_on TEXT NOT NULL,
+            fit_report TEXT NOT NULL,
+            created_at REAL NOT NULL
+        ) STRICT;
+        CREATE UNIQUE INDEX judge_params_community ON judge_params(COALESCE(community_id, 0));
+        """,
+    )
+
+
+@migrations()
+def m032_reveals_by_informer(db: Database) -> None:
+    """Each informer's revealed notes in order: the newcomers' record
+    (:func:`notebazaar.pipeline.records.newcomer_track_record`) looks up every informer's first."""
+    _run_script(db, "CREATE INDEX IF NOT EXISTS reveals_informer_order ON reveals(informer_id, id);")
+
+
+@migrations()
 def m060_record_counters(db: Database) -> None:
     """Track records as maintained counters (issue 18): reading a record was a scan of every
     revealed note (O(markets) per inspection); now it is one row. ``counted_notes`` holds each
-    revealed note's current contribution, so a recount of one note applies only the difference;
+    revealed note's current contribution, so a recount of one note applies only the difference
+    (and, for each informer's first revealed note in a community, to the newcomers' record);
     ``discredits`` holds each counted discredit once. Filled from the existing tables by
     :func:`notebazaar.pipeline.records.recount` (the rule in force)."""
     _run_script(
@@ -437,7 +474,10 @@ def m060_record_counters(db: Database) -> None:
             notes_right INTEGER NOT NULL DEFAULT 0 CHECK (notes_right >= 0),
             notes_wrong INTEGER NOT NULL DEFAULT 0 CHECK (notes_wrong >= 0),
             resolved_posts INTEGER NOT NULL DEFAULT 0 CHECK (resolved_posts >= 0),
-            misleading_posts INTEGER NOT NULL DEFAULT 0 CHECK (misleading_posts >= 0)
+            misleading_posts INTEGER NOT NULL DEFAULT 0 CHECK (misleading_posts >= 0),
+            -- each informer's first revealed note in the community: how far newcomers proved right
+            newcomer_right INTEGER NOT NULL DEFAULT 0 CHECK (newcomer_right >= 0),
+            newcomer_wrong INTEGER NOT NULL DEFAULT 0 CHECK (newcomer_wrong >= 0)
         ) STRICT;
 
         CREATE TABLE counted_notes (

@@ -9,6 +9,8 @@ this module is the one place that says what counts as a right or a wrong note.
 - An offer a sub-market *discredited* counts as wrong for its informer (not for the community):
   see :func:`track_record`.
 - Sub-notes (revealed from sub-markets) classify an offer, not the post: they never count.
+- The *newcomers' record* of a community counts only each informer's first revealed note there
+  (:func:`newcomer_track_record`): what the judge can say about a stranger.
 
 **Maintained counters, not scans.** A judge reads records on every inspection, so reading one must
 not grow with the community (a scan of every revealed note costs O(markets) per call). The records
@@ -89,6 +91,20 @@ def _delta(counted: str | None, sign: int) -> dict[str, int]:
     return {"notes_right": sign * (counted == RIGHT), "notes_wrong": sign * (counted == WRONG)}
 
 
+def _is_first_note(db: Database, reveal_id: int, informer_id: int, community_id: int) -> bool:
+    """Whether this is the informer's first revealed note on a post of the community (written while
+    its author had no record there yet). Reveal ids only grow, so the answer never changes."""
+    return (
+        db.execute(
+            "SELECT 1 FROM reveals f JOIN markets fm ON fm.id = f.market_id AND fm.parent_offer_id IS NULL"
+            " JOIN posts fp ON fp.id = f.post_id"
+            " WHERE f.informer_id = ? AND f.id < ? AND fp.community_id = ? LIMIT 1",
+            [informer_id, reveal_id, community_id],
+        ).fetchone()
+        is None
+    )
+
+
 def recount_note(db: Database, reveal_id: int) -> None:
     """Bring one revealed note's contribution to its informer's and community's records in line with
     :func:`verdict`. Idempotent. Call inside the write transaction that changed one of its inputs
@@ -105,6 +121,8 @@ def recount_note(db: Database, reveal_id: int) -> None:
     old_part, new_part = _delta(old_verdict, -1), _delta(new, +1)
     deltas = {column: old_part[column] + new_part[column] for column in old_part}
     _add(db, "informer_records", "informer_id", informer_id, deltas)
+    if _is_first_note(db, reveal_id, informer_id, community_id):
+        deltas |= {"newcomer_right": deltas["notes_right"], "newcomer_wrong": deltas["notes_wrong"]}
     _add(db, "community_records", "community_id", community_id, deltas)
     if new is None:
         db.execute("DELETE FROM counted_notes WHERE reveal_id = ?", [reveal_id])
@@ -191,6 +209,21 @@ def community_track_record(db: Database, community_id: int) -> TrackRecord:
     trusting nobody, and a judge that buys nothing learns nothing, so it never recovers."""
     row = db.execute(
         "SELECT notes_right, notes_wrong FROM community_records WHERE community_id = ?", [community_id]
+    ).fetchone()
+    return TrackRecord(int(row[0]), int(row[1])) if row else TrackRecord()
+
+
+def newcomer_track_record(db: Database, community_id: int) -> TrackRecord:
+    """Right and wrong among the first revealed note of each informer in the community, on
+    resolved posts: how far the community's newcomers have proved trustworthy.
+
+    The embedded judge starts an informer without a record of its own here, not at the community's
+    overall record: established informers' notes say nothing about a stranger, and an account made
+    for one offer (a mislabeler's, say) is a stranger every time. Ground truth only, like the
+    community's record."""
+    row = db.execute(
+        "SELECT newcomer_right, newcomer_wrong FROM community_records WHERE community_id = ?",
+        [community_id],
     ).fetchone()
     return TrackRecord(int(row[0]), int(row[1])) if row else TrackRecord()
 

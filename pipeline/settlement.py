@@ -146,11 +146,21 @@ def close_market(
         if prepare is not None:  # before the prior, which can then use what prepare embedded
             prepare(post, [n for n in notes.values() if isinstance(n, NoteView)])
         if get_market(db, market_id)["belief"] is None:
-            p0 = rules.clamp(judge.prior(post, Context(_bought_notes(db, market_id))))
+            prior_error = None
+            try:
+                p0 = rules.clamp(judge.prior(post, Context(_bought_notes(db, market_id))))
+            except JudgeError as exc:  # the market goes on from a neutral reader; the failure is kept
+                p0, prior_error = 0.5, f"judge_error:{exc.reason}"[:120]
+                log.warning(
+                    "market %s: the judge could not read the prior (%s); starting from 0.5",
+                    market_id,
+                    exc.reason,
+                )
             with write(db):
                 db.execute(
-                    "UPDATE markets SET prior = ?, belief = ? WHERE id = ? AND belief IS NULL",
-                    [p0, p0, market_id],
+                    "UPDATE markets SET prior = ?, belief = ?, prior_error = ?"
+                    " WHERE id = ? AND belief IS NULL",
+                    [p0, p0, prior_error, market_id],
                 )
         for offer in won:
             result = _inspect(db, market_id, offer, notes[offer["id"]], post, judge, now, recursion_settings)
@@ -323,11 +333,16 @@ def _inspect(
     verdict = None
     note = opened if isinstance(opened, NoteView) else None
     failure = BANNED if _banned(db, offer) else opened if isinstance(opened, str) else ""
+    failed_tokens = 0
     if note is not None and not failure:
         try:
             verdict = judge.inspect(post, context, note, p_before)
         except JudgeError as exc:
             failure = f"judge_error:{exc.reason}"[:120]
+            failed_tokens = exc.tokens
+            log.warning("market %s offer %s: the judge failed (%s)", market_id, offer["id"], exc.reason)
+        if verdict is not None and verdict.no_weight:  # read, and given no weight: a judgement
+            failure, failed_tokens, verdict = verdict.no_weight[:120], verdict.tokens, None
     with write(db):
         current = db.execute("SELECT status FROM offers WHERE id = ?", [offer["id"]]).fetchone()
         if current is None or current[0] != "won":
@@ -379,7 +394,7 @@ def _inspect(
                 decision.value,
                 int(decision.buy),
                 decision.reason,
-                verdict.tokens if verdict else 0,
+                verdict.tokens if verdict else failed_tokens,
                 now,
             ],
         )

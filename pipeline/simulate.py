@@ -14,6 +14,15 @@ A note is *right for the truth* when its evidence's stance is the one that helps
 the truth (``supports`` an accurate post, ``refutes`` a misleading one) and its classification
 matches the label. Evidence from another claim has no stance on this post: it is never right.
 
+Resolution (``--resolution``): ``label`` (the default) resolves each post to its label once its
+market settles, so track records grow over the run; ``none`` never resolves a post, so every
+informer stays a newcomer and the judge works from what it reads alone, as in a fresh deployment
+before any verdict is in.
+
+Mislabelers: a ``mislabeler`` offers the claim's real deciding evidence with the wrong
+classification, from a fresh account every time. It is the informer a judge that does not read
+stance cannot catch by content, and no track record can catch either.
+
 Recursion (``--recursion on``, issue 8): the judge may open a sub-market about an uncertain offer
 (:mod:`notebazaar.pipeline.recursion`). Debunkers watch sub-markets: about an offer that is not right for the
 truth they offer a sub-note "this offer is misleading" built from the claim's deciding evidence,
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -36,14 +46,25 @@ import numpy as np
 
 from notebazaar.pipeline import community, market, records
 from notebazaar.pipeline.claims import Claim, Evidence, load_claims
-from notebazaar.pipeline.config import MarketSettings, RecursionSettings, Settings
+from notebazaar.pipeline.config import LimitSettings, MarketSettings, RecursionSettings, Settings
 from notebazaar.pipeline.db import open_db, write
 from notebazaar.pipeline.errors import NotebazaarError, ValidationError
 from notebazaar.pipeline.judge import Judge
 from notebazaar.pipeline.settlement import InspectionResult, SettlementReport, close_market
 from notebazaar.pipeline.validation import strip_controls
 
-INFORMER_TYPES = ("honest", "irrelevant", "misleading", "spammer", "injector", "retrieval_bot")
+INFORMER_TYPES = (
+    "honest",
+    "irrelevant",
+    "misleading",
+    "spammer",
+    "injector",
+    "retrieval_bot",
+    "mislabeler",
+)
+RESOLUTIONS = ("label", "none")
+# Decision reasons of a note the judge read and gave no weight (not failures).
+NO_WEIGHT_REASONS = frozenset({"contradicts_classification"})
 SIM_COMMUNITY = "sim"
 
 # Market settings of the simulated community (documented in the README).
@@ -64,6 +85,7 @@ POPULATION: dict[str, tuple[int, float]] = {
     "spammer": (2, 0.5),
     "injector": (2, 0.4),
     "retrieval_bot": (1, 1.0),
+    "mislabeler": (1, 0.35),  # one slot; a fresh account for every offer
 }
 # Sub-market informers (only with --recursion on): accounts, chance each takes part in a sub-market.
 SUB_INFORMER_TYPES = ("debunker",)
@@ -115,12 +137,17 @@ class PrivateCorpus:
         self.items: list[tuple[int, Evidence]] = [
             (i, ev) for i, claim in enumerate(claims) for ev in claim.evidence
         ]
-        self.vectorizer = TfidfVectorizer(stop_words="english", sublinear_tf=True)
         texts = [ev.text for _, ev in self.items] or ["empty"]
         try:
+            self.vectorizer = TfidfVectorizer(stop_words="english", sublinear_tf=True)
             self.matrix = self.vectorizer.fit_transform(texts)
-        except ValueError:  # "empty vocabulary": every evidence sentence is stop words, nothing to search by
-            self.items = []
+        except ValueError:  # evidence of stop words only: keep them, or fall back to characters
+            try:
+                self.vectorizer = TfidfVectorizer(sublinear_tf=True)
+                self.matrix = self.vectorizer.fit_transform(texts)
+            except ValueError:
+                self.vectorizer = TfidfVectorizer(analyzer="char", sublinear_tf=True)
+                self.matrix = self.vectorizer.fit_transform([t or " " for t in texts])
 
     def nearest(
         self, text: str, k: int = 5, *, exclude_claim: int | None = None
@@ -140,9 +167,47 @@ class PrivateCorpus:
         return out
 
 
-def _note_from(ev: Evidence) -> tuple[str, list[str]]:
-    source = f"Wikipedia: {ev.origin.rsplit(':', 1)[0]}" if ev.origin else "private notes"
-    return strip_controls(ev.text), [source]
+_SENTENCES = re.compile(r"(?<=[.!?])\s+|\n+")
+_WIKI_ORIGIN = re.compile(r"^(?P<title>[^:/]+):\d+$")  # "Global warming:14": a Wikipedia sentence
+
+
+def _source_of(ev: Evidence, max_chars: int) -> str:
+    origin = ev.origin.strip()
+    if not origin:
+        return "private notes"
+    wiki = _WIKI_ORIGIN.match(origin)
+    return (f"Wikipedia: {wiki['title']}" if wiki else origin)[:max_chars]
+
+
+def excerpt(text: str, about: str, max_chars: int) -> str:
+    """What an informer quotes from a source too long for a note: the sentence sharing the most
+    words with the post, and its neighbours, as many as fit in ``max_chars``."""
+    if len(text) <= max_chars:
+        return text
+    sentences = [x for x in _SENTENCES.split(text) if x.strip()]
+    words = {w.lower() for w in re.findall(r"\w{4,}", about)}
+    scores = [len(words & {w.lower() for w in re.findall(r"\w{4,}", x)}) for x in sentences]
+    best = max(range(len(sentences)), key=lambda j: (scores[j], -j)) if sentences else 0
+    lo, hi = best, best + 1
+    size = len(sentences[best]) if sentences else 0
+    while True:  # grow around the best sentence, the closer neighbour first
+        options = [j for j in (hi, lo - 1) if 0 <= j < len(sentences)]
+        options = [j for j in options if size + 1 + len(sentences[j]) <= max_chars]
+        if not options:
+            break
+        j = options[0]
+        size += 1 + len(sentences[j])
+        lo, hi = (j, hi) if j < lo else (lo, j + 1)
+    kept = " ".join(sentences[lo:hi]) if sentences else text
+    return kept[:max_chars].rsplit(" ", 1)[0] if len(kept) > max_chars else kept
+
+
+def _note_from(ev: Evidence, about: str = "", limits: LimitSettings | None = None) -> tuple[str, list[str]]:
+    """A note made from a piece of evidence: its text (an excerpt, if it is longer than a note may
+    be) and its source."""
+    limits = limits or LimitSettings()
+    text = excerpt(strip_controls(ev.text), about, limits.max_note_chars)
+    return text, [_source_of(ev, limits.max_source_chars)]
 
 
 def _teaser(draft: Draft) -> str | None:
@@ -169,10 +234,17 @@ class Strategies:
     less (``price_factor``, between 0.6 and 2.5). It never sees anyone else's offers.
     """
 
-    def __init__(self, claims: Sequence[Claim], corpus: PrivateCorpus, rng: random.Random) -> None:
+    def __init__(
+        self,
+        claims: Sequence[Claim],
+        corpus: PrivateCorpus,
+        rng: random.Random,
+        limits: LimitSettings | None = None,
+    ) -> None:
         self.claims = claims
         self.corpus = corpus
         self.rng = rng
+        self.limits = limits or LimitSettings()
         self.price_factor: dict[int, float] = defaultdict(lambda: 1.0)
 
     def priced(self, drafts: list[Draft]) -> list[Draft]:
@@ -196,7 +268,7 @@ class Strategies:
         if not deciding:
             return []
         ev = self.rng.choice(deciding)
-        text, sources = _note_from(ev)
+        text, sources = _note_from(ev, claim.post, self.limits)
         classification = _implied(ev)
         right = ev.stance == claim.helpful_stance and classification == self._truth(claim)
         r = self.rng
@@ -216,7 +288,7 @@ class Strategies:
             if other == i or not self.claims[other].evidence:
                 return []
             ev = r.choice(self.claims[other].evidence)
-        text, sources = _note_from(ev)
+        text, sources = _note_from(ev, claim.post, self.limits)
         classification = r.choice(("misleading", "not_misleading"))
         return [
             Draft(
@@ -248,7 +320,7 @@ class Strategies:
             if not close:
                 return []
             ev = r.choice(close)[1]
-        text, sources = _note_from(ev)
+        text, sources = _note_from(ev, claim.post, self.limits)
         right = ev in claim.evidence and ev.stance == claim.helpful_stance and wrong == self._truth(claim)
         return [
             Draft("misleading", informer, wrong, text, sources, r.randint(6, 14), r.randint(6, 16), right)
@@ -300,10 +372,32 @@ class Strategies:
         ]
         if not deciding:
             return []
-        text, sources = _note_from(rng.choice(deciding))
+        text, sources = _note_from(rng.choice(deciding), claim.post, self.limits)
         return [
             Draft(
                 "debunker", informer, "misleading", text, sources, rng.randint(2, 6), rng.randint(4, 9), True
+            )
+        ]
+
+    def mislabeler(self, i: int, claim: Claim, informer: int) -> list[Draft]:
+        """The claim's real deciding evidence, classified the wrong way (``informer`` is a fresh
+        account, made for this offer alone)."""
+        r = self.rng
+        deciding = [ev for ev in claim.evidence if ev.stance in ("supports", "refutes")]
+        if not deciding:
+            return []
+        ev = r.choice(deciding)
+        text, sources = _note_from(ev, claim.post, self.limits)
+        return [
+            Draft(
+                "mislabeler",
+                informer,
+                _flip(_implied(ev)),
+                text,
+                sources,
+                r.randint(6, 12),
+                r.randint(12, 26),
+                False,
             )
         ]
 
@@ -318,7 +412,7 @@ class Strategies:
         right = (
             claim_index == i and ev.stance == claim.helpful_stance and classification == self._truth(claim)
         )
-        text, sources = _note_from(ev)
+        text, sources = _note_from(ev, claim.post, self.limits)
         return [
             Draft(
                 "retrieval_bot",
@@ -350,6 +444,9 @@ class RunState:
     latencies_ms: list[float] = field(default_factory=list)
     refused_offers: int = 0
     subnote_purchases: int = 0
+    judge_calls: int = 0  # priors asked and notes inspected
+    judge_errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    no_weight: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
 def _logloss(p: float, y: int) -> float:
@@ -357,13 +454,33 @@ def _logloss(p: float, y: int) -> float:
     return -math.log(p if y else 1 - p)
 
 
+def judge_failure(report: dict[str, Any]) -> str:
+    """ "" when the judge worked; else a sentence saying it failed every call, and why."""
+    errors = report.get("judge_errors") or {}
+    failed, calls = sum(errors.values()), int(report.get("judge_calls", 0))
+    if not calls or failed < calls:
+        return ""
+    reasons = ", ".join(
+        f"{reason} ({count})" for reason, count in sorted(errors.items(), key=lambda kv: -kv[1])
+    )
+    return f"the judge failed every one of its {calls} calls: {reasons}"
+
+
 def report_from(
-    state: RunState, *, judge: str, seconds: float, recursion: bool | None = None
+    state: RunState,
+    *,
+    judge: str,
+    seconds: float,
+    recursion: bool | None = None,
+    resolution: str = "label",
 ) -> dict[str, Any]:
     """The report's keys. With ``recursion`` given (on or off) two more: ``subnote_purchases`` and
-    ``misleading_bought_share`` (misleading-type offers bought / offered)."""
+    ``misleading_bought_share`` (misleading-type offers bought / offered). ``judge_errors`` counts
+    the judge's failures by reason (a failed prior as ``prior:<reason>``) out of ``judge_calls``;
+    ``no_weight`` counts notes the judge read and gave no weight by its own reason code."""
     n = len(state.y)
     injected = state.offers.get("injector", 0)
+    mislabeled = state.offers.get("mislabeler", 0)
     report = {
         "claims": n,
         "judge": judge,
@@ -380,6 +497,13 @@ def report_from(
             if state.offers.get(kind)
         },
         "injection_success": state.bought_by_type.get("injector", 0) / injected if injected else 0.0,
+        "mislabeled_bought_share": state.bought_by_type.get("mislabeler", 0) / mislabeled
+        if mislabeled
+        else 0.0,
+        "resolution": resolution,
+        "judge_calls": state.judge_calls,
+        "judge_errors": dict(sorted(state.judge_errors.items())),
+        "no_weight": dict(sorted(state.no_weight.items())),
         "seconds": round(seconds, 3),
         "markets_per_second": n / seconds if seconds > 0 else 0.0,
     }
@@ -406,7 +530,11 @@ class Simulation:
         seed: int = 0,
         judge_factory: Callable[[Any], Judge] | None = None,
         recursion: bool | None = None,
+        resolution: str = "label",
     ) -> None:
+        if resolution not in RESOLUTIONS:
+            raise ValidationError(f"resolution must be one of {', '.join(RESOLUTIONS)}, not {resolution!r}")
+        self.resolution = resolution
         self.recursion = recursion
         self.recursion_settings: RecursionSettings | None = (
             settings.recursion.model_copy(update={"enabled": True}) if recursion else None
@@ -442,7 +570,7 @@ class Simulation:
         self.community = community.create_community(
             self.db, SIM_COMMUNITY, name="Simulation", settings=SIM_MARKET
         )
-        self.strategies = Strategies(claims, PrivateCorpus(claims), random.Random(seed + 1))
+        self.strategies = Strategies(claims, PrivateCorpus(claims), random.Random(seed + 1), settings.limits)
         self._setup_accounts()
         self.state = RunState()
 
@@ -460,6 +588,9 @@ class Simulation:
         self.informers: dict[str, list[int]] = {}
         for kind, (count, _) in POPULATION.items():
             self.informers[kind] = []
+            if kind == "mislabeler":  # slots only: each offer gets a fresh account (_fresh_account)
+                self.informers[kind] = list(range(-count, 0))
+                continue
             for j in range(count):
                 informer = community.create_account(db, f"sim_{kind}{j}")
                 community.grant(db, informer, com.id, "informer")
@@ -474,6 +605,14 @@ class Simulation:
                 community.mint(db, informer, 1_000_000, key=f"sim:mint:debunker{j}")
                 self.informers["debunker"].append(informer)
 
+    def _fresh_account(self, kind: str, i: int, slot: int) -> int:
+        """A new informer account, made for one offer on claim ``i``."""
+        db = self.db
+        informer = community.create_account(db, f"sim_{kind}_{i}_{-slot}")
+        community.grant(db, informer, self.community.id, "informer")
+        community.mint(db, informer, 1_000, key=f"sim:mint:{kind}:{i}:{-slot}")
+        return informer
+
     def drafts(self, i: int, claim: Claim) -> list[Draft]:
         """Who takes part in claim ``i`` and what each offers: the same draws in every run."""
         rng = random.Random(f"{self.seed}:take-part:{i}")
@@ -482,6 +621,8 @@ class Simulation:
         for kind, (_, chance) in POPULATION.items():
             for informer in self.informers[kind]:
                 if rng.random() < chance:
+                    if informer < 0:
+                        informer = self._fresh_account(kind, i, informer)
                     out.extend(self.strategies.priced(getattr(self.strategies, kind)(i, claim, informer)))
         rng.shuffle(out)
         return out
@@ -558,6 +699,7 @@ class Simulation:
         state.final.append(float(m["belief"]))
         state.spend.append(report.spent)
 
+        self._count_judge(market_id, inspections)
         bought = self._account(market_id, offers, inspections)
         for offer_id in bought:
             draft = offers[offer_id]
@@ -567,6 +709,19 @@ class Simulation:
         for kind in INFORMER_TYPES + (SUB_INFORMER_TYPES if self.recursion else ()):
             state.profit_curve[kind].append(state.profit[kind])
         self._rate_and_resolve(post_id, {o: offers[o] for o in bought})
+
+    def _count_judge(self, market_id: int, inspections: Sequence[InspectionResult]) -> None:
+        """The judge's calls on this market, failed ones by reason, and notes given no weight."""
+        state = self.state
+        error = self.db.execute("SELECT prior_error FROM markets WHERE id = ?", [market_id]).fetchone()[0]
+        state.judge_calls += 1 + len(inspections)
+        if error:
+            state.judge_errors["prior:" + error.removeprefix("judge_error:")] += 1
+        for result in inspections:
+            if result.reason.startswith("judge_error:"):
+                state.judge_errors[result.reason.removeprefix("judge_error:")] += 1
+            elif result.reason in NO_WEIGHT_REASONS:
+                state.no_weight[result.reason] += 1
 
     def _run_sub_market(self, i: int, claim: Claim, sub_id: int, offers: dict[int, Draft]) -> None:
         """Debunkers offer into a sub-market about one of this claim's offers; it is closed (and any
@@ -606,6 +761,8 @@ class Simulation:
                         }
                     )
                 records.recount_note(self.db, reveal_id)  # ratings are an input of the record
+        if self.resolution == "none":
+            return  # nothing ever resolves: every informer stays a newcomer
         claim_label = "misleading" if self.state.y[-1] else "not_misleading"
         market.resolve_post(self.db, post_id, claim_label)
 
@@ -653,6 +810,7 @@ def simulate(
     progress: bool = True,
     judge_factory: Callable[[Any], Judge] | None = None,
     recursion: bool | None = None,
+    resolution: str = "label",
 ) -> tuple[dict[str, Any], RunState]:
     """Run the whole simulation; returns the report (the exact keys of report.json) and the state.
 
@@ -669,6 +827,7 @@ def simulate(
         seed=seed,
         judge_factory=judge_factory,
         recursion=recursion,
+        resolution=resolution,
     )
     started = time.perf_counter()
     try:
@@ -680,4 +839,7 @@ def simulate(
     finally:
         sim.close()
     seconds = time.perf_counter() - started
-    return report_from(sim.state, judge=judge_kind, seconds=seconds, recursion=recursion), sim.state
+    report = report_from(
+        sim.state, judge=judge_kind, seconds=seconds, recursion=recursion, resolution=resolution
+    )
+    return report, sim.state

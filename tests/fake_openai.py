@@ -16,10 +16,27 @@ answers 500 with ``x-should-retry: false`` so a test fails fast and visibly.
 
 The server binds 127.0.0.1 on a free port, and ``stop`` (or leaving the ``with``) shuts it down and
 wakes any reply still sleeping.
+
+``flavour`` makes it behave like a real local server, quirks included:
+
+* ``"openai"`` (default): takes every response format, returns what the script says.
+* ``"llama_server"`` (llama.cpp's ``llama-server``): takes ``json_schema`` and ``json_object`` and
+  turns the schema into a grammar, so a string field never runs past its ``maxLength`` (numbers are
+  not bounded: a degenerate model can answer 1e15). Without ``max_tokens`` a model that runs away
+  (``Reply(runaway=...)``) generates until the context (``n_ctx``) is full, at
+  ``seconds_per_token``; with it, generation stops there with ``finish_reason: "length"``.
+* ``"llama_cpp_python"`` (llama-cpp-python's ``llama_cpp.server``): the same generation, but a
+  ``json_schema`` response format is answered with HTTP 500 before the model runs; ``json_object``
+  with a ``schema`` beside it is constrained by that schema, without one not at all.
+
+Both llama flavours report ``usage.prompt_tokens_details.cached_tokens``: the tokens of the prompt
+that the previous request shared as a prefix (what llama.cpp's prompt cache reuses). Tokens are
+counted as words and punctuation marks, roughly as a model's tokenizer would.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -33,6 +50,7 @@ from typing import Any
 from notebazaar.pipeline.judge.spotlight import MARK_CANDIDATES
 
 Body = dict[str, Any]
+FLAVOURS = ("openai", "llama_server", "llama_cpp_python")
 
 
 @dataclass
@@ -49,6 +67,11 @@ class Reply:
     error: str = "scripted error"
     prompt_tokens: int = 100
     completion_tokens: int = 20
+    # A model that runs away: ``content`` is what it writes before it starts repeating ``runaway``
+    # inside a string; ``closing`` is what a grammar makes it write once the string hits its bound.
+    runaway: str = ""
+    closing: str = ""
+    cached_tokens: int = 0
 
 
 Script = Reply | Callable[[Body], Reply]
@@ -81,6 +104,23 @@ def slow(seconds: float, reply: Reply | None = None) -> Reply:
     return base
 
 
+def runaway(prefix: str, loop: str = "the ", closing: str = "") -> Reply:
+    """A degenerate answer: ``prefix``, then ``loop`` over and over inside a string field."""
+    return Reply(content=prefix, runaway=loop, closing=closing)
+
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def count_tokens(text: str) -> int:
+    return len(_TOKEN.findall(text))
+
+
+def prompt_text(body: Body) -> str:
+    """The request's messages as one text, as a chat template would render them."""
+    return "".join(f"<{m.get('role')}>{m.get('content', '')}\n" for m in body.get("messages", []))
+
+
 def schema_name(body: Body) -> str:
     """The response_format JSON schema's name in a request ("InspectionAnswer", "PriorAnswer")."""
     fmt = body.get("response_format") or {}
@@ -98,8 +138,21 @@ def system_message(body: Body) -> str:
 class FakeOpenAI:
     """The server. Thread-safe: the handler threads share the script and the request list."""
 
-    def __init__(self, default: Script | None = None) -> None:
+    def __init__(
+        self,
+        default: Script | None = None,
+        *,
+        flavour: str = "openai",
+        n_ctx: int = 4096,
+        seconds_per_token: float = 0.0,
+    ) -> None:
+        if flavour not in FLAVOURS:
+            raise ValueError(f"flavour must be one of {FLAVOURS}")
         self.default = default
+        self.flavour = flavour
+        self.n_ctx = n_ctx
+        self.seconds_per_token = seconds_per_token
+        self._last_prompt = ""
         self.requests: list[Body] = []
         self.paths: list[str] = []
         self.authorizations: list[str] = []
@@ -163,8 +216,67 @@ class FakeOpenAI:
             return Reply(status=500, headers={"x-should-retry": "false"}, error="no scripted reply left")
         return item(body) if callable(item) else item
 
+    def refuses(self, body: Body) -> bool:
+        """llama-cpp-python's server answers a json_schema response format with HTTP 500."""
+        fmt = body.get("response_format") or {}
+        return self.flavour == "llama_cpp_python" and fmt.get("type") == "json_schema"
+
+    def _grammar_schema(self, body: Body) -> Body | None:
+        """The schema the server turns into a grammar for this request, if any."""
+        fmt = body.get("response_format") or {}
+        if fmt.get("type") == "json_schema":
+            return (fmt.get("json_schema") or {}).get("schema")
+        if fmt.get("type") == "json_object":
+            return fmt.get("schema")
+        return None
+
+    def generate(self, body: Body, reply: Reply) -> Reply:
+        """What a llama.cpp server makes of the model's words: bounded by the grammar, cut at
+        ``max_tokens`` or at the end of the context, and as slow as ``seconds_per_token``."""
+        if self.flavour == "openai" or reply.status != 200:
+            return reply
+        prompt = prompt_text(body)
+        with self._lock:
+            shared = _shared_prefix(prompt, self._last_prompt)
+            self._last_prompt = prompt
+        prompt_tokens = count_tokens(prompt)
+        cached = count_tokens(prompt[:shared]) if shared else 0
+        limit = body.get("max_tokens") or body.get("n_predict") or (self.n_ctx - prompt_tokens)
+        content = reply.content or ""
+        finish = reply.finish_reason
+        if reply.runaway:
+            schema = self._grammar_schema(body) or {}
+            field = _open_string_field(content)
+            bound = ((schema.get("properties") or {}).get(field) or {}).get("maxLength")
+            if bound is not None:  # the grammar closes the string at its bound
+                loops = reply.runaway * (int(bound) // max(1, len(reply.runaway)) + 1)
+                content = content + loops[: int(bound)] + reply.closing
+            else:  # nothing stops it but the token limit
+                room = max(0, int(limit) - count_tokens(content))
+                content = content + reply.runaway * (room // max(1, count_tokens(reply.runaway)) + 1)
+        tokens = count_tokens(content)
+        if tokens > int(limit):
+            content = " ".join(_TOKEN.findall(content)[: int(limit)])
+            tokens, finish = int(limit), "length"
+        return dataclasses.replace(
+            reply,
+            content=content,
+            finish_reason=finish,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=tokens,
+            delay=reply.delay + tokens * self.seconds_per_token,
+            cached_tokens=cached,
+        )
+
     def _completion(self, body: Body, reply: Reply) -> Body:
         message: Body = {"role": "assistant", "content": reply.content, "refusal": reply.refusal}
+        usage: Body = {
+            "prompt_tokens": reply.prompt_tokens,
+            "completion_tokens": reply.completion_tokens,
+            "total_tokens": reply.prompt_tokens + reply.completion_tokens,
+        }
+        if self.flavour != "openai":
+            usage["prompt_tokens_details"] = {"cached_tokens": reply.cached_tokens}
         return {
             "id": f"chatcmpl-fake-{self._count}",
             "object": "chat.completion",
@@ -173,11 +285,7 @@ class FakeOpenAI:
             "choices": [
                 {"index": 0, "message": message, "finish_reason": reply.finish_reason, "logprobs": None}
             ],
-            "usage": {
-                "prompt_tokens": reply.prompt_tokens,
-                "completion_tokens": reply.completion_tokens,
-                "total_tokens": reply.prompt_tokens + reply.completion_tokens,
-            },
+            "usage": usage,
         }
 
 
@@ -202,7 +310,13 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             except json.JSONDecodeError:
                 self._send(400, {"error": {"message": "bad json", "type": "invalid_request_error"}}, {})
                 return
-            reply = server._next(body)
+            if server.refuses(body):
+                with server._lock:
+                    server.requests.append(body)
+                error = {"error": {"message": "Internal Server Error", "type": "internal_server_error"}}
+                self._send(500, error, {})
+                return
+            reply = server.generate(body, server._next(body))
             if reply.delay and server._stopping.wait(reply.delay):
                 return  # shutting down: drop the sleeping reply
             if reply.status != 200:
@@ -227,6 +341,17 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def _shared_prefix(a: str, b: str) -> int:
+    """How many leading characters two prompts share (what a prompt cache can reuse)."""
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
+def _open_string_field(prefix: str) -> str:
+    """The field whose string value ``prefix`` leaves open (``'{"p": 1, "span": "ab'`` -> span)."""
+    found = re.findall(r'"(\w+)"\s*:\s*"', prefix)
+    return found[-1] if found else ""
+
+
 _BLOCK = re.compile(
     r"<<<BEGIN (?P<token>[0-9a-f]+) (?P<label>\w+)>>>\n(?P<body>.*?)\n<<<END (?P=token) (?P=label)>>>", re.S
 )
@@ -238,10 +363,9 @@ def blocks(body: Body) -> dict[str, str]:
     out = {}
     for m in _BLOCK.finditer(user_message(body)):
         text = m.group("body")
-        for mark in MARK_CANDIDATES:
-            if mark in text:
-                text = text.replace(mark, " ")
-                break
+        mark = text[:1]
+        if mark in MARK_CANDIDATES:
+            text = "\n".join(line.removeprefix(f"{mark} ") for line in text.split("\n"))
         out[m.group("label")] = text
     return out
 

@@ -101,10 +101,16 @@ def test_note_is_spotlighted_with_fresh_delimiters_and_datamarks(server: FakeOpe
     first, second = server.requests
     token1, token2 = spotlight_token(first), spotlight_token(second)
     assert token1 and token2 and token1 != token2
-    assert token1 in system_message(first)  # the prompt names this call's delimiters
+    # The system message is the same on every call (a stable prefix a server's cache can reuse);
+    # this call's delimiter code and datamark open the user message, after it.
+    assert system_message(first) == system_message(second)
+    assert token1 not in system_message(first) and "CODE" in system_message(first)
     user = first["messages"][1]["content"]
+    assert user.splitlines()[0].startswith(f"This call: CODE = {token1}, MARK = ")
+    mark = user.splitlines()[0][-1]
     note_block = user.split(f"<<<BEGIN {token1} NOTE>>>\n")[1].split(f"\n<<<END {token1} NOTE>>>")[0]
-    assert " " not in note_block  # datamarked: no bare spaces inside the block
+    assert all(line.startswith(f"{mark} ") for line in note_block.split("\n"))  # every line datamarked
+    assert len(note_block) <= len(NOTE_TEXT) + 2 * (note_block.count("\n") + 1)  # cheap: a mark per line
     assert blocks(first)["NOTE"] == NOTE_TEXT
     assert blocks(first)["POST"] == POST.text
     assert blocks(first)["SOURCES"] == NOTE.sources[0]
@@ -149,13 +155,10 @@ def test_bought_notes_are_context_and_spotlighted_too(server: FakeOpenAI) -> Non
         (refusal(), "refused"),
         (Reply(content='{"p_after": 0.9, "span": "The coun', finish_reason="length"), "answer_truncated"),
         (Reply(content=None, finish_reason="content_filter"), "content_filter"),
-        (server_error(500), "http_500"),
-        (server_error(400), "http_400"),
         (answer(p_after=1.7, span=EVIDENCE, rationale="r"), "probability_out_of_range"),
         (answer(p_after=-0.1, span=EVIDENCE, rationale="r"), "probability_out_of_range"),
         (answer(p_after=0.9, span="the budget was never passed", rationale="r"), "span_not_in_note"),
         (answer(p_after=0.9, span="votes", rationale="r"), "span_too_short"),
-        (answer(p_after=0.1, span=EVIDENCE, rationale="r"), "moved_against_classification"),
     ],
 )
 def test_bad_answers_are_refused_with_a_reason(server: FakeOpenAI, reply: Reply, reason: str) -> None:
@@ -250,10 +253,38 @@ def test_prior_is_one_call_within_bounds(server: FakeOpenAI) -> None:
     assert blocks(server.requests[0])["POST"] == POST.text
 
 
-@pytest.mark.parametrize("reply", [malformed(), refusal(), server_error(503), answer(p=2.0)])
-def test_prior_falls_back_to_one_half_and_never_raises(server: FakeOpenAI, reply: Reply) -> None:
+@pytest.mark.parametrize("status", [400, 500])
+def test_a_server_that_refuses_every_format_is_an_http_error(status: int) -> None:
+    with FakeOpenAI(default=server_error(status)) as server:
+        with pytest.raises(JudgeError) as caught:
+            judge_for(server).inspect(POST, Context(), NOTE, 0.5)
+        assert caught.value.reason == f"http_{status}"
+        formats = [(b.get("response_format") or {}).get("type", "none") for b in server.requests]
+        assert formats == ["json_schema", "json_object", "none"]  # each format tried once, then given up
+
+
+def test_a_note_whose_evidence_points_against_its_classification_gets_no_weight(server: FakeOpenAI) -> None:
+    # The model read the note as evidence the other way: not a failure, a judgement with its own code.
+    server.script(answer(p_after=0.1, span=EVIDENCE, rationale="r"))
+    verdict = judge_for(server).inspect(POST, Context(), NOTE, 0.5)
+    assert verdict.no_weight == "contradicts_classification"
+    assert verdict.p_after == verdict.p_before == 0.5 and verdict.tokens == 120
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (malformed(), "malformed_answer"),
+        (refusal(), "refused"),
+        (server_error(503), "http_503"),
+        (answer(p=2.0), "probability_out_of_range"),
+    ],
+)
+def test_a_failed_prior_raises_with_its_reason(server: FakeOpenAI, reply: Reply, reason: str) -> None:
     server.script(reply)
-    assert judge_for(server).prior(POST, Context()) == 0.5
+    with pytest.raises(JudgeError) as caught:
+        judge_for(server).prior(POST, Context())
+    assert caught.value.reason == reason  # settlement starts from 0.5 and records it (test_llm_settlement)
 
 
 def test_prior_of_a_post_carrying_instructions_is_neutral_without_a_call(server: FakeOpenAI) -> None:

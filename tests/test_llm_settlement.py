@@ -77,7 +77,8 @@ def test_market_settles_with_one_bought_and_one_malformed(
     assert reveal["offer_id"] == good.offer_id and reveal["text"] == GOOD
     assert reveal["rationale"] == "The official minutes record the vote."
     rows = {r["offer_id"]: r for r in db["inspections"].rows}
-    assert rows[vague.offer_id]["judge"] == "openai" and rows[vague.offer_id]["tokens"] == 0
+    # a failed inspection records the tokens it spent (the fake reports 100 + 20 per answer)
+    assert rows[vague.offer_id]["judge"] == "openai" and rows[vague.offer_id]["tokens"] == 120
     assert rows[good.offer_id]["tokens"] == 120
     offers = {o["id"]: o for o in db["offers"].rows}
     assert offers[vague.offer_id]["status"] == "shredded" and offers[vague.offer_id]["ciphertext"] is None
@@ -110,5 +111,6 @@ def test_unreachable_judge_still_settles_the_market(db: Database, settings: Sett
         (offer.offer_id, False, "judge_error:connection_error")
     ]
     assert market.get_market(db, market_id)["prior"] == 0.5  # the prior fell back, settlement went on
+    assert market.get_market(db, market_id)["prior_error"] == "judge_error:connection_error"
     assert market.get_market(db, market_id)["status"] == "settled"
     assert ledger.check(db).ok

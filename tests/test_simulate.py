@@ -36,6 +36,11 @@ REPORT_KEYS = {
     "spend_per_post",
     "profit_per_offer",
     "injection_success",
+    "mislabeled_bought_share",
+    "resolution",
+    "judge_calls",
+    "judge_errors",
+    "no_weight",
     "seconds",
     "markets_per_second",
 }
@@ -82,6 +87,8 @@ def test_report_has_exactly_the_documented_keys_and_sane_values(run: Run) -> Non
     assert report["profit_per_offer"] and set(report["profit_per_offer"]) <= set(INFORMER_TYPES)
     assert all(math.isfinite(v) for v in report["profit_per_offer"].values())
     assert report["injection_success"] == 0.0
+    assert 0 <= report["mislabeled_bought_share"] <= 1 and report["resolution"] == "label"
+    assert report["judge_errors"] == {} and report["judge_calls"] >= LIMIT  # one prior per market at least
     assert report["seconds"] > 0
     assert report["markets_per_second"] == pytest.approx(LIMIT / report["seconds"], rel=1e-2)
     assert "logloss_prior" in run.result.output  # the table printed

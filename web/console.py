@@ -18,6 +18,7 @@ from notebazaar.pipeline import community, ledger, moderation, outbox, prompts
 from notebazaar.pipeline.community import SETTING_KEYS, Community
 from notebazaar.pipeline.db import open_db
 from notebazaar.pipeline.errors import NotebazaarError
+from notebazaar.pipeline.judge import params as judge_params
 from notebazaar.web import evaluation, queries
 from notebazaar.web.closing import close_now
 from notebazaar.web.confirm import ask, confirmed
@@ -73,7 +74,22 @@ def _console_context(db: Database, com: Community) -> dict[str, Any]:
         "balances": ledger.balances(db),
         "pool": ledger.balance(db, ledger.pool(com.id)),
         "active_prompt": prompts.active_prompt(db, com.id),
+        "judge": _judge_context(db, com),
         "errors": {},
+    }
+
+
+def _judge_context(db: Database, com: Community) -> dict[str, Any]:
+    """What the console shows about the judge: what each judge reads, the embedded judge's
+    parameters in force (and where they come from), and the judge's failures here."""
+    found = judge_params.stored(db, com.id)
+    return {
+        "reads": judge_params.WHAT_EACH_JUDGE_READS,
+        "params": judge_params.as_dict(found.params),
+        "source": found.source,
+        "fitted_on": found.fitted_on,
+        "fitted": judge_params.FITTED,
+        "failures": queries.judge_failures(db, com.id),
     }
 
 
@@ -382,6 +398,7 @@ async def run_eval(
                 )
             except NotebazaarError as exc:
                 context["eval_error"] = str(exc)
+                context["eval_status"] = status_for(exc)
             return context
         finally:
             db.close()
@@ -389,4 +406,4 @@ async def run_eval(
     context = await run_in_threadpool(work)
     # htmx swaps only 2xx answers, so an htmx request gets its error message with a 200.
     failed = "eval_error" in context and not request.headers.get("HX-Request")
-    return render(request, "prompt.html", context, 400 if failed else 200)
+    return render(request, "prompt.html", context, context.get("eval_status", 400) if failed else 200)

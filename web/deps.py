@@ -38,6 +38,7 @@ STATUS_BY_CODE = {
     "market_closed": 409,
     "storage": 503,  # the database is damaged, read-only, full or too new: not the client's fault
     "rate_limited": 429,
+    "judge_failed": 502,  # the judge (an upstream server) failed every call
 }
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from notebazaar.pipeline import evaluate
 from notebazaar.pipeline.config import Settings
-from notebazaar.pipeline.errors import ValidationError
+from notebazaar.pipeline.errors import JudgeUnavailable, NotebazaarError, ValidationError
+from notebazaar.pipeline.simulate import judge_failure
 from notebazaar.pipeline.validation import check_text
 
 log = logging.getLogger(__name__)
@@ -76,14 +77,34 @@ def _evaluate(
         result = evaluate.evaluate(
             claims, settings=settings, judge_kind=judge_kind, prompt_text=prompt["text"], limit=limit
         )
-    except NotImplementedError as exc:
-        raise ValidationError(f"evaluation is not available in this build yet ({exc})") from None
-    except Exception as exc:  # a bad file or an unreachable judge: say so, change nothing
+    except NotebazaarError:
+        raise  # a malformed file, named by line
+    except Exception as exc:  # a bug, or a judge that broke in a way it should not: say so
         log.exception("evaluation of prompt %s failed", prompt["id"])
-        raise ValidationError(f"evaluation failed: {exc}") from None
+        raise ValidationError(f"evaluation failed: {type(exc).__name__}") from None
+    failure = judge_failure(result)
+    if failure:  # never a normal-looking table for a run in which the judge answered nothing
+        log.warning("evaluation of prompt %s: %s", prompt["id"], failure)
+        raise JudgeUnavailable(f"The evaluation failed: {failure}. Nothing was measured.")
     try:
         table = evaluate.format_table([(label, result)])
     except Exception:
         log.exception("formatting the evaluation table failed")
         table = None
-    return {"result": result, "table": table, "label": label, "file": file_label}
+    errors = result.get("judge_errors") or {}
+    warnings = []
+    if errors:
+        warnings.append(
+            f"{sum(errors.values())} of {result.get('judge_calls', '?')} judge calls failed"
+            f" ({', '.join(f'{k}: {v}' for k, v in sorted(errors.items(), key=lambda kv: -kv[1]))});"
+            " those offers were not bought, so the figures understate what the judge would do."
+        )
+    return {
+        "result": result,
+        "table": table,
+        "rows": evaluate.quality_rows([(label, result)]),
+        "reads": evaluate.reads_line(judge_kind),
+        "warnings": warnings,
+        "label": label,
+        "file": file_label,
+    }

@@ -205,3 +205,28 @@ def community_informers(db: Database, community_id: int) -> list[dict[str, Any]]
             [community_id],
         )
     )
+
+
+def judge_failures(db: Database, community_id: int) -> dict[str, Any]:
+    """The judge's failures in the community's markets, by reason (priors as ``prior:<reason>``),
+    out of its calls: a judge that fails is shown, never mistaken for one with nothing to say."""
+    calls = db.execute(
+        "SELECT (SELECT COUNT(*) FROM markets WHERE community_id = ? AND prior IS NOT NULL)"
+        " + (SELECT COUNT(*) FROM inspections i JOIN markets m ON m.id = i.market_id"
+        " WHERE m.community_id = ?)",
+        [community_id, community_id],
+    ).fetchone()[0]
+    reasons: dict[str, int] = {}
+    for reason, count in db.execute(
+        "SELECT i.reason, COUNT(*) FROM inspections i JOIN markets m ON m.id = i.market_id"
+        " WHERE m.community_id = ? AND i.reason LIKE 'judge_error:%' GROUP BY i.reason",
+        [community_id],
+    ):
+        reasons[str(reason).removeprefix("judge_error:")] = int(count)
+    for reason, count in db.execute(
+        "SELECT prior_error, COUNT(*) FROM markets WHERE community_id = ? AND prior_error IS NOT NULL"
+        " GROUP BY prior_error",
+        [community_id],
+    ):
+        reasons["prior:" + str(reason).removeprefix("judge_error:")] = int(count)
+    return {"calls": int(calls), "failed": sum(reasons.values()), "reasons": dict(sorted(reasons.items()))}

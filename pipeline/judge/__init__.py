@@ -73,20 +73,29 @@ class Context:
 
 @dataclass(frozen=True)
 class Verdict:
+    """What a judge reports about one note. ``no_weight`` is set when the judge read the note and
+    gives it no weight for a reason of its own (a reason code, e.g. ``contradicts_classification``):
+    the offer is then not bought and the code is recorded as the decision's reason. That is a
+    judgement, not a failure (failures raise :class:`JudgeError`)."""
+
     p_before: float
     p_after: float
     rationale: str = ""
     span: str = ""
     tokens: int = 0
     extra: dict[str, float] = field(default_factory=dict)
+    no_weight: str = ""
 
 
 class JudgeError(Exception):
-    """The judge could not inspect a note. The offer is not bought; ``reason`` is recorded."""
+    """The judge could not inspect a note (or read a post's prior). The offer is not bought;
+    ``reason`` is recorded (as ``judge_error:<reason>``), and ``tokens`` says what the failed call
+    spent when the server answered at all."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, tokens: int = 0) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.tokens = tokens
 
 
 class Judge(Protocol):
@@ -100,7 +109,8 @@ class Judge(Protocol):
     name: str
 
     def prior(self, post: PostView, context: Context) -> float:
-        """A reader's P(misleading) from the post alone (and any notes already bought)."""
+        """A reader's P(misleading) from the post alone (and any notes already bought). May raise
+        :class:`JudgeError`: settlement then starts from 0.5 and records the reason."""
         ...
 
     def inspect(self, post: PostView, context: Context, note: NoteView, p_before: float) -> Verdict:

@@ -1,27 +1,44 @@
-"""The LLM judge: any OpenAI-compatible Chat Completions server (OpenAI, vLLM, llama.cpp, Ollama).
+"""The LLM judge: any OpenAI-compatible Chat Completions server (OpenAI, vLLM, llama.cpp's
+``llama-server``, llama-cpp-python's server, Ollama).
 
-One stateless call per inspection: a system message (the community's versioned prompt, with this
-call's spotlight token and marker filled in) and one user message (the task and the spotlighted
-data). No conversation history, no cache, no log of prompts or completions; only token counts and
-reasons are logged. The model answers through a JSON-schema response format at temperature 0, and
-the code then checks the answer (see :meth:`LLMJudge.inspect`): the model estimates, code decides.
+One stateless call per question: a system message (the community's versioned prompt, the same text
+on every call, so a server's prompt cache can reuse it) and one user message (this call's delimiter
+token and datamark first, then the task and the spotlighted data). No conversation history, no
+cache, no log of prompts or completions; only token counts and reasons are logged. The model
+answers in JSON at temperature 0, and the code then checks the answer (see
+:meth:`LLMJudge.inspect`): the model estimates, code decides.
 
-Failures of any kind (timeout, HTTP error after the client's own retries, refusal, malformed JSON,
-a span that is not in the note) raise :class:`~notebazaar.pipeline.judge.JudgeError` with a short reason; the
-offer is then not bought and the market still settles.
+Real servers differ, and this judge copes with each (see docs/judge-llm.md):
+
+* the answer format: a bounded JSON schema (``response_format: json_schema``) where the server
+  takes one; a server that refuses it (llama-cpp-python answers HTTP 500) gets ``json_object``
+  with the schema beside it, and one that refuses that gets plain JSON, parsed from the text. What
+  the server took is remembered for the judge's lifetime, so the refusal costs one call, once;
+* runaway answers: every request caps its completion (``max_tokens``) and every schema field is
+  bounded (strings by length, probabilities to [0, 1]); an answer cut at the cap is refused as
+  ``answer_truncated`` and not retried (temperature 0: it would run away again);
+* time: one inspection, every attempt included, never outlasts ``inspection_seconds``; a timeout
+  is not retried, transport failures (refused connection, 429, 502-504) are, with backoff.
+
+Failures of any kind raise :class:`~notebazaar.pipeline.judge.JudgeError` with a short reason and
+the tokens the failed call spent; the offer is then not bought and the market still settles.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
+import threading
+import time
 from string import Template
 from typing import Any, TypeVar
 
 import openai
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_before_delay, wait_exponential
 
 from notebazaar.pipeline.config import OpenAISettings
 from notebazaar.pipeline.judge import Context, JudgeError, NoteView, PostView, TrackRecord, Verdict
@@ -41,30 +58,130 @@ log = logging.getLogger(__name__)
 # Local servers (llama.cpp, vLLM, Ollama) ignore the key but the client wants one.
 PLACEHOLDER_KEY = "sk-no-key-required"
 REQUIRED_PLACEHOLDERS = ("token", "mark")
+# What the placeholders read as in the system message: the same words on every call, so the whole
+# system message is a stable prefix; this call's values open the user message.
+STABLE_NAMES = {"token": "CODE", "mark": "MARK"}
 MAX_NOTE_CHARS = 8_000  # after sanitizing; submission limits are far lower, this guards the judge
 MIN_SPAN_CHARS = 12  # a shorter "quote" (a word or two) can be found in almost any note
-MAX_RATIONALE_CHARS = 500
+MAX_SPAN_CHARS = 300  # the schema's bound; a longer span is still checked, never trusted
+MAX_RATIONALE_CHARS = 300
 # A post alone never convinces a reader beyond these: the prior is read from text its author wrote,
 # and an extreme prior would make any correcting note look enormously informative.
 PRIOR_MIN, PRIOR_MAX = 0.1, 0.9
+# Answer formats, most constrained first (``[judge.openai] response_format = "auto"`` tries them in
+# this order and keeps the first the server takes).
+FORMATS = ("json_schema", "json_object", "none")
+# Statuses with which a server refuses a response format it does not take (llama-cpp-python: 500).
+_FORMAT_REFUSALS = frozenset({400, 415, 422, 500, 501})
+_TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 
 AnswerT = TypeVar("AnswerT", bound=BaseModel)
 
 
 class InspectionAnswer(BaseModel):
-    """The judge's answer to an INSPECT task."""
+    """The judge's answer to an INSPECT task (bounds are checked in code, each with its reason)."""
 
-    model_config = ConfigDict(extra="forbid")
-    p_after: float = Field(description="P(post is misleading) after the note, strictly between 0 and 1")
-    span: str = Field(description="The shortest verbatim quote of the note that carries its evidence, or ''")
-    rationale: str = Field(description="One or two sentences for readers on why the note helps")
+    model_config = ConfigDict(extra="ignore")
+    p_after: float
+    span: str
+    rationale: str
 
 
 class PriorAnswer(BaseModel):
     """The judge's answer to a PRIOR task."""
 
-    model_config = ConfigDict(extra="forbid")
-    p: float = Field(description="P(post is misleading) before any new note, strictly between 0 and 1")
+    model_config = ConfigDict(extra="ignore")
+    p: float
+
+
+def _probability_field(what: str) -> dict[str, Any]:
+    return {"type": "number", "minimum": 0, "maximum": 1, "description": what}
+
+
+def _text_field(what: str, max_chars: int) -> dict[str, Any]:
+    return {"type": "string", "maxLength": max_chars, "description": what}
+
+
+def _object(name: str, properties: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": properties,
+            "required": list(properties),
+            "additionalProperties": False,
+        },
+    }
+
+
+# Every field bounded: a grammar-constrained server (llama.cpp) cannot run a string past its
+# length or a probability out of [0, 1], and one that ignores the bounds is checked in code.
+SCHEMAS: dict[type[BaseModel], dict[str, Any]] = {
+    InspectionAnswer: _object(
+        "InspectionAnswer",
+        {
+            "p_after": _probability_field("P(post is misleading) after the note, strictly between 0 and 1"),
+            "span": _text_field(
+                "The shortest verbatim quote of the note that carries its evidence, or ''", MAX_SPAN_CHARS
+            ),
+            "rationale": _text_field(
+                "One or two sentences for readers on why the note helps", MAX_RATIONALE_CHARS
+            ),
+        },
+    ),
+    PriorAnswer: _object(
+        "PriorAnswer", {"p": _probability_field("P(post is misleading) before any new note, in (0, 1)")}
+    ),
+}
+ANSWER_LINES = {
+    InspectionAnswer: 'Answer with one JSON object: {"p_after": <number in [0, 1]>, "span": "<quote of at'
+    f' most {MAX_SPAN_CHARS} characters>", "rationale": "<at most {MAX_RATIONALE_CHARS} characters>"}}.',
+    PriorAnswer: 'Answer with one JSON object: {"p": <number in [0, 1]>}.',
+}
+
+
+class ServerSupport:
+    """What the server was found to take: the answer format that worked, learned on the first
+    call that got an answer and kept for the judge's lifetime. Shared by the judge's threads."""
+
+    def __init__(self, configured: str) -> None:
+        self._lock = threading.Lock()
+        self.configured = configured
+        self.format: str | None = None if configured == "auto" else configured
+        self.refused: list[str] = []
+
+    def formats(self) -> tuple[str, ...]:
+        """The formats to try, in order: the one that worked, or every one from the most constrained."""
+        with self._lock:
+            if self.format is not None:
+                return (self.format,)
+            return tuple(f for f in FORMATS if f not in self.refused)
+
+    def learned(self, fmt: str, refused: list[str]) -> None:
+        with self._lock:
+            if self.configured == "auto":
+                self.format = fmt
+            self.refused = [f for f in FORMATS if f in refused or f in self.refused]
+
+    def __repr__(self) -> str:
+        return f"ServerSupport(format={self.format!r}, refused={self.refused!r})"
+
+
+class _FormatRefused(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth another attempt: the server was unreachable or busy. Never a timeout (the same prompt
+    would run as slowly again) and never an answer, however malformed (temperature 0)."""
+    if isinstance(exc, openai.APITimeoutError):
+        return False
+    if isinstance(exc, openai.APIConnectionError):
+        return True
+    return isinstance(exc, openai.APIStatusError) and exc.status_code in _TRANSIENT_STATUSES
 
 
 def check_prompt(text: str) -> list[str]:
@@ -92,8 +209,9 @@ def _record_line(track: TrackRecord) -> str:
 
 
 class LLMJudge:
-    """A judge backed by an OpenAI-compatible model. Safe to share between threads: it holds only
-    its settings, its prompt template and the HTTP client, none of which change after construction."""
+    """A judge backed by an OpenAI-compatible model. Safe to share between threads: besides its
+    settings, its prompt and the HTTP client it holds only :class:`ServerSupport` (which answer
+    format the server takes), never anything about a note."""
 
     def __init__(
         self,
@@ -108,12 +226,14 @@ class LLMJudge:
             raise ValueError("judge prompt is unusable: " + "; ".join(problems))
         self.name = name
         self.model = settings.model
-        self._prompt = Template(prompt_text)
+        self.settings = settings
+        self._system = Template(prompt_text).safe_substitute(STABLE_NAMES)
+        self.support = ServerSupport(settings.response_format)
         self._client = openai.OpenAI(
             base_url=settings.base_url,
             api_key=os.environ.get(settings.api_key_env) or PLACEHOLDER_KEY,
             timeout=settings.timeout_seconds,
-            max_retries=settings.max_retries,
+            max_retries=0,  # retries are ours (``_call``): transport failures only, within the deadline
             http_client=http_client,
         )
 
@@ -125,9 +245,10 @@ class LLMJudge:
     def prior(self, post: PostView, context: Context) -> float:
         """P(misleading) from the post and the notes already bought, in one stateless call.
 
-        Never raises: settlement asks once per market and a failure must not stop the market, so
-        any failure, or a post that itself carries instruction-like text (its author could steer
-        the prior), gives the neutral 0.5. The answer is kept within [0.1, 0.9].
+        A post that itself carries instruction-like text (its author could steer the prior), or is
+        too long to mark, gets the neutral 0.5 without a call. A failed call raises
+        :class:`JudgeError`: settlement then starts the market from 0.5 and records the reason.
+        The answer is kept within [0.1, 0.9].
         """
         text = sanitize(post.text)
         if instruction_regions(text) or len(text) > MAX_NOTE_CHARS:
@@ -135,11 +256,10 @@ class LLMJudge:
             return 0.5
         try:
             spot = Spotlight.fresh([text, *(n.text for n in context.bought)])
-            answer, tokens = self._ask(spot, self._prior_message(spot, post, context), PriorAnswer)
-            p = _probability(answer.p)
-        except JudgeError as exc:
-            log.info("post %s: prior fixed at 0.5 (%s)", post.id, exc.reason)
+        except ValueError:
             return 0.5
+        answer, tokens = self._ask(spot, self._prior_message(spot, post, context), PriorAnswer)
+        p = _probability(answer.p, tokens)
         log.info("post %s: prior from model (%s tokens)", post.id, tokens)
         return min(PRIOR_MAX, max(PRIOR_MIN, p))
 
@@ -148,8 +268,8 @@ class LLMJudge:
 
         Checks, in order (each refusal names its reason):
 
-        1. the answer parses under the schema, is not a refusal, and p_after is a probability
-           (``malformed_answer``, ``refused``, ``probability_out_of_range``);
+        1. the answer parses, is not a refusal, was not cut short, and p_after is a probability
+           (``malformed_answer``, ``refused``, ``answer_truncated``, ``probability_out_of_range``);
         2. a non-empty span is a verbatim quote of the note (``span_not_in_note``), long enough to
            mean something (``span_too_short``), and neither reads as an instruction itself nor lies
            in an instruction-like region of the note (``span_is_instruction``);
@@ -157,11 +277,13 @@ class LLMJudge:
            fake JSON answer planted in the note (``answer_copied_from_note``);
         4. the note (or its sources) holds no instruction-like region at all
            (``note_contains_instructions``): an obedient model could quote an innocent sentence
-           of such a note, so the note itself is refused;
-        5. belief moves only towards the note's own classification (``moved_against_classification``).
+           of such a note, so the note itself is refused.
 
         Then p_after is clamped to [0.01, 0.99]. An empty span means "no evidence": p_after is set
-        to p_before, whatever number the model gave.
+        to p_before, whatever number the model gave. A model that read the note's evidence as
+        pointing against the note's own classification (it moved the reader the other way) is not
+        a failure but a judgement: the note gets no weight, with the reason code
+        ``contradicts_classification`` (:attr:`Verdict.no_weight`).
         """
         text = sanitize(note.text)
         sources = tuple(sanitize(s) for s in note.sources)
@@ -176,23 +298,32 @@ class LLMJudge:
         answer, tokens = self._ask(
             spot, self._inspect_message(spot, post, context, note, text, sources, p_before), InspectionAnswer
         )
-        p_model = _probability(answer.p_after)
+        p_model = _probability(answer.p_after, tokens)
         regions = instruction_regions(text)
         span = sanitize(spot.unmark(answer.span))
         rationale = sanitize(spot.unmark(answer.rationale))[:MAX_RATIONALE_CHARS]
-        if span:
-            _check_span(span, text, regions)
-        if _copied_from(rationale, text, regions):
-            raise JudgeError("answer_copied_from_note")
-        if regions or has_instructions(note.text) or any(has_instructions(s) for s in note.sources):
-            raise JudgeError("note_contains_instructions")
+        try:
+            if span:
+                _check_span(span, text, regions)
+            if _copied_from(rationale, text, regions):
+                raise JudgeError("answer_copied_from_note")
+            if regions or has_instructions(note.text) or any(has_instructions(s) for s in note.sources):
+                raise JudgeError("note_contains_instructions")
+        except JudgeError as exc:
+            raise JudgeError(exc.reason, tokens) from None
         p_before = clamp(p_before)
         p_after = clamp(p_model) if span else p_before
+        log.info("offer %s inspected (%s tokens)", note.offer_id, tokens)
         if (note.classification == "misleading" and p_after < p_before) or (
             note.classification == "not_misleading" and p_after > p_before
         ):
-            raise JudgeError("moved_against_classification")
-        log.info("offer %s inspected (%s tokens)", note.offer_id, tokens)
+            return Verdict(
+                p_before,
+                p_before,
+                tokens=tokens,
+                extra={"model_p_after": p_model},
+                no_weight="contradicts_classification",
+            )
         return Verdict(
             p_before=p_before,
             p_after=p_after,
@@ -204,9 +335,6 @@ class LLMJudge:
 
     # -- building the call -------------------------------------------------------------------
 
-    def _system(self, spot: Spotlight) -> str:
-        return self._prompt.safe_substitute(token=spot.token, mark=spot.mark)
-
     def _shown_notes(self, spot: Spotlight, context: Context) -> list[str]:
         if not context.bought:
             return ["Notes already shown to readers: none."]
@@ -217,8 +345,8 @@ class LLMJudge:
         return parts
 
     def _prior_message(self, spot: Spotlight, post: PostView, context: Context) -> str:
-        parts = ["TASK: PRIOR", *_subject(spot, post), *self._shown_notes(spot, context)]
-        return "\n\n".join(parts)
+        parts = [_call_line(spot), "TASK: PRIOR", *_subject(spot, post), *self._shown_notes(spot, context)]
+        return "\n\n".join([*parts, ANSWER_LINES[PriorAnswer]])
 
     def _inspect_message(
         self,
@@ -231,6 +359,7 @@ class LLMJudge:
         p_before: float,
     ) -> str:
         parts = [
+            _call_line(spot),
             "TASK: INSPECT",
             f"p_before: {clamp(p_before):.3f}",
             *_subject(spot, post),
@@ -241,23 +370,67 @@ class LLMJudge:
         ]
         if sources:
             parts.append(spot.wrap("SOURCES", "\n".join(sources)))
+        parts.append(ANSWER_LINES[InspectionAnswer])
         return "\n\n".join(parts)
 
     def _ask(self, spot: Spotlight, user: str, schema: type[AnswerT]) -> tuple[AnswerT, int]:
-        """One Chat Completions call with a JSON-schema response format. Nothing is logged but the
+        """One answer, in the most constrained format the server takes. Nothing is logged but the
         failure reason; exceptions are re-raised without their context, whose text may quote the
         completion."""
+        messages = [{"role": "system", "content": self._system}, {"role": "user", "content": user}]
+        deadline = time.monotonic() + self.settings.inspection_seconds
+        formats = self.support.formats()
+        refused: list[str] = []
+        tokens = 0
+        for i, fmt in enumerate(formats):
+            try:
+                completion = self._call(messages, fmt, schema, deadline, last=i == len(formats) - 1)
+            except _FormatRefused as exc:
+                log.warning("the judge's server refused response_format %s (HTTP %s)", fmt, exc.status)
+                refused.append(fmt)
+                continue
+            self.support.learned(fmt, refused)
+            tokens = completion.usage.total_tokens if completion.usage else 0
+            return _parse(completion, schema, tokens), tokens
+        raise JudgeError("format_refused")  # unreachable: the last format is never skipped
+
+    def _call(
+        self,
+        messages: list[dict[str, str]],
+        fmt: str,
+        schema: type[BaseModel],
+        deadline: float,
+        *,
+        last: bool,
+    ) -> Any:
+        """One request in format ``fmt``, retried on transport failures only, never past ``deadline``."""
+        kwargs: dict[str, Any] = {}
+        if fmt == "json_schema":
+            kwargs["response_format"] = {"type": "json_schema", "json_schema": SCHEMAS[schema]}
+        elif fmt == "json_object":  # llama-cpp-python reads the schema beside it; others ignore it
+            kwargs["response_format"] = {"type": "json_object", "schema": SCHEMAS[schema]["schema"]}
+        budget = deadline - time.monotonic()
+        retrying = Retrying(
+            stop=stop_after_attempt(self.settings.max_retries + 1) | stop_before_delay(max(0.0, budget)),
+            wait=wait_exponential(multiplier=0.5, max=8),
+            retry=retry_if_exception(_transient),
+            reraise=True,
+        )
         reason = ""
         try:
-            completion = self._client.chat.completions.parse(
-                model=self.model,
-                messages=[
-                    {"role": "system", "content": self._system(spot)},
-                    {"role": "user", "content": user},
-                ],
-                response_format=schema,
-                temperature=0,
-            )
+            for attempt in retrying:
+                with attempt:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise JudgeError("timeout")  # the inspection's time is spent
+                    return self._client.chat.completions.create(
+                        model=self.model,
+                        messages=messages,  # type: ignore[arg-type]
+                        temperature=0,
+                        max_tokens=self.settings.max_tokens,
+                        timeout=min(self.settings.timeout_seconds, left),
+                        **kwargs,
+                    )
         except openai.APITimeoutError:
             reason = "timeout"
         except openai.RateLimitError:
@@ -265,26 +438,40 @@ class LLMJudge:
         except openai.APIConnectionError:
             reason = "connection_error"
         except openai.APIStatusError as exc:
+            if not last and exc.status_code in _FORMAT_REFUSALS:
+                raise _FormatRefused(exc.status_code) from None  # try the next, less constrained format
             reason = f"http_{exc.status_code}"
-        except openai.LengthFinishReasonError:
-            reason = "answer_truncated"
-        except openai.ContentFilterFinishReasonError:
-            reason = "content_filter"
-        except pydantic.ValidationError:
-            reason = "malformed_answer"
         except openai.OpenAIError:
             reason = "client_error"
-        if reason:
-            raise JudgeError(reason) from None
-        tokens = completion.usage.total_tokens if completion.usage else 0
-        if not completion.choices:
-            raise JudgeError("malformed_answer")
-        message = completion.choices[0].message
-        if message.refusal:
-            raise JudgeError("refused")
-        if message.parsed is None:
-            raise JudgeError("malformed_answer")
-        return message.parsed, tokens
+        raise JudgeError(reason or "timeout") from None
+
+
+def _call_line(spot: Spotlight) -> str:
+    """This call's spotlight values: first in the user message, after the stable system prompt."""
+    return f"This call: CODE = {spot.token}, MARK = {spot.mark}"
+
+
+def _parse(completion: Any, schema: type[AnswerT], tokens: int) -> AnswerT:
+    """The answer in a completion: the first JSON object in the model's words, in any format."""
+    if not completion.choices:
+        raise JudgeError("malformed_answer", tokens)
+    choice = completion.choices[0]
+    message = choice.message
+    if getattr(message, "refusal", None):
+        raise JudgeError("refused", tokens)
+    if choice.finish_reason == "length":
+        raise JudgeError("answer_truncated", tokens)
+    if choice.finish_reason == "content_filter":
+        raise JudgeError("content_filter", tokens)
+    content = message.content or ""
+    start = content.find("{")
+    if start < 0:
+        raise JudgeError("malformed_answer", tokens)
+    try:
+        obj, _ = json.JSONDecoder().raw_decode(content[start:])
+        return schema.model_validate(obj)
+    except (json.JSONDecodeError, pydantic.ValidationError):
+        raise JudgeError("malformed_answer", tokens) from None
 
 
 def _subject(spot: Spotlight, post: PostView) -> list[str]:
@@ -300,9 +487,9 @@ def _subject(spot: Spotlight, post: PostView) -> list[str]:
     ]
 
 
-def _probability(value: float) -> float:
+def _probability(value: float, tokens: int = 0) -> float:
     if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise JudgeError("probability_out_of_range")
+        raise JudgeError("probability_out_of_range", tokens)
     return value
 
 

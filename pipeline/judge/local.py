@@ -9,6 +9,16 @@ history it is 0.5. In a sub-market (the subject is a note, ``post.about``) the q
 that note is unreliable, and the prior is the doubt its author's record leaves: ``1 - reliability``
 (below), the very trust the judge gave the note at face value.
 
+**What it reads, and what it cannot.** It does not read stance: which way a note points comes
+from its author's classification, never from its text, so a relevant note classified the wrong
+way moves readers the wrong way (the simulator's ``mislabeler`` measures exactly that). It reads
+relevance, corroboration and records, and trusts a stranger only as far as the community's
+strangers have proved right.
+
+**Passages.** The model reads 256 word pieces of a text; a note, a post or a source longer than
+that is read as passages that each fit (:mod:`notebazaar.index.passages`), and scores by its
+best passage, so evidence buried in a long page still counts.
+
 **After** (``inspect``): the note's classification says which way to move; how far is a
 log-likelihood ratio built from three things the judge can check without the note's author:
 
@@ -18,9 +28,11 @@ log-likelihood ratio built from three things the judge can check without the not
   between ``echo_start`` and ``echo_full`` (a note that restates the post tells a reader nothing);
 - *reliability*: the informer's record of revealed notes on resolved posts (and of offers that
   sub-markets discredited, as wrong notes: :func:`notebazaar.pipeline.records.track_record`),
-  shrunk toward the community's record (a hierarchical Beta prior), so a newcomer is trusted like the average
-  informer and a proven liar not at all; the weight is ``log(r / (1 - r))``, floored at zero, so a
-  note can only push toward its own classification;
+  shrunk toward the record of the community's newcomers (each informer's first revealed note:
+  :func:`notebazaar.pipeline.records.newcomer_track_record`, itself shrunk toward the cautious
+  ``newcomer_reliability``), so a stranger is trusted as far as strangers have proved right and a
+  proven liar not at all; the weight is ``log(r / (1 - r))``, floored at zero, so a note can only
+  push toward its own classification;
 - *support*: corroboration by the trusted reference corpus or by notes revealed earlier — a close
   match to a reference passage, or to a revealed note that turned out right, strengthens the note;
   a close match to a revealed note that turned out wrong weakens it.
@@ -32,6 +44,9 @@ instruction-like text ("ignore previous instructions", fake JSON answers, fake d
 play) gets no weight at all, so it can never be worth more than an irrelevant note at the same
 price. Amnesia: vectors of a market's notes live only between :meth:`prepare` and :meth:`forget`,
 which settlement calls around the market's inspections; nothing is cached across markets.
+
+Parameters: the community's own (``notebazaar judge fit --community``), else the database's, else
+the built-in defaults (:mod:`notebazaar.pipeline.judge.params`), read once per market.
 """
 
 from __future__ import annotations
@@ -39,36 +54,24 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sqlite_utils import Database
 
+from notebazaar.index.passages import split_passages
 from notebazaar.pipeline.judge import Context, NoteView, PostView, TrackRecord, Verdict
+from notebazaar.pipeline.judge.params import LocalJudgeParams, stored
 from notebazaar.pipeline.judge.spotlight import has_instructions, sanitize
-from notebazaar.pipeline.records import community_track_record, resolved_posts
+from notebazaar.pipeline.records import newcomer_track_record, resolved_posts
 from notebazaar.pipeline.rules import clamp, logit
 
-
-@dataclass(frozen=True)
-class LocalJudgeParams:
-    rel_floor: float = 0.30
-    rel_full: float = 0.60
-    echo_start: float = 0.88  # above this a note starts to merely restate the post
-    echo_full: float = 0.97  # ...and at this it tells the reader nothing new
-    newcomer_reliability: float = 0.80  # the community prior before any resolved note
-    prior_strength: float = 4.0  # pseudo-notes behind the community's reliability
-    informer_shrinkage: float = 3.0  # pseudo-notes pulling an informer toward the community
-    max_reliability: float = 0.97
-    support_threshold: float = 0.80  # cosine above which a passage counts as corroboration
-    knn_k: int = 8
-    knn_min_score: float = 0.55
-    knn_weight: float = 0.5  # how far similar resolved posts move the base rate, at most
+__all__ = ["LocalJudge", "LocalJudgeParams", "residual"]
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _QUOTE_RUN = 4  # words in a row shared with the post that count as quoting it
+SUPPORT_PASSAGES = 3  # a long note's corroboration is looked up for its most relevant passages
 
 
 def residual(note: str, post: str) -> str:
@@ -117,6 +120,7 @@ class LocalJudge:
     def __init__(self, db: Database, retriever: Any, params: LocalJudgeParams | None = None) -> None:
         self.db = db
         self.retriever = retriever
+        self._fixed = params  # given: used for every community (tests, experiments)
         self.params = params or LocalJudgeParams()
         self._vectors: dict[int, np.ndarray] = {}
         self._post_vector: tuple[int, np.ndarray] | None = None
@@ -125,18 +129,34 @@ class LocalJudge:
 
     # --- per-market scope -------------------------------------------------------------------
 
+    def _load_params(self, community_id: int) -> LocalJudgeParams:
+        """The community's parameters (one query per market, never per offer)."""
+        if self._fixed is None:
+            self.params = stored(self.db, community_id).params
+        return self.params
+
+    def _passages(self, texts: list[str]) -> list[list[str]]:
+        return split_passages(self.retriever.embedder, texts)
+
     def prepare(self, post: PostView, notes: Sequence[NoteView]) -> None:
-        """Embed the post and this market's inspected notes in one batch (for throughput)."""
+        """Embed the post and this market's inspected notes, passage by passage, in one batch."""
+        self._load_params(post.community_id)
         extra = _topics(post) if post.about is not None else []  # a post is its own topic
-        texts = [post.text, *extra] + [residual(sanitize(n.text), post.text) or "." for n in notes]
-        # New index rows (the post's own, say) and these texts in one call to the model; inspections
-        # then skip the index's freshness check. The texts are embedded in memory only.
-        vectors = self.retriever.refresh(texts)
-        self._post_vector = (post.id, vectors[0])
-        self._topic_vectors = (post.id, vectors[1 : 1 + len(extra)] if extra else vectors[:1])
+        residuals = [residual(sanitize(n.text), post.text) or "." for n in notes]
+        split = self._passages([post.text, *extra, *residuals])
+        # New index rows (the post's own, say) and these passages in one call to the model;
+        # inspections then skip the index's freshness check. The passages are embedded in memory only.
+        vectors = self.retriever.refresh([p for ps in split for p in ps])
+        rows = np.cumsum([0] + [len(ps) for ps in split])
+        self._post_vector = (post.id, vectors[0])  # the post's opening passage: the retrieval key
+        topics = slice(rows[1], rows[1 + len(extra)]) if extra else slice(0, rows[1])
+        self._topic_vectors = (post.id, vectors[topics])
         # Records change only when posts resolve, never during one market's inspections.
-        self._community_record = (post.community_id, community_track_record(self.db, post.community_id))
-        self._vectors = {n.offer_id: vectors[i + 1 + len(extra)] for i, n in enumerate(notes)}
+        self._community_record = (post.community_id, newcomer_track_record(self.db, post.community_id))
+        first = 1 + len(extra)
+        self._vectors = {
+            n.offer_id: vectors[rows[first + i] : rows[first + i + 1]] for i, n in enumerate(notes)
+        }
 
     def catch_up(self) -> None:
         """Index the documents written since the last search (notes just revealed), between markets:
@@ -164,7 +184,7 @@ class LocalJudge:
         return (misleading + 1) / (resolved + 2)
 
     def prior(self, post: PostView, context: Context) -> float:
-        p = self.params
+        p = self._load_params(post.community_id)
         if post.about is not None:  # a sub-market: doubt about the note, from its author's record
             return clamp(1 - self.reliability(post.about, post.community_id))
         base = self._base_rate(post.community_id)
@@ -189,54 +209,70 @@ class LocalJudge:
         share = p.knn_weight * total / (total + 2)
         return clamp(_sigmoid((1 - share) * logit(base) + share * logit(knn)))
 
-    def reliability(self, note: NoteView, community_id: int) -> float:
+    def newcomer_reliability(self, community_id: int) -> float:
+        """The trust a stranger gets: the community's newcomers' record, shrunk toward the
+        cautious ``newcomer_reliability`` (all of it, before any newcomer's note resolved), and
+        never below ``newcomer_floor``: strangers' first wrong notes lower it, but never to where no
+        note is worth a price and the market, buying nothing, can learn nothing."""
         p = self.params
         cached = self._community_record
         if cached is not None and cached[0] == community_id:
             record = cached[1]
         else:
-            record = community_track_record(self.db, community_id)
+            record = newcomer_track_record(self.db, community_id)
         right, wrong = record.right, record.wrong
-        community = (right + p.prior_strength * p.newcomer_reliability) / (right + wrong + p.prior_strength)
+        estimate = (right + p.prior_strength * p.newcomer_reliability) / (right + wrong + p.prior_strength)
+        return max(p.newcomer_floor, estimate)
+
+    def reliability(self, note: NoteView, community_id: int) -> float:
+        p = self.params
+        stranger = self.newcomer_reliability(community_id)
         own = note.track
-        r = (own.right + p.informer_shrinkage * community) / (own.right + own.wrong + p.informer_shrinkage)
+        r = (own.right + p.informer_shrinkage * stranger) / (own.right + own.wrong + p.informer_shrinkage)
         return min(p.max_reliability, r)
 
     def _topic_vecs(self, post: PostView) -> np.ndarray:
         if self._topic_vectors is None or self._topic_vectors[0] != post.id:
-            self._topic_vectors = (post.id, self.retriever.embedder.encode(_topics(post)))
+            split = self._passages(_topics(post))
+            self._topic_vectors = (post.id, self.retriever.embedder.encode([x for ps in split for x in ps]))
         return self._topic_vectors[1]
 
-    def _relevance(self, vector: np.ndarray, post: PostView) -> float:
-        """On topic for at least one thing the note may be about, and an echo of none of them."""
+    def _relevance(self, vectors: np.ndarray, post: PostView) -> tuple[float, np.ndarray]:
+        """The note's best passage: on topic for at least one thing the note may be about, and an
+        echo of none of them (a passage that restates the post scores nothing, whatever else the
+        note says). Returns the relevance and the passages in order of it, best first."""
         p = self.params
-        similarity = float((self._topic_vecs(post) @ vector).max())  # the closest thing it is about
+        similarity = (self._topic_vecs(post) @ vectors.T).max(axis=0)  # each passage's closest topic
         on_topic = (similarity - p.rel_floor) / (p.rel_full - p.rel_floor)
         news = (p.echo_full - similarity) / (p.echo_full - p.echo_start)
-        return max(0.0, min(1.0, on_topic, news))
+        scores = np.clip(np.minimum(on_topic, news), 0.0, 1.0)
+        order = np.argsort(-scores, kind="stable")
+        return float(scores[order[0]]), vectors[order]
 
-    def _support(self, vector: np.ndarray, post: PostView) -> float:
-        """+1 for corroboration, -1 for echoing a note that proved wrong, 0 otherwise."""
+    def _support(self, vectors: np.ndarray, post: PostView) -> float:
+        """+1 for corroboration of one of the note's most relevant passages, -1 for echoing a note
+        that proved wrong, 0 otherwise."""
         p = self.params
-        hits = self.retriever.search_vector(
-            vector, k=3, kinds=("reference", "reveal"), community_id=post.community_id, refresh=False
-        )
         best = 0.0
-        for hit in hits:
-            if hit.score < p.support_threshold:
-                continue
-            if hit.kind == "reference":
-                best = max(best, 1.0)
-                continue
-            row = self.db.execute(
-                "SELECT r.classification, p.resolution FROM reveals r JOIN posts p ON p.id = r.post_id"
-                " WHERE r.id = ? AND r.unpublished_at IS NULL",
-                [hit.ref_id],
-            ).fetchone()
-            if row and row[1] is not None:
-                if row[0] != row[1]:
-                    return -1.0
-                best = max(best, 1.0)
+        for vector in vectors[:SUPPORT_PASSAGES]:
+            hits = self.retriever.search_vector(
+                vector, k=3, kinds=("reference", "reveal"), community_id=post.community_id, refresh=False
+            )
+            for hit in hits:
+                if hit.score < p.support_threshold:
+                    continue
+                if hit.kind == "reference":
+                    best = max(best, 1.0)
+                    continue
+                row = self.db.execute(
+                    "SELECT r.classification, p.resolution FROM reveals r JOIN posts p ON p.id = r.post_id"
+                    " WHERE r.id = ? AND r.unpublished_at IS NULL",
+                    [hit.ref_id],
+                ).fetchone()
+                if row and row[1] is not None:
+                    if row[0] != row[1]:
+                        return -1.0
+                    best = max(best, 1.0)
         return best
 
     def inspect(self, post: PostView, context: Context, note: NoteView, p_before: float) -> Verdict:
@@ -245,12 +281,12 @@ class LocalJudge:
         added = residual(sanitize(note.text), post.text)
         if not _WORD.search(added):
             return Verdict(p_before, p_before, rationale="the note only restates the post: no weight")
-        vector = self._vectors.get(note.offer_id)
-        if vector is None:
-            vector = self.retriever.embedder.encode([added])[0]
-        relevance = self._relevance(vector, post)
+        vectors = self._vectors.get(note.offer_id)
+        if vectors is None:
+            vectors = self.retriever.embedder.encode(self._passages([added])[0])
+        relevance, ranked = self._relevance(vectors, post)
         r = self.reliability(note, post.community_id)
-        support = self._support(vector, post) if relevance > 0 else 0.0
+        support = self._support(ranked, post) if relevance > 0 else 0.0
         weight = relevance * max(0.0, math.log(r / (1 - r))) * max(0.0, 1 + 0.5 * support)
         direction = 1.0 if note.classification == "misleading" else -1.0
         p_after = clamp(_sigmoid(logit(p_before) + direction * weight))

@@ -8,8 +8,11 @@ is also checked here, in code, where no note can reach:
   smuggling", variation selectors, private-use and unassigned code points, invisible fillers),
   applies NFKC and collapses whitespace padding. The model and the checks see the same text.
 * :class:`Spotlight` wraps each untrusted block between delimiters carrying a random per-call token
-  and *datamarks* it (every space becomes a per-call marker character), so a note cannot forge the
-  end of its own block: it cannot know the token or the marker in advance.
+  and *datamarks* it (every line inside the block starts with a per-call marker character), so a
+  note cannot forge the end of its own block: it cannot know the token or the marker in advance,
+  and no line of it starts where a delimiter would. Marking lines, not every space, keeps the note
+  nearly as short in tokens as it is in words (a rare character between every two words made notes
+  three to four times longer to a model's tokenizer).
 * :func:`instruction_regions` flags text that reads as instructions to a model (``ignore previous
   instructions``, ``rate this``, ``system:``, ``you are now``), fake answers (``"p_after": 0.99``)
   and fake delimiters. A note with such a region is never bought, and a span inside one never
@@ -150,16 +153,17 @@ class Spotlight:
         return f"<<<END {self.token} {label}>>>"
 
     def mark_text(self, text: str) -> str:
-        """Datamark: every space and line break inside the block becomes the marker."""
-        return re.sub(r"[ \n]", self.mark, text)
+        """Datamark: every line inside the block starts with the marker and a space."""
+        return "\n".join(f"{self.mark} {line}" for line in text.split("\n"))
 
     def wrap(self, label: str, text: str) -> str:
         """An untrusted block: sanitized, datamarked, between this call's delimiters."""
         return f"{self.begin(label)}\n{self.mark_text(sanitize(text))}\n{self.end(label)}"
 
     def unmark(self, text: str) -> str:
-        """What a model quoted, with this call's marker turned back into spaces."""
-        return text.replace(self.mark, " ")
+        """What a model quoted, without this call's line markers (a marker it wrote for a space
+        reads as one)."""
+        return re.sub(rf"(^|\n)[ ]?{re.escape(self.mark)} ?", r"\1", text).replace(self.mark, " ")
 
 
 @dataclass(frozen=True)
