@@ -28,6 +28,10 @@ def community_group() -> None:
 @click.option("--price-of-information", type=int, default=None)
 @click.option("--budget-per-market", type=int, default=None)
 @click.option("--auction", type=click.Choice(["gsp", "first_price"]), default=None)
+@click.option("--writer-offers-per-day", type=int, default=None, help="A new automatic writer's daily cap.")
+@click.option(
+    "--writer-offers-per-right-note", type=int, default=None, help="Added to the cap per net right note."
+)
 @with_db
 def community_create(
     db: Any, db_path: Path, settings: Settings, slug: str, name: str | None, **overrides: Any
@@ -51,19 +55,41 @@ def account_group() -> None:
 @click.argument("handle")
 @click.option("--community", "slug", default=None, help="Grant roles in this community.")
 @click.option("--role", "roles", multiple=True, type=click.Choice(community.ROLES))
+@click.option(
+    "--writer", is_flag=True, help="An automatic note writer: its offers count against the writer cap."
+)
 @with_db
 def account_create(
-    db: Any, db_path: Path, settings: Settings, handle: str, slug: str | None, roles: tuple[str, ...]
+    db: Any,
+    db_path: Path,
+    settings: Settings,
+    handle: str,
+    slug: str | None,
+    roles: tuple[str, ...],
+    writer: bool,
 ) -> None:
     """Create an account, optionally with roles in a community."""
     if roles and not slug:
         raise click.ClickException("--role needs --community")
+    com = community.get_community(db, slug) if slug else None
     account_id = community.create_account(db, handle)
-    if slug:
-        com = community.get_community(db, slug)
+    if com is not None:
         for role in roles or ("reader", "informer"):
             community.grant(db, account_id, com.id, role)
-    echo_json({"id": account_id, "handle": handle})
+    if writer:
+        community.register_writer(db, account_id)
+    echo_json({"id": account_id, "handle": handle, "writer": writer})
+
+
+@account_group.command("token")
+@click.argument("handle")
+@click.option("--label", default="cli", show_default=True)
+@with_db
+def account_token(db: Any, db_path: Path, settings: Settings, handle: str, label: str) -> None:
+    """Create an API token for HANDLE (an operator action: e.g. for `notebazaar writer`). Printed once."""
+    from notebazaar.web.auth import create_token
+
+    echo_json({"handle": handle, "token": create_token(db, account_id_of(db, handle), label)})
 
 
 @main.group("credits")

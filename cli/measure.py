@@ -32,6 +32,14 @@ from notebazaar.pipeline.config import Settings
     help="Sub-markets about uncertain offers, with debunker informers ([recursion] in config.toml)."
     " Given either way, the report adds subnote_purchases and misleading_bought_share.",
 )
+@click.option(
+    "--writers",
+    type=click.Choice(["on", "off"]),
+    default="off",
+    show_default=True,
+    help="A learning note writer and its fixed twin join the informers (notebazaar.writer); the"
+    " report adds writer_profit_per_offer and writer_offers, the plot their cumulative profit.",
+)
 @with_db
 def simulate(
     db: Any,
@@ -43,6 +51,7 @@ def simulate(
     limit: int | None,
     out_path: Path,
     recursion: str | None,
+    writers: str,
 ) -> None:
     """Run informer populations against the judge on labelled claims; write a JSON report and a plot."""
     from notebazaar.pipeline.evaluate import quality_table
@@ -60,6 +69,7 @@ def simulate(
         limit=limit,
         progress=sys.stderr.isatty(),
         recursion=None if recursion is None else recursion == "on",
+        writer_factory=_writers(settings) if writers == "on" else None,
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
@@ -70,6 +80,12 @@ def simulate(
         f"{report['claims']} markets in {report['seconds']:.1f}s "
         f"({report['markets_per_second']:.2f}/s); report {out_path}, plot {plot_path}"
     )
+
+
+def _writers(settings: Settings) -> Any:
+    from notebazaar.writer.simulated import SimulatedWriters
+
+    return SimulatedWriters(settings.writer)
 
 
 @main.command("eval")

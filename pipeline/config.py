@@ -32,6 +32,11 @@ class MarketSettings(_Section):
     price_of_information: int = Field(100, ge=0)
     budget_per_market: int = Field(200, ge=0)
     auction: Literal["gsp", "first_price"] = "gsp"
+    # Automatic note writers earn their room (issue 17): a registered writer may make this many
+    # offers a day in the community, plus this many more per right note of its track record
+    # (right minus wrong, never below zero). pipeline.market.writer_daily_cap.
+    writer_offers_per_day: int = Field(5, ge=0)
+    writer_offers_per_right_note: int = Field(2, ge=0)
 
 
 class LimitSettings(_Section):
@@ -65,6 +70,33 @@ class RecursionSettings(_Section):
     budget_share: float = Field(0.3, gt=0.0, le=1.0)
     min_budget: int = Field(4, ge=1)
     window_seconds: int = Field(900, ge=0)
+
+
+class WriterModelSettings(_Section):
+    """The model server that writes notes for ``notebazaar writer --source openai``."""
+
+    base_url: str = "http://127.0.0.1:8080/v1"
+    model: str = "gpt-4o-mini"
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_seconds: float = Field(30.0, gt=0)
+    max_retries: int = Field(2, ge=0)
+    max_tokens: int = Field(300, ge=16)
+    max_note_chars: int = Field(600, ge=20)
+
+
+class WriterSettings(_Section):
+    """``notebazaar writer``: an automatic informer, a client of the JSON API (issue 17)."""
+
+    server: str = "http://127.0.0.1:8000"
+    token_env: str = "NOTEBAZAAR_WRITER_TOKEN"
+    community: str = ""
+    interval_seconds: float = Field(30.0, gt=0)
+    offers_per_market: int = Field(2, ge=1, le=10)
+    alpha: float = Field(2.0, ge=0)
+    prior_strength: float = Field(1.0, gt=0)
+    timeout_seconds: float = Field(10.0, gt=0)
+    retries: int = Field(3, ge=0)
+    openai: WriterModelSettings = WriterModelSettings()
 
 
 class IndexSettings(_Section):
@@ -112,6 +144,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     judge: JudgeSettings = JudgeSettings()
     recursion: RecursionSettings = RecursionSettings()
+    writer: WriterSettings = WriterSettings()
     index: IndexSettings = IndexSettings()
     web: WebSettings = WebSettings()
     discord: DiscordSettings = DiscordSettings()

@@ -325,3 +325,24 @@ def m003_note_statuses(db: Database) -> None:
         CREATE INDEX note_status_history_reveal ON note_status_history(reveal_id, changed_at);
         """,
     )
+
+
+@migrations()
+def m050_writers(db: Database) -> None:
+    """Automatic note writers (issue 17): the accounts registered as writers, and the community
+    settings that cap a new writer's offers a day and raise the cap with its track record."""
+    _run_script(
+        db,
+        """
+        CREATE TABLE writers (
+            account_id INTEGER PRIMARY KEY REFERENCES accounts(id),
+            registered_at REAL NOT NULL
+        ) STRICT;
+
+        ALTER TABLE communities ADD COLUMN writer_offers_per_day INTEGER NOT NULL DEFAULT 5
+            CHECK (writer_offers_per_day >= 0);
+        ALTER TABLE communities ADD COLUMN writer_offers_per_right_note INTEGER NOT NULL DEFAULT 2
+            CHECK (writer_offers_per_right_note >= 0);
+        CREATE INDEX offers_informer_time ON offers(informer_id, submitted_at);
+        """,
+    )
