@@ -111,6 +111,7 @@ def writer_group(
         log,
         alpha=settings.alpha,
         prior_strength=settings.prior_strength,
+        decay=settings.decay,
         offers_per_market=settings.offers_per_market,
     )
     runner = WriterRunner(api, writer, community=community if community is not None else settings.community)

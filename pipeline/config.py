@@ -72,14 +72,10 @@ class RecursionSettings(_Section):
     window_seconds: int = Field(900, ge=0)
 
 
-class WriterModelSettings(_Section):
-    """The model server that writes notes for ``notebazaar writer --source openai``."""
+class WriterModelSettings(OpenAISettings):
+    """The model server that writes notes for ``notebazaar writer --source openai``: the judge's
+    server settings, its own values, and how long a draft may be."""
 
-    base_url: str = "http://127.0.0.1:8080/v1"
-    model: str = "gpt-4o-mini"
-    api_key_env: str = "OPENAI_API_KEY"
-    timeout_seconds: float = Field(30.0, gt=0)
-    max_retries: int = Field(2, ge=0)
     max_tokens: int = Field(300, ge=16)
     max_note_chars: int = Field(600, ge=20)
 
@@ -94,6 +90,7 @@ class WriterSettings(_Section):
     offers_per_market: int = Field(2, ge=1, le=10)
     alpha: float = Field(2.0, ge=0)
     prior_strength: float = Field(1.0, gt=0)
+    decay: float = Field(0.98, gt=0, le=1)
     timeout_seconds: float = Field(10.0, gt=0)
     retries: int = Field(3, ge=0)
     openai: WriterModelSettings = WriterModelSettings()

@@ -48,7 +48,7 @@ def test_rows_match_a_hand_computed_ledger(db: Database) -> None:
     - B (bid 6, price 4, moves nobody): inspected, pays max(next bid 3, reserve 2) = 3; not bought: -3.
     - C (bid 3): ranked third, not inspected, charged nothing: 0.
     - D (bid 8): withdrawn before close, refunded in full: 0."""
-    com, market_id, (a, b, c, d) = make_market(db, slots=2, reserve=2, informers=4)
+    _, market_id, (a, b, c, d) = make_market(db, slots=2, reserve=2, informers=4)
     t0 = time.time()
     oa = _offer(db, market_id, a, "DECISIVE the photo is from 2015", 10, 5, t0)
     ob = _offer(db, market_id, b, f"maybe {CANARY}", 6, 4, t0 + 1)

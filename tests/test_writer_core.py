@@ -162,7 +162,7 @@ def test_preference_pairs_and_reward_records_in_trls_formats(tmp_path: Path) -> 
         for p in pairs
     } == {(True, True)}
     records = [json.loads(x) for x in (out.parent / "rewards.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert all(TRL_UNPAIRED_PREFERENCE <= set(r) and isinstance(r["label"], bool) for r in records)
+    assert all(set(r) >= TRL_UNPAIRED_PREFERENCE and isinstance(r["label"], bool) for r in records)
     assert [(r["reward"], r["label"]) for r in records] == [
         (9.0, True),
         (-2.0, False),

@@ -14,6 +14,12 @@ updates: the *fixed twin* of the simulator, which keeps making those first choic
 
 Abstaining is an arm of its own with score 0 (its reward is known to be 0): the writer offers only
 where some arm's optimistic estimate beats doing nothing.
+
+The market is not stationary: the judge's trust in the writer follows its track record, other
+informers change their prices, a community's pool runs high or low. So the evidence *decays*: each
+update first scales the data part of ``A`` and ``b`` by ``decay`` (the prior part stays), so an offer
+``n`` updates ago weighs ``decay ** n`` and an arm untried for a while regains its uncertainty
+(discounted LinUCB). ``decay = 1`` keeps everything.
 """
 
 from __future__ import annotations
@@ -33,12 +39,16 @@ class LinUCB:
         theta0: Sequence[float] | None = None,
         alpha: float = 1.0,
         lam: float = 1.0,
+        decay: float = 1.0,
         learning: bool = True,
     ) -> None:
         if dim < 1:
             raise ValueError("a bandit needs at least one feature")
         if lam <= 0:
             raise ValueError("the prior strength must be positive")
+        if not 0 < decay <= 1:
+            raise ValueError("decay must be in (0, 1]")
+        self.decay = float(decay)
         self.dim = dim
         self.alpha = float(alpha)
         self.lam = float(lam)
@@ -82,6 +92,10 @@ class LinUCB:
         x = np.asarray(features, dtype=float)
         if x.shape != (self.dim,):
             raise ValueError(f"got {x.size} features; the bandit has {self.dim}")
+        if self.decay < 1:
+            prior_a, prior_b = self.lam * np.eye(self.dim), self.lam * self.theta0
+            self.a = prior_a + self.decay * (self.a - prior_a)
+            self.b = prior_b + self.decay * (self.b - prior_b)
         self.a += np.outer(x, x)
         self.b += x * float(reward)
         self.updates += 1

@@ -34,13 +34,16 @@ class Writer:
         *,
         alpha: float = 2.0,
         prior_strength: float = 1.0,
+        decay: float = 1.0,
         offers_per_market: int = 1,
         learning: bool = True,
     ) -> None:
         self.source = source
         self.log = log
         self.offers_per_market = offers_per_market
-        self.bandit = LinUCB(DIM, theta0=prior(), alpha=alpha, lam=prior_strength, learning=learning)
+        self.bandit = LinUCB(
+            DIM, theta0=prior(), alpha=alpha, lam=prior_strength, decay=decay, learning=learning
+        )
         self.relearn()
 
     def relearn(self) -> None:

@@ -67,6 +67,7 @@ class SimulatedWriters:
             WriterLog(None),
             alpha=self.settings.alpha,
             prior_strength=self.settings.prior_strength,
+            decay=self.settings.decay,
             offers_per_market=self.offers_per_market,
             learning=learning,
         )
