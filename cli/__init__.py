@@ -5,7 +5,18 @@ request prints ``Error: <what is wrong>`` and exits 1. Each module here register
 commands on :data:`notebazaar.cli.base.main`; none of them holds market logic.
 """
 
-from notebazaar.cli import corpus, demo, export, ledger, market, measure, surfaces, writer  # noqa: F401  (registers commands)
+from notebazaar.cli import (  # noqa: F401  (registers commands)
+    accounts,
+    corpus,
+    demo,
+    export,
+    ledger,
+    market,
+    measure,
+    outbox,
+    surfaces,
+    writer,
+)
 from notebazaar.cli.base import main
 
 __all__ = ["main"]

@@ -1,4 +1,4 @@
-"""Running a market by hand: communities, accounts, credits, pools, posts, markets, offers."""
+"""Running a market by hand: communities, credits, pools, posts, markets, offers (accounts: accounts.py)."""
 
 from __future__ import annotations
 
@@ -44,52 +44,6 @@ def community_create(
         raise click.ClickException(f"invalid community settings: {exc}") from None
     com = community.create_community(db, slug, name=name, settings=market_settings)
     echo_json(com.__dict__)
-
-
-@main.group("account")
-def account_group() -> None:
-    """Accounts and roles."""
-
-
-@account_group.command("create")
-@click.argument("handle")
-@click.option("--community", "slug", default=None, help="Grant roles in this community.")
-@click.option("--role", "roles", multiple=True, type=click.Choice(community.ROLES))
-@click.option(
-    "--writer", is_flag=True, help="An automatic note writer: its offers count against the writer cap."
-)
-@with_db
-def account_create(
-    db: Any,
-    db_path: Path,
-    settings: Settings,
-    handle: str,
-    slug: str | None,
-    roles: tuple[str, ...],
-    writer: bool,
-) -> None:
-    """Create an account, optionally with roles in a community."""
-    if roles and not slug:
-        raise click.ClickException("--role needs --community")
-    com = community.get_community(db, slug) if slug else None
-    account_id = community.create_account(db, handle)
-    if com is not None:
-        for role in roles or ("reader", "informer"):
-            community.grant(db, account_id, com.id, role)
-    if writer:
-        community.register_writer(db, account_id)
-    echo_json({"id": account_id, "handle": handle, "writer": writer})
-
-
-@account_group.command("token")
-@click.argument("handle")
-@click.option("--label", default="cli", show_default=True)
-@with_db
-def account_token(db: Any, db_path: Path, settings: Settings, handle: str, label: str) -> None:
-    """Create an API token for HANDLE (an operator action: e.g. for `notebazaar writer`). Printed once."""
-    from notebazaar.web.auth import create_token
-
-    echo_json({"handle": handle, "token": create_token(db, account_id_of(db, handle), label)})
 
 
 @main.group("credits")
