@@ -16,6 +16,7 @@ from notebazaar.cli import (  # noqa: F401  (registers commands)
     measure,
     outbox,
     surfaces,
+    writer,
 )
 from notebazaar.cli.base import main
 

@@ -29,9 +29,18 @@ def account_group() -> None:
 @click.argument("handle")
 @click.option("--community", "slug", default=None, help="Grant roles in this community.")
 @click.option("--role", "roles", multiple=True, type=click.Choice(community.ROLES))
+@click.option(
+    "--writer", is_flag=True, help="An automatic note writer: its offers count against the writer cap."
+)
 @with_db
 def account_create(
-    db: Any, db_path: Path, settings: Settings, handle: str, slug: str | None, roles: tuple[str, ...]
+    db: Any,
+    db_path: Path,
+    settings: Settings,
+    handle: str,
+    slug: str | None,
+    roles: tuple[str, ...],
+    writer: bool,
 ) -> None:
     """Create an account, optionally with roles in a community (reader and informer by default).
     It has no password until `account password` sets one."""
@@ -42,7 +51,18 @@ def account_create(
     if com is not None:
         for role in roles or ("reader", "informer"):
             community.grant(db, account_id, com.id, role)
-    echo_json({"id": account_id, "handle": handle})
+    if writer:
+        community.register_writer(db, account_id)
+    echo_json({"id": account_id, "handle": handle, "writer": writer})
+
+
+@account_group.command("token")
+@click.argument("handle")
+@click.option("--label", default="cli", show_default=True)
+@with_db
+def account_token(db: Any, db_path: Path, settings: Settings, handle: str, label: str) -> None:
+    """Create an API token for HANDLE (an operator action: e.g. for `notebazaar writer`). Printed once."""
+    echo_json({"handle": handle, "token": auth.create_token(db, account_id_of(db, handle), label)})
 
 
 @account_group.command("password")

@@ -1,12 +1,16 @@
-"""Exports as JSON lines: revealed notes."""
+"""Exports as JSON lines: revealed notes, and every offer's reward."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from notebazaar.cli.base import echo_json, main, with_db
+import click
+
+from notebazaar.cli.base import account_id_of, echo_json, main, with_db
+from notebazaar.pipeline import rewards
 from notebazaar.pipeline.config import Settings
 
 # --- export -------------------------------------------------------------------------------
@@ -39,3 +43,34 @@ def export_revealed(db: Any, db_path: Path, settings: Settings) -> None:
                 "reveal_id": r["id"],
             }
         )
+
+
+def _since(value: str | None) -> float | None:
+    """``--since``: Unix seconds, or an ISO 8601 date or time (UTC unless it names a zone)."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.ClickException(
+            f"--since {value!r} is neither Unix seconds nor an ISO 8601 date or time"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+@export_group.command("rewards")
+@click.option("--informer", "handle", default=None, help="Only this informer's offers.")
+@click.option("--since", default=None, help="Only offers submitted at or after T (Unix seconds or ISO 8601).")
+@with_db
+def export_rewards(db: Any, db_path: Path, settings: Settings, handle: str | None, since: str | None) -> None:
+    """One JSON line per offer: what it was charged and paid, its outcome, its note's status, and
+    its reward (pipeline/rewards.py). Never a note's text: the market keeps none of unbought ones."""
+    informer_id = account_id_of(db, handle) if handle is not None else None
+    for row in rewards.offer_rewards(db, informer_id=informer_id, since=_since(since)):
+        echo_json(row)

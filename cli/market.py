@@ -28,6 +28,10 @@ def community_group() -> None:
 @click.option("--price-of-information", type=int, default=None)
 @click.option("--budget-per-market", type=int, default=None)
 @click.option("--auction", type=click.Choice(["gsp", "first_price"]), default=None)
+@click.option("--writer-offers-per-day", type=int, default=None, help="A new automatic writer's daily cap.")
+@click.option(
+    "--writer-offers-per-right-note", type=int, default=None, help="Added to the cap per net right note."
+)
 @with_db
 def community_create(
     db: Any, db_path: Path, settings: Settings, slug: str, name: str | None, **overrides: Any

@@ -40,6 +40,14 @@ from notebazaar.pipeline.config import Settings
     help="label: each post resolves to its label after its market, so track records grow;"
     " none: no post ever resolves, every informer stays a newcomer.",
 )
+@click.option(
+    "--writers",
+    type=click.Choice(["on", "off"]),
+    default="off",
+    show_default=True,
+    help="A learning note writer and its fixed twin join the informers (notebazaar.writer); the"
+    " report adds writer_profit_per_offer and writer_offers, the plot their cumulative profit.",
+)
 @with_db(creates=True)
 def simulate(
     db: Any,
@@ -52,6 +60,7 @@ def simulate(
     out_path: Path,
     recursion: str | None,
     resolution: str,
+    writers: str,
 ) -> None:
     """Run informer populations against the judge on labelled claims; write a JSON report and a plot.
 
@@ -72,6 +81,7 @@ def simulate(
         progress=sys.stderr.isatty(),
         recursion=None if recursion is None else recursion == "on",
         resolution=resolution,
+        writer_factory=_writers(settings) if writers == "on" else None,
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
@@ -103,6 +113,12 @@ def _say_what_failed(reports: list[dict[str, Any]]) -> None:
                 + "); those offers were not bought",
                 err=True,
             )
+
+
+def _writers(settings: Settings) -> Any:
+    from notebazaar.writer.simulated import SimulatedWriters
+
+    return SimulatedWriters(settings.writer)
 
 
 @main.command("eval")

@@ -30,6 +30,8 @@ SETTING_KEYS = (
     "price_of_information",
     "budget_per_market",
     "auction",
+    "writer_offers_per_day",
+    "writer_offers_per_right_note",
 )
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _HANDLE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -47,6 +49,8 @@ class Community:
     budget_per_market: int
     auction: str
     active_prompt_id: int | None
+    writer_offers_per_day: int = 5
+    writer_offers_per_right_note: int = 2
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Community:
@@ -160,6 +164,21 @@ def revoke(db: Database, account_id: int, community_id: int, role: str) -> bool:
             [account_id, community_id, role],
         )
         return cursor.rowcount > 0
+
+
+def register_writer(db: Database, account_id: int) -> None:
+    """Mark an account as an automatic note writer: its offers then count against the writer cap of
+    each community it offers in (:func:`notebazaar.pipeline.market.writer_daily_cap`). Idempotent."""
+    get_account(db, account_id)
+    with write(db):
+        db.execute(
+            "INSERT OR IGNORE INTO writers (account_id, registered_at) VALUES (?, ?)",
+            [account_id, time.time()],
+        )
+
+
+def is_writer(db: Database, account_id: int) -> bool:
+    return bool(db.execute("SELECT 1 FROM writers WHERE account_id = ?", [account_id]).fetchone())
 
 
 def has_role(db: Database, account_id: int, community_id: int, role: str) -> bool:

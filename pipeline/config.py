@@ -33,6 +33,7 @@ RESERVE_RANGE = (0, 1_000_000)
 WINDOW_RANGE = (60, 30 * 24 * 3600)  # one minute to thirty days
 PRICE_OF_INFORMATION_RANGE = (1, 1_000_000)
 BUDGET_RANGE = (1, 1_000_000_000)
+WRITER_OFFERS_RANGE = (0, 1_000_000)  # a writer's offers a day, or more of them per right note
 
 
 class MarketSettings(_Section):
@@ -42,6 +43,11 @@ class MarketSettings(_Section):
     price_of_information: int = Field(100, ge=PRICE_OF_INFORMATION_RANGE[0], le=PRICE_OF_INFORMATION_RANGE[1])
     budget_per_market: int = Field(200, ge=BUDGET_RANGE[0], le=BUDGET_RANGE[1])
     auction: Literal["gsp", "first_price"] = "gsp"
+    # Automatic note writers earn their room (issue 17): a registered writer may make this many
+    # offers a day in the community, plus this many more per right note of its track record
+    # (right minus wrong, never below zero). pipeline.market.writer_daily_cap.
+    writer_offers_per_day: int = Field(5, ge=WRITER_OFFERS_RANGE[0], le=WRITER_OFFERS_RANGE[1])
+    writer_offers_per_right_note: int = Field(2, ge=WRITER_OFFERS_RANGE[0], le=WRITER_OFFERS_RANGE[1])
 
 
 class LimitSettings(_Section):
@@ -52,10 +58,9 @@ class LimitSettings(_Section):
     max_amount: int = Field(1_000_000_000, ge=1, le=2**62)
 
 
-class OpenAISettings(_Section):
-    """The LLM judge's server. Sized for a small model on a CPU server: one answer is a few hundred
-    tokens, a request may take a minute, and a timeout is not retried (the same prompt would run
-    as slowly again); only transport failures (refused connection, 429, 502-504) are."""
+class ModelServerSettings(_Section):
+    """An OpenAI-compatible model server: where it is, which model, the name of the environment
+    variable holding its key, and how long and how often to ask it."""
 
     base_url: str = "http://127.0.0.1:8080/v1"
     model: str = "gpt-4o-mini"
@@ -63,6 +68,13 @@ class OpenAISettings(_Section):
     timeout_seconds: float = Field(120.0, gt=0)
     max_retries: int = Field(1, ge=0, le=10)
     max_tokens: int = Field(320, ge=16, le=8192)
+
+
+class OpenAISettings(ModelServerSettings):
+    """The LLM judge's server. Sized for a small model on a CPU server: one answer is a few hundred
+    tokens, a request may take a minute, and a timeout is not retried (the same prompt would run
+    as slowly again); only transport failures (refused connection, 429, 502-504) are."""
+
     inspection_seconds: float = Field(240.0, gt=0)
     response_format: Literal["auto", "json_schema", "json_object", "none"] = "auto"
 
@@ -82,6 +94,32 @@ class RecursionSettings(_Section):
     budget_share: float = Field(0.3, gt=0.0, le=1.0)
     min_budget: int = Field(4, ge=1)
     window_seconds: int = Field(900, ge=WINDOW_RANGE[0], le=WINDOW_RANGE[1])
+
+
+class WriterModelSettings(ModelServerSettings):
+    """The model server that writes notes for ``notebazaar writer --source openai``: a server like
+    the judge's, its own values, and how long a draft may be."""
+
+    timeout_seconds: float = Field(30.0, gt=0)
+    max_retries: int = Field(2, ge=0, le=10)
+    max_tokens: int = Field(300, ge=16, le=8192)
+    max_note_chars: int = Field(600, ge=20)
+
+
+class WriterSettings(_Section):
+    """``notebazaar writer``: an automatic informer, a client of the JSON API (issue 17)."""
+
+    server: str = "http://127.0.0.1:8000"
+    token_env: str = "NOTEBAZAAR_WRITER_TOKEN"
+    community: str = ""
+    interval_seconds: float = Field(30.0, gt=0)
+    offers_per_market: int = Field(2, ge=1, le=10)
+    alpha: float = Field(2.0, ge=0)
+    prior_strength: float = Field(1.0, gt=0)
+    decay: float = Field(0.98, gt=0, le=1)
+    timeout_seconds: float = Field(10.0, gt=0)
+    retries: int = Field(3, ge=0)
+    openai: WriterModelSettings = WriterModelSettings()
 
 
 class IndexSettings(_Section):
@@ -168,6 +206,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     judge: JudgeSettings = JudgeSettings()
     recursion: RecursionSettings = RecursionSettings()
+    writer: WriterSettings = WriterSettings()
     index: IndexSettings = IndexSettings()
     web: WebSettings = WebSettings()
     discord: DiscordSettings = DiscordSettings()

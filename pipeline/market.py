@@ -17,12 +17,14 @@ from sqlite_utils import Database
 
 from notebazaar.pipeline import ledger, records
 from notebazaar.pipeline.community import (
+    Community,
     add_post,
     audit,
     get_account,
     get_community,
     get_post,
     is_banned,
+    is_writer,
 )
 from notebazaar.pipeline.config import LimitSettings
 from notebazaar.pipeline.db import one_row, write
@@ -227,6 +229,8 @@ def submit_offer(
                 f"this informer already has {open_offers} open offers in market {market_id};"
                 f" the limit is {limits.max_open_offers_per_informer}"
             )
+        if is_writer(db, informer_id):
+            _check_writer_cap(db, informer_id, get_community(db, int(market["community_id"])), now)
         wallet_balance = ledger.balance(db, ledger.wallet(informer_id))
         if wallet_balance < bid:
             raise ledger.InsufficientFunds(f"the bid is {bid} credits but the wallet holds {wallet_balance}")
@@ -256,6 +260,42 @@ def submit_offer(
             )
     log.info("offer %s sealed in market %s (bid %s, price %s)", offer_id, market_id, bid, price)
     return Receipt(offer_id, market_id, sealed.commitment, sealed.salt, bid, price)
+
+
+DAY_SECONDS = 86_400
+
+
+def writer_daily_cap(db: Database, informer_id: int, community: Community) -> int:
+    """How many offers a registered writer may make in ``community`` in any 24 hours: the
+    community's ``writer_offers_per_day``, plus ``writer_offers_per_right_note`` for each right note
+    of its track record beyond its wrong ones (:func:`notebazaar.pipeline.records.track_record`).
+    As X's AI note writers, a new writer starts small and earns its room."""
+    record = records.track_record(db, informer_id)
+    earned = max(0, record.right - record.wrong)
+    return community.writer_offers_per_day + community.writer_offers_per_right_note * earned
+
+
+def writer_offers_today(db: Database, informer_id: int, community_id: int, now: float) -> int:
+    """The writer's offers in the community's markets in the 24 hours before ``now``, withdrawn or
+    replaced ones included (a withdrawal gives back the escrow, not the room)."""
+    return int(
+        db.execute(
+            "SELECT COUNT(*) FROM offers o JOIN markets m ON m.id = o.market_id"
+            " WHERE o.informer_id = ? AND m.community_id = ? AND o.submitted_at > ?",
+            [informer_id, community_id, now - DAY_SECONDS],
+        ).fetchone()[0]
+    )
+
+
+def _check_writer_cap(db: Database, informer_id: int, community: Community, now: float) -> None:
+    cap = writer_daily_cap(db, informer_id, community)
+    made = writer_offers_today(db, informer_id, community.id, now)
+    if made >= cap:
+        raise LimitExceeded(
+            f"this writer made {made} offers in {community.slug} in the last 24 hours; its cap is {cap}"
+            f" ({community.writer_offers_per_day} a day, +{community.writer_offers_per_right_note}"
+            " per right note of its track record)"
+        )
 
 
 def _require_open(market: dict[str, Any], now: float) -> None:

@@ -495,3 +495,24 @@ def m060_record_counters(db: Database) -> None:
     from notebazaar.pipeline.records import recount  # the rule in force, in one place
 
     recount(db)
+
+
+@migrations()
+def m050_writers(db: Database) -> None:
+    """Automatic note writers (issue 17): the accounts registered as writers, and the community
+    settings that cap a new writer's offers a day and raise the cap with its track record."""
+    _run_script(
+        db,
+        """
+        CREATE TABLE writers (
+            account_id INTEGER PRIMARY KEY REFERENCES accounts(id),
+            registered_at REAL NOT NULL
+        ) STRICT;
+
+        ALTER TABLE communities ADD COLUMN writer_offers_per_day INTEGER NOT NULL DEFAULT 5
+            CHECK (writer_offers_per_day >= 0);
+        ALTER TABLE communities ADD COLUMN writer_offers_per_right_note INTEGER NOT NULL DEFAULT 2
+            CHECK (writer_offers_per_right_note >= 0);
+        CREATE INDEX offers_informer_time ON offers(informer_id, submitted_at);
+        """,
+    )

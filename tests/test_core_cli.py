@@ -281,9 +281,17 @@ def _leaf_commands(
 
 
 def test_every_command_takes_db_after_the_subcommand() -> None:
+    """Every market command takes --db; the note writer is a client of the API and has no market
+    database: its commands take --state (its own folder) and never --db."""
     leaves = _leaf_commands(main)
     assert len(leaves) >= 15
+    writer = [main.commands["writer"], *(c for p, c in leaves if p[0] == "writer")]
+    for command in writer:
+        options = {opt for param in command.params for opt in getattr(param, "opts", [])}
+        assert "--state" in options and "--db" not in options, command.name
     for path, command in leaves:
+        if path[0] == "writer":
+            continue
         options = {opt for param in command.params for opt in getattr(param, "opts", [])}
         assert "--db" in options, f"`notebazaar {' '.join(path)}` has no --db option"
         help_text = CliRunner().invoke(main, [*path, "--help"]).output

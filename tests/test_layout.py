@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FOLDERS = {name: f"notebazaar.{name}" for name in ("cli", "pipeline", "index", "bot", "web")}
+FOLDERS = {name: f"notebazaar.{name}" for name in ("cli", "pipeline", "index", "bot", "web", "writer")}
 
 
 def _pyproject() -> dict:
@@ -46,11 +46,23 @@ def test_nothing_imports_the_folders_as_top_level_modules() -> None:
 # What each layer may not import: nothing imports a layer above it, and the CLI sits on top of all.
 # Retrieval (index) stands on the market's foundation only (settings, database, errors).
 FORBIDDEN = {
-    "notebazaar.pipeline": ("notebazaar.cli", "notebazaar.web", "notebazaar.bot"),
-    "notebazaar.index": ("notebazaar.cli", "notebazaar.web", "notebazaar.bot"),
-    "notebazaar.web": ("notebazaar.cli", "notebazaar.bot"),
-    "notebazaar.bot.discord": ("notebazaar.cli", "notebazaar.web", "notebazaar.bot.reddit"),
-    "notebazaar.bot.reddit": ("notebazaar.cli", "notebazaar.web", "notebazaar.bot.discord"),
+    "notebazaar.pipeline": ("notebazaar.cli", "notebazaar.web", "notebazaar.bot", "notebazaar.writer"),
+    "notebazaar.index": ("notebazaar.cli", "notebazaar.web", "notebazaar.bot", "notebazaar.writer"),
+    "notebazaar.web": ("notebazaar.cli", "notebazaar.bot", "notebazaar.writer"),
+    # The note writer is a client of the market: it may use the market's foundation, never a surface.
+    "notebazaar.writer": ("notebazaar.cli", "notebazaar.web", "notebazaar.bot"),
+    "notebazaar.bot.discord": (
+        "notebazaar.cli",
+        "notebazaar.web",
+        "notebazaar.bot.reddit",
+        "notebazaar.writer",
+    ),
+    "notebazaar.bot.reddit": (
+        "notebazaar.cli",
+        "notebazaar.web",
+        "notebazaar.bot.discord",
+        "notebazaar.writer",
+    ),
 }
 INDEX_MAY_USE = {"notebazaar.pipeline.config", "notebazaar.pipeline.db", "notebazaar.pipeline.errors"}
 

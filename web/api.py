@@ -16,7 +16,7 @@ from pydantic import Field, Strict
 from sqlite_utils import Database
 from starlette.concurrency import run_in_threadpool
 
-from notebazaar.pipeline import community, ledger, market, moderation, prompts, records
+from notebazaar.pipeline import community, ledger, market, moderation, prompts, records, rewards
 from notebazaar.pipeline.community import SETTING_KEYS, Community
 from notebazaar.pipeline.config import (
     BUDGET_RANGE,
@@ -24,6 +24,7 @@ from notebazaar.pipeline.config import (
     RESERVE_RANGE,
     SLOTS_RANGE,
     WINDOW_RANGE,
+    WRITER_OFFERS_RANGE,
 )
 from notebazaar.pipeline.errors import Forbidden, MarketClosed, NotFound
 from notebazaar.web import auth, evaluation, queries
@@ -89,6 +90,8 @@ class SettingsChange(Body):
     price_of_information: _ranged(PRICE_OF_INFORMATION_RANGE) = None  # type: ignore[valid-type]
     budget_per_market: _ranged(BUDGET_RANGE) = None  # type: ignore[valid-type]
     auction: Literal["gsp", "first_price"] | None = None
+    writer_offers_per_day: _ranged(WRITER_OFFERS_RANGE) = None  # type: ignore[valid-type]
+    writer_offers_per_right_note: _ranged(WRITER_OFFERS_RANGE) = None  # type: ignore[valid-type]
 
 
 class PromptVersion(Body):
@@ -186,6 +189,42 @@ def api_me(*, user: ApiUser, db: DB) -> dict[str, Any]:
 def api_my_offers(*, user: ApiUser, db: DB) -> list[dict[str, Any]]:
     """Your own offers and their status (never their content, never anyone else's offers)."""
     return queries.informer_offers(db, user.id)
+
+
+@router.get("/me/rewards", tags=["informers"])
+def api_my_rewards(
+    *,
+    user: ApiUser,
+    db: DB,
+    since: Annotated[
+        float | None, Query(description="Only offers submitted at or after (Unix seconds).")
+    ] = None,
+) -> list[dict[str, Any]]:
+    """Your offers' rewards, oldest first: charged, paid, outcome, the note's status and ``reward``
+    (the rows of ``notebazaar export rewards``). Never a note's text; join by ``commitment`` to your own."""
+    return list(rewards.offer_rewards(db, informer_id=user.id, since=since))
+
+
+@router.post("/me/writer", tags=["informers"])
+def api_register_writer(*, user: ApiUser, db: DB, once: Idempotent) -> dict[str, Any]:
+    """Declare this account an automatic note writer (``notebazaar writer`` does, at start). A writer's
+    offers count against each community's writer cap; the cap grows with its track record.
+    There is no way back: a writer stays one."""
+
+    def work() -> dict[str, Any]:
+        community.register_writer(db, user.id)
+        return {"account_id": user.id, "writer": True, "caps": _writer_caps(db, user)}
+
+    return once(work)  # type: ignore[no-any-return]
+
+
+def _writer_caps(db: Database, user: User) -> dict[str, int]:
+    communities = {r["community_id"] for r in user.roles if r["role"] == "informer"}
+    caps = {}
+    for community_id in sorted(communities):
+        com = community.get_community(db, int(community_id))
+        caps[com.slug] = market.writer_daily_cap(db, user.id, com)
+    return caps
 
 
 @router.post("/offers/{offer_id}/withdraw", tags=["informers"])

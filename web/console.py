@@ -113,6 +113,8 @@ def update_settings(
     window_seconds: Annotated[str, Form()] = "",
     price_of_information: Annotated[str, Form()] = "",
     budget_per_market: Annotated[str, Form()] = "",
+    writer_offers_per_day: Annotated[str, Form()] = "",
+    writer_offers_per_right_note: Annotated[str, Form()] = "",
     auction: Annotated[str, Form()] = "",
     com: Moderated,
     user: PageUser,
@@ -124,6 +126,8 @@ def update_settings(
         "window_seconds": window_seconds,
         "price_of_information": price_of_information,
         "budget_per_market": budget_per_market,
+        "writer_offers_per_day": writer_offers_per_day,
+        "writer_offers_per_right_note": writer_offers_per_right_note,
     }
     try:
         changes: dict[str, Any] = {k: whole_number(k, v) for k, v in numbers.items() if v.strip()}
