@@ -5,7 +5,16 @@ request prints ``Error: <what is wrong>`` and exits 1. Each module here register
 commands on :data:`notebazaar.cli.base.main`; none of them holds market logic.
 """
 
-from notebazaar.cli import corpus, demo, export, ledger, market, measure, surfaces  # noqa: F401  (registers commands)
+from notebazaar.cli import (  # noqa: F401  (registers commands)
+    corpus,
+    demo,
+    export,
+    ledger,
+    market,
+    measure,
+    ratings,
+    surfaces,
+)
 from notebazaar.cli.base import main
 
 __all__ = ["main"]

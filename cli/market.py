@@ -28,6 +28,9 @@ def community_group() -> None:
 @click.option("--price-of-information", type=int, default=None)
 @click.option("--budget-per-market", type=int, default=None)
 @click.option("--auction", type=click.Choice(["gsp", "first_price"]), default=None)
+@click.option(
+    "--payment-hold-hours", type=int, default=None, help="Hours a bought note's price waits for readers."
+)
 @with_db
 def community_create(
     db: Any, db_path: Path, settings: Settings, slug: str, name: str | None, **overrides: Any

@@ -122,21 +122,40 @@ def eval_command(
         console.print("note: the embedded judge has no prompt; the prompts matter for --judge openai")
 
 
-@main.command()
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@main.group(invoke_without_command=True)
+@click.option(
+    "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Where to write bench.json."
+)
 @click.option("--markets", type=int, default=40, show_default=True, help="Markets in the end-to-end run.")
 @click.option("--offers", type=int, default=32, show_default=True, help="Offers per market.")
 @click.option("--repeats", type=int, default=3, show_default=True, help="Runs per measurement (median).")
-@with_db
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="SQLite database (default: `db` in config.toml); the bench's state goes in a folder beside it.",
+)
+@click.pass_context
 def bench(
-    db: Any, db_path: Path, settings: Settings, out_path: Path, markets: int, offers: int, repeats: int
+    ctx: click.Context, out_path: Path | None, markets: int, offers: int, repeats: int, db_path: Path | None
 ) -> None:
-    """Measure embedding throughput, end-to-end market throughput, ledger speed and decision latency."""
+    """Measure embedding throughput, end-to-end market throughput, ledger speed and decision latency.
+
+    ``bench bridging`` measures the bridging scorer."""
+    from notebazaar.cli.base import _settings, setup_logging
     from notebazaar.pipeline.bench import run_bench
 
+    if ctx.invoked_subcommand is not None:
+        return  # `bench bridging` and friends: their own options
+    if out_path is None:
+        raise click.ClickException("Missing option '--out'.")
     if markets < 1 or offers < 1 or repeats < 1:
         raise click.ClickException("--markets, --offers and --repeats must be at least 1")
-    db.close()
+    settings = _settings()
+    db_path = db_path or Path(settings.db)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    setup_logging(db_path)
     result = run_bench(db_path.parent, settings, markets=markets, offers=offers, repeats=repeats)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -24,6 +24,7 @@ SETTING_KEYS = (
     "price_of_information",
     "budget_per_market",
     "auction",
+    "payment_hold_hours",
 )
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _HANDLE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -40,6 +41,7 @@ class Community:
     price_of_information: int
     budget_per_market: int
     auction: str
+    payment_hold_hours: int
     active_prompt_id: int | None
 
     @classmethod

@@ -32,6 +32,8 @@ class MarketSettings(_Section):
     price_of_information: int = Field(100, ge=0)
     budget_per_market: int = Field(200, ge=0)
     auction: Literal["gsp", "first_price"] = "gsp"
+    # Hours a bought note's price waits in escrow for readers' verdict (0: paid at purchase).
+    payment_hold_hours: int = Field(0, ge=0, le=24 * 365)
 
 
 class LimitSettings(_Section):
@@ -65,6 +67,25 @@ class RecursionSettings(_Section):
     budget_share: float = Field(0.3, gt=0.0, le=1.0)
     min_budget: int = Field(4, ge=1)
     window_seconds: int = Field(900, ge=0)
+
+
+class BridgingSettings(_Section):
+    """The bridging scorer over readers' ratings (issue 13; formulas in pipeline/bridging.py)."""
+
+    min_ratings: int = Field(5, ge=1)
+    helpful_intercept: float = 0.40
+    helpful_max_factor: float = Field(0.50, gt=0)
+    not_helpful_intercept: float = -0.05
+    not_helpful_factor_slope: float = Field(0.8, ge=0)
+    intercept_lambda: float = Field(0.15, ge=0)
+    factor_lambda: float = Field(0.03, ge=0)
+    global_lambda: float = Field(0.15, ge=0)
+    min_rater_agreement: float = Field(0.66, ge=0, le=1)
+    min_rater_verdicts: int = Field(5, ge=1)
+    max_iterations: int = Field(500, ge=1)
+    tolerance: float = Field(1e-6, gt=0)
+    seed: int = 0
+    score_interval_seconds: float = Field(300.0, gt=0)
 
 
 class IndexSettings(_Section):
@@ -112,6 +133,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     judge: JudgeSettings = JudgeSettings()
     recursion: RecursionSettings = RecursionSettings()
+    bridging: BridgingSettings = BridgingSettings()
     index: IndexSettings = IndexSettings()
     web: WebSettings = WebSettings()
     discord: DiscordSettings = DiscordSettings()

@@ -83,8 +83,8 @@ def open_market(
         taken = min(wanted, ledger.balance(db, source))
         cursor = db.execute(
             "INSERT INTO markets (post_id, community_id, parent_offer_id, depth, status,"
-            " attention_slots, reserve, price_of_information, auction, budget, opened_at, closes_at)"
-            " VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?)",
+            " attention_slots, reserve, price_of_information, auction, budget, opened_at, closes_at,"
+            " payment_hold_hours) VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 post_id,
                 community.id,
@@ -97,6 +97,7 @@ def open_market(
                 taken,
                 now,
                 now + window,
+                community.payment_hold_hours,
             ],
         )
         market_id = int(cursor.lastrowid)  # type: ignore[arg-type]

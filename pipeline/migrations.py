@@ -325,3 +325,70 @@ def m003_note_statuses(db: Database) -> None:
         CREATE INDEX note_status_history_reveal ON note_status_history(reveal_id, changed_at);
         """,
     )
+
+
+@migrations()
+def m040_rating_levels(db: Database) -> None:
+    """Readers' ratings as Community Notes has them (issue 13), and what the bridging scorer's
+    statuses drive: hiding a note on every surface, and payments held until readers agree.
+
+    - ``ratings``: a level (``helpful``, ``somewhat_helpful``, ``not_helpful``), optional reason
+      tags (a JSON list, :data:`notebazaar.pipeline.ratings.HELPFUL_TAGS` and
+      ``NOT_HELPFUL_TAGS``), the surface it came from, when it was first given and last changed.
+      Old rows (helpful 0/1, written only by the simulator) become ``helpful`` / ``not_helpful``.
+    - ``outbox.takedown``: a delivered note that was hidden is edited or removed on its platform
+      (``pending`` until the bot has done it), with the reason shown to readers.
+    - ``payment_hold_hours`` on communities and (copied at open) on markets; ``held_payments``: the
+      price of a bought note in escrow until its status is settled or the hold ends.
+    - ``cn_notes``: the Community Notes ``noteId`` of an imported note.
+    """
+    _run_script(
+        db,
+        """
+        CREATE TABLE ratings_v2 (
+            reveal_id INTEGER NOT NULL REFERENCES reveals(id),
+            account_id INTEGER NOT NULL REFERENCES accounts(id),
+            level TEXT NOT NULL CHECK (level IN ('helpful', 'somewhat_helpful', 'not_helpful')),
+            tags TEXT NOT NULL DEFAULT '[]',
+            surface TEXT NOT NULL,
+            rated_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (reveal_id, account_id)
+        ) STRICT;
+        INSERT INTO ratings_v2 (reveal_id, account_id, level, tags, surface, rated_at, updated_at)
+            SELECT reveal_id, account_id, CASE helpful WHEN 1 THEN 'helpful' ELSE 'not_helpful' END,
+                   '[]', 'sim', rated_at, rated_at FROM ratings;
+        DROP TABLE ratings;
+        ALTER TABLE ratings_v2 RENAME TO ratings;
+        CREATE INDEX ratings_account ON ratings(account_id);
+
+        ALTER TABLE outbox ADD COLUMN takedown TEXT CHECK (takedown IN ('pending', 'done', 'failed'));
+        ALTER TABLE outbox ADD COLUMN takedown_reason TEXT;
+        CREATE INDEX outbox_takedown ON outbox(surface, takedown) WHERE takedown IS NOT NULL;
+
+        ALTER TABLE communities ADD COLUMN payment_hold_hours INTEGER NOT NULL DEFAULT 0
+            CHECK (payment_hold_hours >= 0);
+        ALTER TABLE markets ADD COLUMN payment_hold_hours INTEGER NOT NULL DEFAULT 0
+            CHECK (payment_hold_hours >= 0);
+
+        CREATE TABLE held_payments (
+            offer_id INTEGER PRIMARY KEY REFERENCES offers(id),
+            reveal_id INTEGER NOT NULL UNIQUE REFERENCES reveals(id),
+            market_id INTEGER NOT NULL REFERENCES markets(id),
+            community_id INTEGER NOT NULL REFERENCES communities(id),
+            informer_id INTEGER NOT NULL REFERENCES accounts(id),
+            amount INTEGER NOT NULL CHECK (amount > 0),
+            held_at REAL NOT NULL,
+            release_at REAL NOT NULL,
+            settled_at REAL,
+            outcome TEXT CHECK (outcome IN ('paid', 'returned'))
+        ) STRICT;
+        CREATE INDEX held_payments_open ON held_payments(release_at) WHERE settled_at IS NULL;
+
+        -- Notes imported from Community Notes' TSVs keep their noteId (ratings import-cn / export-cn).
+        CREATE TABLE cn_notes (
+            note_id TEXT PRIMARY KEY,
+            reveal_id INTEGER NOT NULL UNIQUE REFERENCES reveals(id)
+        ) STRICT;
+        """,
+    )

@@ -63,6 +63,7 @@ class SettingsChange(_Body):
     price_of_information: int | None = None
     budget_per_market: int | None = None
     auction: Literal["gsp", "first_price"] | None = None
+    payment_hold_hours: int | None = None
 
 
 class PromptVersion(_Body):

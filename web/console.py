@@ -92,6 +92,7 @@ def update_settings(
     window_seconds: Annotated[str, Form()] = "",
     price_of_information: Annotated[str, Form()] = "",
     budget_per_market: Annotated[str, Form()] = "",
+    payment_hold_hours: Annotated[str, Form()] = "",
     auction: Annotated[str, Form()] = "",
     com: Moderated,
     user: PageUser,
@@ -103,6 +104,7 @@ def update_settings(
         "window_seconds": window_seconds,
         "price_of_information": price_of_information,
         "budget_per_market": budget_per_market,
+        "payment_hold_hours": payment_hold_hours,
     }
     try:
         changes: dict[str, Any] = {k: whole_number(k, v) for k, v in numbers.items() if v.strip()}
