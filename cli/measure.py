@@ -32,6 +32,23 @@ from notebazaar.pipeline.config import Settings
     help="Sub-markets about uncertain offers, with debunker informers ([recursion] in config.toml)."
     " Given either way, the report adds subnote_purchases and misleading_bought_share.",
 )
+@click.option(
+    "--resolution",
+    type=click.Choice(["label", "ratings"]),
+    default="label",
+    show_default=True,
+    help="label: each post resolves to its label after its market (the default, as before);"
+    " ratings: posts never resolve, a rater population rates the shown notes and bridging statuses"
+    " are the only truth (adds rating_status_accuracy and misleading_shown_share).",
+)
+@click.option(
+    "--coordinated-raters",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="With --resolution ratings: the share of raters who rate misleading informers' notes helpful"
+    " and every other note not helpful.",
+)
 @with_db
 def simulate(
     db: Any,
@@ -43,6 +60,8 @@ def simulate(
     limit: int | None,
     out_path: Path,
     recursion: str | None,
+    resolution: str,
+    coordinated_raters: float,
 ) -> None:
     """Run informer populations against the judge on labelled claims; write a JSON report and a plot."""
     from notebazaar.pipeline.evaluate import quality_table
@@ -60,6 +79,8 @@ def simulate(
         limit=limit,
         progress=sys.stderr.isatty(),
         recursion=None if recursion is None else recursion == "on",
+        resolution=resolution,
+        coordinated_raters=coordinated_raters,
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")

@@ -70,6 +70,7 @@ NEEDS_MORE_RATINGS = "needs_more_ratings"
 HELPFUL = "helpful"
 NOT_HELPFUL = "not_helpful"
 STATUSES = (NEEDS_MORE_RATINGS, HELPFUL, NOT_HELPFUL)
+MAX_FILTER_ROUNDS = 5
 
 
 @dataclass
@@ -214,6 +215,80 @@ def decide(
     return status
 
 
+def coordinated_raters(
+    note_idx: np.ndarray,
+    rater_idx: np.ndarray,
+    y: np.ndarray,
+    n_notes: int,
+    n_raters: int,
+    params: BridgingSettings,
+) -> np.ndarray:
+    """Raters in a coordinated group: a connected group of at least ``coordination_group`` raters
+    (and at most half of all raters) linked by pairs who, over at least ``coordination_min_shared``
+    notes both rated helpful or not helpful, answered alike ``coordination_agreement`` of the time
+    or more, and whose answers agree with everyone else's less than ``min_rater_agreement`` of the
+    time.
+
+    Not in Community Notes' core model (its nearest kin is the quasi-clique and post-selection
+    similarity detection beside it). Raters who usually disagree agree on some notes and not on
+    others; a group that rates by a rule agrees with itself on everything and with everyone else
+    on little, and a one-factor model alone would hand that group the factor axis (and with it the
+    intercepts). Raters who simply agree with most others (clear-cut notes) are never flagged."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    flagged = np.zeros(n_raters, dtype=bool)
+    if params.coordination_group < 2 or n_raters < 2 * params.coordination_group:
+        return flagged
+    verdict = (y == 1.0) | (y == 0.0)
+    sign = np.where(y == 1.0, 1.0, -1.0)[verdict]
+    rows, cols = rater_idx[verdict], note_idx[verdict]
+    shape = (n_raters, n_notes)
+    answers = coo_matrix((sign, (rows, cols)), shape=shape).tocsr()
+    rated = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=shape).tocsr()
+    shared = (rated @ rated.T).tocoo()
+    net_matrix = (answers @ answers.T).tocsr()
+    pair = shared.row != shared.col
+    r, c, n = shared.row[pair], shared.col[pair], shared.data[pair]
+    if len(r) == 0:
+        return flagged
+    alike = (n + np.asarray(net_matrix[r, c]).ravel()) / 2.0  # answers given alike, per pair
+    linked = (n >= params.coordination_min_shared) & (alike >= params.coordination_agreement * n)
+    graph = coo_matrix((np.ones(int(linked.sum())), (r[linked], c[linked])), shape=(n_raters, n_raters))
+    _, component = connected_components(graph, directed=False)
+    sizes = np.bincount(component)
+    active = np.count_nonzero(np.bincount(rows, minlength=n_raters))
+    outside = component[r] != component[c]
+    alike_out = np.bincount(component[r[outside]], alike[outside], len(sizes))
+    shared_out = np.bincount(component[r[outside]], n[outside], len(sizes))
+    agreement_out = np.divide(alike_out, shared_out, out=np.ones(len(sizes)), where=shared_out > 0)
+    group = (
+        (sizes >= params.coordination_group)
+        & (2 * sizes <= active)
+        & (agreement_out < params.min_rater_agreement)
+    )
+    return group[component]
+
+
+def _disagreeing_raters(
+    provisional: np.ndarray,
+    note_idx: np.ndarray,
+    rater_idx: np.ndarray,
+    y: np.ndarray,
+    n_raters: int,
+    params: BridgingSettings,
+) -> np.ndarray:
+    """Raters whose helpful / not-helpful ratings of notes with a provisional status agree with it
+    less than ``min_rater_agreement`` of the time, over at least ``min_rater_verdicts`` of them."""
+    verdict = provisional[note_idx]
+    judged = ((verdict == HELPFUL) | (verdict == NOT_HELPFUL)) & ((y == 1.0) | (y == 0.0))
+    agrees = judged & (((verdict == HELPFUL) & (y == 1.0)) | ((verdict == NOT_HELPFUL) & (y == 0.0)))
+    judged_n = np.bincount(rater_idx, judged.astype(float), n_raters)
+    agree_n = np.bincount(rater_idx, agrees.astype(float), n_raters)
+    ratio = np.divide(agree_n, judged_n, out=np.ones(n_raters), where=judged_n > 0)
+    return (judged_n >= params.min_rater_verdicts) & (ratio < params.min_rater_agreement)
+
+
 def score(
     note_ids: Sequence[Any] | np.ndarray,
     rater_ids: Sequence[Any] | np.ndarray,
@@ -233,25 +308,21 @@ def score(
     note_idx, rater_idx, y = note_idx[order].astype(np.int64), rater_idx[order].astype(np.int64), y_in[order]
     n_notes, n_raters = len(note_keys), len(rater_keys)
 
-    first = fit(note_idx, rater_idx, y, n_notes, n_raters, params)
-    first_count = np.bincount(note_idx, minlength=n_notes)
-    provisional = decide(first.note_intercept, first.note_factor, first_count, params)
-
-    # Rater agreement with the provisional statuses, over their helpful / not-helpful ratings.
-    verdict = provisional[note_idx]
-    judged = ((verdict == HELPFUL) | (verdict == NOT_HELPFUL)) & ((y == 1.0) | (y == 0.0))
-    agrees = judged & (((verdict == HELPFUL) & (y == 1.0)) | ((verdict == NOT_HELPFUL) & (y == 0.0)))
-    judged_n = np.bincount(rater_idx, judged.astype(float), n_raters)
-    agree_n = np.bincount(rater_idx, agrees.astype(float), n_raters)
-    ratio = np.divide(agree_n, judged_n, out=np.ones(n_raters), where=judged_n > 0)
-    excluded = (judged_n >= params.min_rater_verdicts) & (ratio < params.min_rater_agreement)
-
+    excluded = coordinated_raters(note_idx, rater_idx, y, n_notes, n_raters, params)
     keep = ~excluded[rater_idx]
-    final = (
-        fit(note_idx[keep], rater_idx[keep], y[keep], n_notes, n_raters, params, init=first)
-        if excluded.any()
-        else first
-    )
+    first = fit(note_idx[keep], rater_idx[keep], y[keep], n_notes, n_raters, params)
+    final = first
+    sweeps = first.sweeps
+    for _ in range(MAX_FILTER_ROUNDS):
+        counts = np.bincount(note_idx[keep], minlength=n_notes)
+        provisional = decide(final.note_intercept, final.note_factor, counts, params)
+        newly = _disagreeing_raters(provisional, note_idx, rater_idx, y, n_raters, params) & ~excluded
+        if not newly.any():
+            break
+        excluded |= newly
+        keep = ~excluded[rater_idx]
+        final = fit(note_idx[keep], rater_idx[keep], y[keep], n_notes, n_raters, params, init=final)
+        sweeps += final.sweeps
     counts = np.bincount(note_idx[keep], minlength=n_notes)
     intercept = np.where(counts > 0, final.note_intercept, np.nan)
     factor = np.where(counts > 0, final.note_factor, np.nan)
@@ -266,7 +337,7 @@ def score(
         rater_intercept=final.rater_intercept,
         rater_factor=final.rater_factor,
         excluded_raters=rater_keys[excluded],
-        sweeps=first.sweeps + (final.sweeps if final is not first else 0),
+        sweeps=sweeps,
     )
 
 
