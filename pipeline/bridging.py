@@ -62,7 +62,9 @@ from typing import Any
 import numpy as np
 from sqlite_utils import Database
 
+from notebazaar.pipeline import statuses
 from notebazaar.pipeline.config import BridgingSettings
+from notebazaar.pipeline.ratings import LEVEL_VALUES
 
 log = logging.getLogger(__name__)
 
@@ -367,9 +369,6 @@ def score_db(db: Database, params: BridgingSettings, *, now: float | None = None
     """Score every rating of revealed top-level notes; store statuses (``note_statuses``, with the
     time computed) and each change (``note_status_history``); hide the notes that became not
     helpful and settle held payments (:mod:`notebazaar.pipeline.statuses`). One transaction."""
-    from notebazaar.pipeline import statuses
-    from notebazaar.pipeline.ratings import LEVEL_VALUES
-
     started = time.perf_counter()
     now = time.time() if now is None else now
     rows = db.execute(
@@ -395,3 +394,22 @@ def score_db(db: Database, params: BridgingSettings, *, now: float | None = None
         len(report.hidden or []),
     )
     return report
+
+
+class ScoringSchedule:
+    """Runs :func:`score_db` at most every ``score_interval_seconds``: what the web worker and the
+    bots call on each pass of their loops."""
+
+    def __init__(self, params: BridgingSettings, *, clock: Any = time.monotonic) -> None:
+        self.params = params
+        self.clock = clock
+        self._last = float("-inf")
+
+    def due(self) -> bool:
+        return self.clock() - self._last >= self.params.score_interval_seconds
+
+    def run_if_due(self, db: Database) -> ScoreReport | None:
+        if not self.due():
+            return None
+        self._last = self.clock()
+        return score_db(db, self.params)

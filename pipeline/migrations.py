@@ -336,6 +336,8 @@ def m040_rating_levels(db: Database) -> None:
       tags (a JSON list, :data:`notebazaar.pipeline.ratings.HELPFUL_TAGS` and
       ``NOT_HELPFUL_TAGS``), the surface it came from, when it was first given and last changed.
       Old rows (helpful 0/1, written only by the simulator) become ``helpful`` / ``not_helpful``.
+    - ``reveals.hidden_by``: who hid an unpublished note, a moderator or readers (the scorer); a
+      note readers hid is still listed on the web and in the API, marked hidden with the reason.
     - ``outbox.takedown``: a delivered note that was hidden is edited or removed on its platform
       (``pending`` until the bot has done it), with the reason shown to readers.
     - ``payment_hold_hours`` on communities and (copied at open) on markets; ``held_payments``: the
@@ -361,6 +363,9 @@ def m040_rating_levels(db: Database) -> None:
         DROP TABLE ratings;
         ALTER TABLE ratings_v2 RENAME TO ratings;
         CREATE INDEX ratings_account ON ratings(account_id);
+
+        ALTER TABLE reveals ADD COLUMN hidden_by TEXT CHECK (hidden_by IN ('moderator', 'readers'));
+        UPDATE reveals SET hidden_by = 'moderator' WHERE unpublished_at IS NOT NULL;
 
         ALTER TABLE outbox ADD COLUMN takedown TEXT CHECK (takedown IN ('pending', 'done', 'failed'));
         ALTER TABLE outbox ADD COLUMN takedown_reason TEXT;

@@ -92,7 +92,8 @@ def hide(
     """Hide a revealed note that readers rejected, on every surface, and audit it."""
     with write(db):
         db.execute(
-            "UPDATE reveals SET unpublished_at = ?, unpublish_reason = ? WHERE id = ? AND unpublished_at IS NULL",
+            "UPDATE reveals SET unpublished_at = ?, unpublish_reason = ?, hidden_by = 'readers'"
+            " WHERE id = ? AND unpublished_at IS NULL",
             [now, reason, reveal_id],
         )
         db.execute("DELETE FROM documents WHERE kind = 'reveal' AND ref_id = ?", [reveal_id])

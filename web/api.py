@@ -9,12 +9,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlite_utils import Database
 from starlette.concurrency import run_in_threadpool
 
-from notebazaar.pipeline import community, ledger, market, moderation, prompts, records, settlement
+from notebazaar.pipeline import (
+    community,
+    ledger,
+    market,
+    moderation,
+    prompts,
+    ratings,
+    records,
+    settlement,
+    statuses,
+)
 from notebazaar.pipeline.community import SETTING_KEYS, Community
 from notebazaar.pipeline.errors import Forbidden, MarketClosed, NotFound
 from notebazaar.web import auth, evaluation, queries
@@ -75,6 +85,17 @@ class EvalRequest(_Body):
     path: str = Field(description="A labelled .jsonl file on the server.")
     judge_kind: Literal["local", "openai", "simple"] = "local"
     limit: int | None = Field(None, ge=1)
+
+
+class NoteRating(_Body):
+    level: Literal["helpful", "somewhat_helpful", "not_helpful"] = Field(examples=["helpful"])
+    tags: list[str] = Field(
+        [],
+        max_length=8,
+        description="Optional reason tags, Community Notes' own: helpful ones (e.g. good_sources,"
+        " clear) with helpful, not-helpful ones (e.g. incorrect, off_topic) with not_helpful, either"
+        " with somewhat_helpful.",
+    )
 
 
 class Reason(_Body):
@@ -243,6 +264,40 @@ def _seal(db: Any, user: Any, market_id: int, body: SealedNote, settings: Any) -
         limits=settings.limits,
     )
     return receipt.as_dict() | {"keep_the_salt": "Keep the salt: with it you can prove you wrote this note."}
+
+
+# --- readers' ratings ---------------------------------------------------------------------------------
+
+
+@router.post("/reveals/{reveal_id}/ratings", status_code=201, tags=["ratings"])
+def api_rate(
+    *, reveal_id: int, body: NoteRating, user: ApiUser, db: DB, response: Response
+) -> dict[str, Any]:
+    """Rate a revealed note (201), or change your rating of it (200). Refused: an unknown or hidden
+    note, your own note, a banned account, the same rating twice."""
+    rating = ratings.rate(db, reveal_id, user.id, body.level, tags=body.tags, surface="api")
+    if rating.changed != "new":
+        response.status_code = 200
+    return rating.as_dict()
+
+
+@router.get("/reveals/{reveal_id}/ratings", tags=["ratings"])
+def api_ratings(*, reveal_id: int, user: ApiUser, db: DB) -> dict[str, Any]:
+    """A note's rating counts, its bridging status and your own rating of it."""
+    found = db.execute(
+        "SELECT r.id FROM reveals r JOIN markets m ON m.id = r.market_id"
+        " WHERE r.id = ? AND m.parent_offer_id IS NULL AND (r.unpublished_at IS NULL OR r.hidden_by = 'readers')",
+        [reveal_id],
+    ).fetchone()
+    if found is None:
+        raise NotFound(f"no published note {reveal_id}")
+    return {
+        "reveal_id": reveal_id,
+        "counts": ratings.counts(db, [reveal_id])[reveal_id],
+        "status": statuses.status_of(db, reveal_id),
+        "history": statuses.history_of(db, reveal_id),
+        "mine": ratings.rating_of(db, reveal_id, user.id),
+    }
 
 
 # --- moderators ---------------------------------------------------------------------------------------
