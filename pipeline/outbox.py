@@ -110,9 +110,7 @@ def pending_takedowns(db: Database, surface: str, *, limit: int = 50) -> list[Pe
 def mark_taken_down(db: Database, outbox_id: int, *, failed: bool = False) -> None:
     """The platform message was edited or removed (or can never be: ``failed``)."""
     with write(db):
-        db.execute(
-            "UPDATE outbox SET takedown = ? WHERE id = ?", ["failed" if failed else "done", outbox_id]
-        )
+        db.execute("UPDATE outbox SET takedown = ? WHERE id = ?", ["failed" if failed else "done", outbox_id])
 
 
 def reveal_for_message(db: Database, surface: str, external_id: str) -> int | None:

@@ -103,7 +103,9 @@ async def take_down_hidden(client: Any, db: Database) -> list[int]:
             done.append(item.outbox_id)
             continue
         except (discord.HTTPException, ValueError, AttributeError) as exc:
-            log.warning("could not edit the message of hidden note %s: %s", item.reveal_id, type(exc).__name__)
+            log.warning(
+                "could not edit the message of hidden note %s: %s", item.reveal_id, type(exc).__name__
+            )
             continue
         outbox.mark_taken_down(db, item.outbox_id)
         done.append(item.outbox_id)

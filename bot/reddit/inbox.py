@@ -20,6 +20,7 @@ from sqlite_utils import Database
 
 from notebazaar.bot.reddit import messages
 from notebazaar.bot.reddit.client import TRANSIENT
+from notebazaar.bot.reddit.ratings import RatingReplies, rate_as
 from notebazaar.bot.reddit.state import get_state, set_state
 from notebazaar.bot.reddit.watcher import post_text
 from notebazaar.pipeline import ledger
@@ -40,6 +41,7 @@ class Inbox:
         self.db = db
         self.communities = {name.lower(): cid for name, cid in communities.items()}
         self.limits = limits
+        self.ratings = RatingReplies(db)
 
     def process(self, limit: int = 100) -> int:
         """Handle the unread private messages; returns how many were handled.
@@ -48,6 +50,14 @@ class Inbox:
         """
         handled = 0
         for item in self.reddit.inbox.unread(limit=limit):
+            if isinstance(item, praw.models.Comment):
+                try:
+                    handled += self.ratings.handle(item)  # a reply to a note comment: a rating
+                except TRANSIENT as exc:
+                    log.warning("reddit inbox: %s on %s; will retry", type(exc).__name__, item.fullname)
+                    break
+                item.mark_read()
+                continue
             if (
                 not isinstance(item, praw.models.Message)
                 or isinstance(item, praw.models.SubredditMessage)
@@ -68,6 +78,8 @@ class Inbox:
         record = get_state(self.db, key)
         if record is None:
             reply, record = self._run_command(message, key)
+        elif not record.get("replied") and "reply" in record:
+            reply = record["reply"]
         elif not record.get("replied") and "withdrawn" in record:
             reply = f"Offer {record['withdrawn']} is withdrawn: the bid is refunded and the note shredded."
         elif not record.get("replied"):
@@ -102,6 +114,12 @@ class Inbox:
                     set_state(self.db, key, record)
                 done = f"Offer {command.offer_id} is withdrawn: the bid is refunded and the note shredded."
                 return done, record
+            if isinstance(command, messages.RateCommand):
+                with write(self.db):  # the rating and the record of this message: one transaction
+                    reply = rate_as(self.db, author, command.reveal_id, command.level)
+                    record = {"rated": command.reveal_id, "replied": False, "reply": reply}
+                    set_state(self.db, key, record)
+                return reply, record
             balance = ledger.balance(self.db, ledger.wallet(informer))
             return f"Your wallet holds {balance} credits.", {"balance": True, "replied": False}
         except NotebazaarError as exc:
