@@ -131,6 +131,8 @@ class FakeMessage:
     guild: Any = None
     add_reaction: AsyncMock = field(default_factory=AsyncMock)
     deleted: bool = False
+    view: Any = None
+    edits: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def jump_url(self) -> str:
@@ -138,7 +140,7 @@ class FakeMessage:
 
     async def reply(self, *, embed: discord.Embed, **kwargs: Any) -> FakeMessage:
         assert kwargs.get("mention_author") is False
-        return self.channel.post(embed, reply_to=self.id)
+        return self.channel.post(embed, reply_to=self.id, view=kwargs.get("view"))
 
     async def create_thread(self, *, name: str) -> FakeChannel:
         assert self.id not in self.channel.world.channels, "a thread already exists on this message"
@@ -149,6 +151,12 @@ class FakeMessage:
 
     async def delete(self) -> None:
         self.deleted = True
+
+    async def edit(self, **changes: Any) -> FakeMessage:
+        if self.deleted:
+            raise discord.NotFound(MagicMock(status=404, reason="Not Found"), {"code": 10008, "message": "x"})
+        self.edits.append(changes)
+        return self
 
 
 @dataclass
@@ -163,14 +171,14 @@ class FakeChannel:
     def get_partial_message(self, message_id: int) -> FakeMessage:
         return self.messages.setdefault(message_id, FakeMessage(message_id, self))
 
-    def post(self, embed: discord.Embed, *, reply_to: int | None = None) -> FakeMessage:
+    def post(self, embed: discord.Embed, *, reply_to: int | None = None, view: Any = None) -> FakeMessage:
         self.posted.append((embed, reply_to))
-        sent = FakeMessage(next_id(), self)
+        sent = FakeMessage(next_id(), self, view=view)
         self.messages[sent.id] = sent
         return sent
 
     async def send(self, *, embed: discord.Embed, **kwargs: Any) -> FakeMessage:
-        return self.post(embed)
+        return self.post(embed, view=kwargs.get("view"))
 
     def message(self, content: str, author: Any, *, guild_id: int = GUILD_ID) -> FakeMessage:
         msg = FakeMessage(next_id(), self, content, author, MagicMock(id=guild_id))

@@ -47,6 +47,7 @@ class FakeReddit:
     read: list[str] = field(default_factory=list)
     fail: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
+    edits: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     next_id: int = 1000
 
@@ -88,6 +89,25 @@ class FakeReddit:
         )
         return f"t4_{mid}"
 
+    def comment_reply(self, cid: str, author: str, parent: str, body: str) -> str:
+        """A reply to one of the bot's comments, as it arrives in the bot's inbox."""
+        self.inbox.append(
+            {
+                "id": cid,
+                "name": f"t1_{cid}",
+                "author": author,
+                "body": body,
+                "parent_id": parent,
+                "link_id": "t3_x",
+                "subreddit": SUB,
+                "context": f"/r/{SUB}/comments/x/x/{cid}/?context=3",
+                "new": True,
+                "was_comment": True,
+                "created_utc": time.time(),
+            }
+        )
+        return f"t1_{cid}"
+
     # --- HTTP ------------------------------------------------------------------------------
 
     def handle(self, method: str, path: str, query: dict[str, str], form: dict[str, str]) -> tuple[int, Any]:
@@ -115,8 +135,13 @@ class FakeReddit:
                 names = [i["name"] for i in chosen]
                 chosen = chosen[: names.index(before)] if before in names else []
             return 200, _listing(kind, chosen[: int(query.get("limit", 100))])
-        if path == "/message/unread":
+        if path == "/message/unread":  # private messages (t4) and comment replies (t1)
             return 200, _listing("t4", [m for m in self.inbox if m["new"]])
+        if path == "/api/editusertext":  # Reddit answers with the edited comment
+            self.edits.append(form)
+            cid = form["thing_id"][3:]
+            data = {"id": cid, "name": form["thing_id"], "body": form["text"], "author": BOT, "subreddit": SUB}
+            return 200, {"json": {"errors": [], "data": {"things": [{"kind": "t1", "data": data}]}}}
         if path == "/api/read_message":
             for name in form["id"].split(","):
                 self.read.append(name)
@@ -183,6 +208,8 @@ def _listing(kind: str, items: list[dict[str, Any]]) -> dict[str, Any]:
     children = [
         {"kind": kind if kind != "t3" or i["name"].startswith("t3_") else "t1", "data": i} for i in items
     ]
+    if kind == "t4":  # the inbox holds comment replies (t1) beside messages
+        children = [{"kind": i["name"][:2], "data": i} for i in items]
     return {"kind": "Listing", "data": {"children": children, "after": None, "before": None}}
 
 
