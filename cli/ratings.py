@@ -79,13 +79,32 @@ def bridging_group() -> None:
     """The bridging scorer on its own."""
 
 
+def _log_beside(db_path: Path | None) -> None:
+    """Commands that open no database still log beside it, as every other command does."""
+    from notebazaar.cli.base import _settings, setup_logging
+
+    path = db_path or Path(_settings().db)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    setup_logging(path)
+
+
+_LOG_DB = click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Only where the log goes (notebazaar.log beside it); no database is opened.",
+)
+
+
 @bridging_group.command("score")
+@_LOG_DB
 @click.option(
     "--cn-notes", "notes_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
 @click.option("--cn-ratings", "ratings_path", required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
-def bridging_score(notes_path: Path, ratings_path: Path, out_path: Path) -> None:
+def bridging_score(db_path: Path | None, notes_path: Path, ratings_path: Path, out_path: Path) -> None:
     """Score Community Notes data directly (no database): writes noteId, intercept, factor, status
     (helpful, not_helpful, needs_more_ratings) and ratings, one line per note."""
     import time
@@ -93,6 +112,7 @@ def bridging_score(notes_path: Path, ratings_path: Path, out_path: Path) -> None
     from notebazaar.cli.base import _settings
     from notebazaar.pipeline.cnscore import score_files
 
+    _log_beside(db_path)
     started = time.perf_counter()
     try:
         summary = score_files(notes_path, ratings_path, out_path, _settings().bridging)
@@ -103,12 +123,15 @@ def bridging_score(notes_path: Path, ratings_path: Path, out_path: Path) -> None
 
 
 @bench.command("bridging")
+@_LOG_DB
 @click.option("--notes", type=int, default=10_000, show_default=True)
 @click.option("--ratings-per-note", type=int, default=30, show_default=True)
 @click.option("--raters", type=int, default=3_000, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
-def bench_bridging(notes: int, ratings_per_note: int, raters: int, seed: int, out_path: Path) -> None:
+def bench_bridging(
+    db_path: Path | None, notes: int, ratings_per_note: int, raters: int, seed: int, out_path: Path
+) -> None:
     """The bridging scorer on seeded synthetic ratings with a planted quality: speed, memory, and
     Spearman between intercepts and the planted quality (no database, no files needed)."""
     from notebazaar.cli.base import _settings
@@ -116,6 +139,7 @@ def bench_bridging(notes: int, ratings_per_note: int, raters: int, seed: int, ou
 
     if notes < 1 or ratings_per_note < 1 or raters < 5:
         raise click.ClickException("--notes and --ratings-per-note must be at least 1, --raters at least 5")
+    _log_beside(db_path)
     result = run(
         notes=notes, ratings_per_note=ratings_per_note, raters=raters, seed=seed, params=_settings().bridging
     )
