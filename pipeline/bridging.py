@@ -225,51 +225,37 @@ def coordinated_raters(
     n_raters: int,
     params: BridgingSettings,
 ) -> np.ndarray:
-    """Raters in a coordinated group: a connected group of at least ``coordination_group`` raters
-    (and at most half of all raters) linked by pairs who, over at least ``coordination_min_shared``
-    notes both rated helpful or not helpful, answered alike ``coordination_agreement`` of the time
-    or more, and whose answers agree with everyone else's less than ``min_rater_agreement`` of the
-    time.
+    """Raters who go against their peers where the peers agree: over the notes on which at least
+    ``consensus_min_peers`` other raters gave a helpful / not-helpful verdict and at least
+    ``consensus_share`` of them gave the same one, a rater whose own verdict matched less than
+    ``consensus_agreement`` of the time (over at least ``min_rater_verdicts`` such notes).
 
     Not in Community Notes' core model (its nearest kin is the quasi-clique and post-selection
-    similarity detection beside it). Raters who usually disagree agree on some notes and not on
-    others; a group that rates by a rule agrees with itself on everything and with everyone else
-    on little, and a one-factor model alone would hand that group the factor axis (and with it the
-    intercepts). Raters who simply agree with most others (clear-cut notes) are never flagged."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
+    similarity detection beside it, and its rater-agreement filter, which compares raters with the
+    model's statuses instead). Notes that split raters by viewpoint are not consensus notes, so
+    holding a minority view costs nothing; a group that rates by a rule ("this side's notes are
+    helpful, all others are not") contradicts its peers on every note they agree about. A
+    one-factor model alone would hand such a group the factor axis, and with it the intercepts."""
     flagged = np.zeros(n_raters, dtype=bool)
-    if params.coordination_group < 2 or n_raters < 2 * params.coordination_group:
-        return flagged
     verdict = (y == 1.0) | (y == 0.0)
-    sign = np.where(y == 1.0, 1.0, -1.0)[verdict]
-    rows, cols = rater_idx[verdict], note_idx[verdict]
-    shape = (n_raters, n_notes)
-    answers = coo_matrix((sign, (rows, cols)), shape=shape).tocsr()
-    rated = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=shape).tocsr()
-    shared = (rated @ rated.T).tocoo()
-    net_matrix = (answers @ answers.T).tocsr()
-    pair = shared.row != shared.col
-    r, c, n = shared.row[pair], shared.col[pair], shared.data[pair]
-    if len(r) == 0:
+    if params.consensus_min_peers < 1 or not verdict.any():
         return flagged
-    alike = (n + np.asarray(net_matrix[r, c]).ravel()) / 2.0  # answers given alike, per pair
-    linked = (n >= params.coordination_min_shared) & (alike >= params.coordination_agreement * n)
-    graph = coo_matrix((np.ones(int(linked.sum())), (r[linked], c[linked])), shape=(n_raters, n_raters))
-    _, component = connected_components(graph, directed=False)
-    sizes = np.bincount(component)
-    active = np.count_nonzero(np.bincount(rows, minlength=n_raters))
-    outside = component[r] != component[c]
-    alike_out = np.bincount(component[r[outside]], alike[outside], len(sizes))
-    shared_out = np.bincount(component[r[outside]], n[outside], len(sizes))
-    agreement_out = np.divide(alike_out, shared_out, out=np.ones(len(sizes)), where=shared_out > 0)
-    group = (
-        (sizes >= params.coordination_group)
-        & (2 * sizes <= active)
-        & (agreement_out < params.min_rater_agreement)
-    )
-    return group[component]
+    helpful = (y == 1.0).astype(float)
+    judged = verdict.astype(float)
+    note_helpful = np.bincount(note_idx, helpful, n_notes)
+    note_judged = np.bincount(note_idx, judged, n_notes)
+    peers = note_judged[note_idx] - judged  # the other raters' verdicts on this rating's note
+    peers_helpful = note_helpful[note_idx] - helpful
+    share = np.divide(peers_helpful, peers, out=np.full(len(y), 0.5), where=peers > 0)
+    consensus = verdict & (peers >= params.consensus_min_peers)
+    says_helpful = consensus & (share >= params.consensus_share)
+    says_not = consensus & (share <= 1.0 - params.consensus_share)
+    counted = says_helpful | says_not
+    agrees = (says_helpful & (y == 1.0)) | (says_not & (y == 0.0))
+    counted_n = np.bincount(rater_idx, counted.astype(float), n_raters)
+    agree_n = np.bincount(rater_idx, agrees.astype(float), n_raters)
+    ratio = np.divide(agree_n, counted_n, out=np.ones(n_raters), where=counted_n > 0)
+    return (counted_n >= params.min_rater_verdicts) & (ratio < params.consensus_agreement)
 
 
 def _disagreeing_raters(

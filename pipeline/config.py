@@ -82,9 +82,9 @@ class BridgingSettings(_Section):
     global_lambda: float = Field(0.15, ge=0)
     min_rater_agreement: float = Field(0.66, ge=0, le=1)
     min_rater_verdicts: int = Field(5, ge=1)
-    coordination_group: int = Field(3, ge=0)
-    coordination_min_shared: int = Field(10, ge=1)
-    coordination_agreement: float = Field(0.95, gt=0.5, le=1)
+    consensus_min_peers: int = Field(4, ge=0)
+    consensus_share: float = Field(0.75, gt=0.5, le=1)
+    consensus_agreement: float = Field(0.5, ge=0, le=1)
     max_iterations: int = Field(500, ge=1)
     tolerance: float = Field(1e-6, gt=0)
     seed: int = 0

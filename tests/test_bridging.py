@@ -23,7 +23,9 @@ CN_SYNTH = SHARED_DATA.parent / "tools" / "cn_synth.py"
 PARAMS = BridgingSettings()
 
 
-def _camps(seed: int = 0, raters: int = 40) -> tuple[list[int], list[int], list[float], dict[str, int]]:
+def _camps(
+    seed: int = 0, raters: int = 40, good_share: float = 0.5
+) -> tuple[list[int], list[int], list[float], dict[str, int]]:
     """Two camps of raters, 30 ordinary notes each camp agrees about, 10 slanted notes each camp
     rates its own way, one note only camp A likes, one note both camps like (a bridging note)."""
     rng = np.random.default_rng(seed)
@@ -41,8 +43,8 @@ def _camps(seed: int = 0, raters: int = 40) -> tuple[list[int], list[int], list[
         return note_id
 
     for _ in range(30):
-        good = rng.random() < 0.5
-        add(lambda u, good=good: rng.random() < (0.8 if good else 0.2))
+        good = rng.random() < good_share
+        add(lambda u, good=good: rng.random() < (0.95 if good else 0.05))
     for k in range(20):  # slanted: camp k % 2 likes it, the other does not
         add(lambda u, k=k: rng.random() < (0.9 if camp[u] == k % 2 else 0.1))
     one_camp = add(lambda u: camp[u] == 0)
@@ -139,7 +141,7 @@ def test_the_fit_minimises_community_notes_loss() -> None:
 
 
 def test_a_coordinated_group_is_left_out_and_honest_raters_are_not() -> None:
-    notes, who, values, planted = _camps(seed=2, raters=40)
+    notes, who, values, planted = _camps(seed=2, raters=40, good_share=0.8)
     pushed = max(notes) + 1
     gang = list(range(100, 108))  # eight raters who rate by a rule: 'pushed' helpful, all else not
     for n in sorted(set(notes)) + [pushed]:

@@ -260,3 +260,34 @@ def test_sub_notes_cannot_be_rated(db: Database) -> None:
     )
     with pytest.raises(NotFound, match="no published note"):
         ratings.rate(db, notes.reveals[0], notes.readers[0], "helpful", surface="web")
+
+
+# The rule before issue 13, verbatim but for the rating columns (helpful 0/1 became a level).
+_OLD_RIGHT = (
+    "r.classification = p.resolution AND NOT COALESCE("
+    "(SELECT SUM(g.level = 'not_helpful') > SUM(g.level != 'not_helpful') FROM ratings g"
+    " WHERE g.reveal_id = r.id), 0)"
+)
+
+
+def test_without_statuses_a_resolved_post_counts_as_before(db: Database) -> None:
+    """``simulate --resolution label`` runs no scorer: every resolved note must count exactly as
+    under the old rule, so that run's report is unchanged."""
+    import random
+
+    rng = random.Random(7)
+    notes = _buy_notes(db, count=12, readers=5)
+    for reveal_id, post in zip(notes.reveals, notes.posts, strict=True):
+        for reader in rng.sample(notes.readers, rng.randint(0, 5)):
+            ratings.rate(db, reveal_id, reader, rng.choice(["helpful", "not_helpful"]), surface="sim")
+        if rng.random() < 0.8:
+            market.resolve_post(db, post, rng.choice(["misleading", "not_misleading"]))
+    for informer in notes.informers:
+        old = db.execute(
+            f"SELECT COALESCE(SUM({_OLD_RIGHT}), 0), COALESCE(SUM(NOT ({_OLD_RIGHT})), 0) FROM reveals r"
+            " JOIN posts p ON p.id = r.post_id WHERE p.resolution IS NOT NULL AND r.informer_id = ?",
+            [informer],
+        ).fetchone()
+        assert records.track_record(db, informer) == TrackRecord(int(old[0]), int(old[1]))
+    counted = [records.track_record(db, i) for i in notes.informers]
+    assert sum(t.right + t.wrong for t in counted) >= 5 and any(t.wrong for t in counted)  # exercised

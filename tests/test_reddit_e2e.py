@@ -140,7 +140,13 @@ class FakeReddit:
         if path == "/api/editusertext":  # Reddit answers with the edited comment
             self.edits.append(form)
             cid = form["thing_id"][3:]
-            data = {"id": cid, "name": form["thing_id"], "body": form["text"], "author": BOT, "subreddit": SUB}
+            data = {
+                "id": cid,
+                "name": form["thing_id"],
+                "body": form["text"],
+                "author": BOT,
+                "subreddit": SUB,
+            }
             return 200, {"json": {"errors": [], "data": {"things": [{"kind": "t1", "data": data}]}}}
         if path == "/api/read_message":
             for name in form["id"].split(","):
