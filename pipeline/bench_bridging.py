@@ -66,7 +66,7 @@ def run(
     }
     return {
         "notes": int(notes),
-        "ratings": int(len(values)),
+        "ratings": len(values),
         "raters": int(raters),
         "seconds": round(seconds, 4),
         "ratings_per_second": round(len(values) / seconds, 1) if seconds > 0 else 0.0,

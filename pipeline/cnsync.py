@@ -88,8 +88,8 @@ def import_cn(db: Database, notes_path: Path, ratings_path: Path, *, community: 
             rows.append((reveal_id, rater, rating.level, json.dumps(list(rating.tags)), "import", at, at))
         before = db.execute("SELECT COUNT(*) FROM ratings").fetchone()[0]
         db.conn.executemany(
-            "INSERT OR IGNORE INTO ratings (reveal_id, account_id, level, tags, surface, rated_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO ratings (reveal_id, account_id, level, tags, surface, rated_at,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
         report.ratings = db.execute("SELECT COUNT(*) FROM ratings").fetchone()[0] - before
@@ -127,8 +127,8 @@ def _import_note(db: Database, community_id: int, note: cnformat.CnNote, author:
     )
     offer_id = int(cursor.lastrowid)  # type: ignore[arg-type]
     cursor = db.execute(
-        "INSERT INTO reveals (offer_id, market_id, post_id, informer_id, classification, text, sources, price,"
-        " revealed_at) VALUES (?, ?, ?, ?, ?, ?, '[]', 0, ?)",
+        "INSERT INTO reveals (offer_id, market_id, post_id, informer_id, classification, text, sources,"
+        " price, revealed_at) VALUES (?, ?, ?, ?, ?, ?, '[]', 0, ?)",
         [offer_id, market_id, post_id, author, note.classification, note.summary or "(no text)", at],
     )
     reveal_id = int(cursor.lastrowid)  # type: ignore[arg-type]

@@ -199,7 +199,8 @@ def rate(
 def rating_of(db: Database, reveal_id: int, account_id: int) -> dict[str, Any] | None:
     """A reader's own rating of a note, if any (shown back to the reader on every surface)."""
     row = db.execute(
-        "SELECT level, tags, surface, rated_at, updated_at FROM ratings WHERE reveal_id = ? AND account_id = ?",
+        "SELECT level, tags, surface, rated_at, updated_at FROM ratings"
+        " WHERE reveal_id = ? AND account_id = ?",
         [reveal_id, account_id],
     ).fetchone()
     if row is None:
@@ -236,7 +237,8 @@ def counts(db: Database, reveal_ids: Iterable[int]) -> dict[int, dict[str, int]]
         return out
     marks = ",".join("?" * len(ids))
     for reveal_id, level, n in db.execute(
-        f"SELECT reveal_id, level, COUNT(*) FROM ratings WHERE reveal_id IN ({marks}) GROUP BY reveal_id, level",
+        f"SELECT reveal_id, level, COUNT(*) FROM ratings WHERE reveal_id IN ({marks})"
+        " GROUP BY reveal_id, level",
         ids,
     ):
         out[int(reveal_id)][str(level)] = int(n)

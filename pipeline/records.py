@@ -32,7 +32,8 @@ from notebazaar.pipeline.judge import TrackRecord
 # Readers rejected the note: bridging status not helpful, or, without a helpful / not-helpful
 # status, a majority of not-helpful ratings.
 _REJECTED = (
-    "(COALESCE(s.status, '') = 'not_helpful' OR (COALESCE(s.status, 'needs_more_ratings') = 'needs_more_ratings'"
+    "(COALESCE(s.status, '') = 'not_helpful'"
+    " OR (COALESCE(s.status, 'needs_more_ratings') = 'needs_more_ratings'"
     " AND COALESCE((SELECT SUM(g.level = 'not_helpful') > SUM(g.level != 'not_helpful')"
     " FROM ratings g WHERE g.reveal_id = r.id), 0)))"
 )
@@ -87,7 +88,8 @@ def community_track_record(db: Database, community_id: int) -> TrackRecord:
     """Right and wrong among all the community's revealed notes with a verdict: the prior for a
     newcomer's reliability.
 
-    Verdicts only (resolutions and readers' statuses), without discredits: those are the judge's own judgements, and letting them
-    lower the trust the judge gives every newcomer is a feedback loop. A few early ones can leave it
-    trusting nobody, and a judge that buys nothing learns nothing, so it never recovers."""
+    Verdicts only (resolutions and readers' statuses), without discredits: those are the judge's own
+    judgements, and letting them lower the trust the judge gives every newcomer is a feedback loop.
+    A few early ones can leave it trusting nobody, and a judge that buys nothing learns nothing, so
+    it never recovers."""
     return _record(db, "p.community_id = ?", [community_id])

@@ -40,8 +40,9 @@ def store(db: Database, scored: Scored, *, now: float, report: Any) -> None:
     the history, hide notes readers rejected and settle held payments. One transaction."""
     with write(db):
         reveals = db.execute(
-            "SELECT r.id, r.unpublished_at, p.community_id FROM reveals r JOIN markets m ON m.id = r.market_id"
-            " JOIN posts p ON p.id = r.post_id WHERE m.parent_offer_id IS NULL"
+            "SELECT r.id, r.unpublished_at, p.community_id FROM reveals r"
+            " JOIN markets m ON m.id = r.market_id JOIN posts p ON p.id = r.post_id"
+            " WHERE m.parent_offer_id IS NULL"
         ).fetchall()
         previous = dict(db.execute("SELECT reveal_id, status FROM note_statuses").fetchall())
         rows, history, rejected = [], [], []

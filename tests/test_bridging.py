@@ -144,7 +144,7 @@ def test_a_coordinated_group_is_left_out_and_honest_raters_are_not() -> None:
     notes, who, values, planted = _camps(seed=2, raters=40, good_share=0.8)
     pushed = max(notes) + 1
     gang = list(range(100, 108))  # eight raters who rate by a rule: 'pushed' helpful, all else not
-    for n in sorted(set(notes)) + [pushed]:
+    for n in [*sorted(set(notes)), pushed]:
         for u in gang:
             notes.append(n)
             who.append(u)

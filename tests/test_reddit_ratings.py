@@ -47,7 +47,10 @@ def test_parse_level() -> None:
 
 
 def test_reply_keyword_rates_once_and_acknowledges_once(
-    fake: tuple[FakeReddit, str], db: Database, world: Any, reddit_settings: Settings
+    fake: tuple[FakeReddit, str],  # noqa: F811
+    db: Database,
+    world: Any,
+    reddit_settings: Settings,  # noqa: F811
 ) -> None:
     state, url = fake
     bot, comment, reveal_id = _a_delivered_note(state, url, db, reddit_settings)
@@ -78,7 +81,10 @@ def test_reply_keyword_rates_once_and_acknowledges_once(
 
 
 def test_private_message_rates_a_note(
-    fake: tuple[FakeReddit, str], db: Database, world: Any, reddit_settings: Settings
+    fake: tuple[FakeReddit, str],  # noqa: F811
+    db: Database,
+    world: Any,
+    reddit_settings: Settings,  # noqa: F811
 ) -> None:
     state, url = fake
     bot, _, reveal_id = _a_delivered_note(state, url, db, reddit_settings)
@@ -94,7 +100,10 @@ def test_private_message_rates_a_note(
 
 
 def test_a_hidden_note_has_its_comment_edited(
-    fake: tuple[FakeReddit, str], db: Database, world: Any, reddit_settings: Settings
+    fake: tuple[FakeReddit, str],  # noqa: F811
+    db: Database,
+    world: Any,
+    reddit_settings: Settings,  # noqa: F811
 ) -> None:
     state, url = fake
     bot, comment, reveal_id = _a_delivered_note(state, url, db, reddit_settings)

@@ -286,7 +286,8 @@ def api_ratings(*, reveal_id: int, user: ApiUser, db: DB) -> dict[str, Any]:
     """A note's rating counts, its bridging status and your own rating of it."""
     found = db.execute(
         "SELECT r.id FROM reveals r JOIN markets m ON m.id = r.market_id"
-        " WHERE r.id = ? AND m.parent_offer_id IS NULL AND (r.unpublished_at IS NULL OR r.hidden_by = 'readers')",
+        " WHERE r.id = ? AND m.parent_offer_id IS NULL"
+        " AND (r.unpublished_at IS NULL OR r.hidden_by = 'readers')",
         [reveal_id],
     ).fetchone()
     if found is None:
