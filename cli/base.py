@@ -40,16 +40,17 @@ def setup_logging(db_path: Path) -> None:
     root.setLevel(logging.INFO)
 
 
+def db_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--db PATH`` (as ``db_path``, default None: ``db`` in config.toml)."""
+    return click.option(
+        "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help=help
+    )
+
+
 def with_db(func: Callable[..., Any]) -> Callable[..., Any]:
     """Add ``--db PATH``, open the database, and turn refusals into clean errors."""
 
-    @click.option(
-        "--db",
-        "db_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="SQLite database (default: `db` in config.toml). Its folder holds all state.",
-    )
+    @db_option("SQLite database (default: `db` in config.toml). Its folder holds all state.")
     @functools.wraps(func)
     def wrapper(db_path: Path | None, **kwargs: Any) -> Any:
         settings = _settings()

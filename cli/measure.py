@@ -10,7 +10,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from notebazaar.cli.base import claims_run_options, console, main, with_db
+from notebazaar.cli.base import claims_run_options, console, db_option, main, with_db
 from notebazaar.pipeline.config import Settings
 
 # --- measuring the product ------------------------------------------------------------------------
@@ -150,13 +150,7 @@ def eval_command(
 @click.option("--markets", type=int, default=40, show_default=True, help="Markets in the end-to-end run.")
 @click.option("--offers", type=int, default=32, show_default=True, help="Offers per market.")
 @click.option("--repeats", type=int, default=3, show_default=True, help="Runs per measurement (median).")
-@click.option(
-    "--db",
-    "db_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="SQLite database (default: `db` in config.toml); the bench's state goes in a folder beside it.",
-)
+@db_option("SQLite database (default: `db` in config.toml); the bench's state goes in a folder beside it.")
 @click.pass_context
 def bench(
     ctx: click.Context, out_path: Path | None, markets: int, offers: int, repeats: int, db_path: Path | None

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from notebazaar.cli.base import account_id_of, echo_json, main, with_db
+from notebazaar.cli.base import account_id_of, db_option, echo_json, main, with_db
 from notebazaar.cli.measure import bench
 from notebazaar.pipeline.config import Settings
 from notebazaar.pipeline.errors import NotebazaarError
@@ -88,13 +88,7 @@ def _log_beside(db_path: Path | None) -> None:
     setup_logging(path)
 
 
-_LOG_DB = click.option(
-    "--db",
-    "db_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Only where the log goes (notebazaar.log beside it); no database is opened.",
-)
+_LOG_DB = db_option("Only where the log goes (notebazaar.log beside it); no database is opened.")
 
 
 @bridging_group.command("score")

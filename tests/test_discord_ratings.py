@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 from unittest.mock import AsyncMock, MagicMock
 
 import pytest
@@ -17,7 +18,15 @@ from notebazaar.pipeline.config import Settings
 from tests.conftest import World
 from tests.test_core_helpers import snapshot
 from tests.test_discord_delivery import _market_with_reveals
-from tests.test_discord_fakes import FakeDiscord, attach, make_bot, make_interaction, make_user, only_answer
+from tests.test_discord_fakes import (
+    FakeDiscord,
+    FakeMessage,
+    attach,
+    make_bot,
+    make_interaction,
+    make_user,
+    only_answer,
+)
 from tests.test_discord_fakes import discord_settings as _discord_settings
 
 
@@ -42,16 +51,21 @@ def _press(bot: object, custom_id: str, user: MagicMock) -> MagicMock:
     return interaction
 
 
-def test_buttons_rate_and_answer_ephemerally(
-    db: Database, db_path: Path, settings: Settings, world: World
-) -> None:
+def _delivered(db: Database, db_path: Path, settings: Settings) -> tuple[Any, FakeMessage, int]:
+    """A bot, the message it posted for a revealed note (with its buttons), the note's id."""
     bot, cog = make_bot(db_path, settings, db)
     fake = FakeDiscord()
     attach(bot, fake)
     channel, _, _ = _market_with_reveals(db, settings, cog, fake)
     asyncio.run(bot.delivery.run())
     sent = next(iter(m for m in channel.messages.values() if m.view is not None))
-    reveal_id = int(db.execute("SELECT id FROM reveals").fetchone()[0])
+    return bot, sent, int(db.execute("SELECT id FROM reveals").fetchone()[0])
+
+
+def test_buttons_rate_and_answer_ephemerally(
+    db: Database, db_path: Path, settings: Settings, world: World
+) -> None:
+    bot, sent, reveal_id = _delivered(db, db_path, settings)
     ids = [item.custom_id for item in sent.view.children]
     assert ids == [f"nb:rate:{reveal_id}:{level}" for level in ("helpful", "somewhat_helpful", "not_helpful")]
     assert sent.view.timeout is None  # persistent
@@ -97,13 +111,7 @@ def test_buttons_rate_and_answer_ephemerally(
 def test_a_hidden_note_has_its_embed_edited_once(
     db: Database, db_path: Path, settings: Settings, world: World
 ) -> None:
-    bot, cog = make_bot(db_path, settings, db)
-    fake = FakeDiscord()
-    attach(bot, fake)
-    channel, _, _ = _market_with_reveals(db, settings, cog, fake)
-    asyncio.run(bot.delivery.run())
-    sent = next(iter(m for m in channel.messages.values() if m.view is not None))
-    reveal_id = int(db.execute("SELECT id FROM reveals").fetchone()[0])
+    bot, sent, reveal_id = _delivered(db, db_path, settings)
     com = community.get_community(db, "testers")
     statuses.hide(db, reveal_id, com.id, statuses.hide_reason(-0.4, 0.0, 7), now=1.0, detail={})
     assert asyncio.run(take_down_hidden(bot, db)) and asyncio.run(take_down_hidden(bot, db)) == []

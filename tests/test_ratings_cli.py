@@ -149,28 +149,11 @@ def test_bridging_score_refuses_a_file_without_the_columns(tmp_path: Path) -> No
 def test_import_score_export_round_trip(tmp_path: Path) -> None:
     data = _synth(tmp_path / "cn")
     db = str(tmp_path / "state" / "cn.db")
-    first = _invoke(
-        "ratings",
-        "import-cn",
-        "--notes",
-        str(data / "notes-00000.tsv"),
-        "--ratings",
-        str(data / "ratings"),
-        "--db",
-        db,
-    )
+    files = ("--notes", str(data / "notes-00000.tsv"), "--ratings", str(data / "ratings"))
+    first = _invoke("ratings", "import-cn", *files, "--db", db)
     given = len(_tsv(data / "ratings" / "ratings-00000.tsv"))
     assert first["notes"] == 120 and first["ratings"] + first["skipped_own_ratings"] == given
-    again = _invoke(
-        "ratings",
-        "import-cn",
-        "--notes",
-        str(data / "notes-00000.tsv"),
-        "--ratings",
-        str(data / "ratings"),
-        "--db",
-        db,
-    )
+    again = _invoke("ratings", "import-cn", *files, "--db", db)
     assert again["notes"] == 0 and again["ratings"] == 0  # keyed by Community Notes' ids
     scored = _invoke("ratings", "score", "--db", db)
     assert scored["notes"] == 120 and scored["helpful"] > 0 and scored["not_helpful"] > 0

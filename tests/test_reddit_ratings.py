@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlite_utils import Database
 
 from notebazaar.bot.reddit.ratings import parse_level
@@ -37,6 +38,19 @@ def _a_delivered_note(state: FakeReddit, url: str, db: Database, settings: Setti
     return bot, comment, int(reveal_id)
 
 
+@pytest.fixture
+def note(
+    fake: tuple[FakeReddit, str],  # noqa: F811
+    db: Database,
+    world: Any,
+    reddit_settings: Settings,  # noqa: F811
+) -> tuple[FakeReddit, str, Any, str, int]:
+    """The loopback Reddit, its url, a bot, and the comment (fullname) of a note it delivered."""
+    state, url = fake
+    bot, comment, reveal_id = _a_delivered_note(state, url, db, reddit_settings)
+    return state, url, bot, comment, reveal_id
+
+
 def test_parse_level() -> None:
     assert parse_level("Helpful, thanks!") == "helpful"
     assert parse_level("  not helpful: wrong source") == "not_helpful"
@@ -47,13 +61,11 @@ def test_parse_level() -> None:
 
 
 def test_reply_keyword_rates_once_and_acknowledges_once(
-    fake: tuple[FakeReddit, str],  # noqa: F811
+    note: tuple[FakeReddit, str, Any, str, int],
     db: Database,
-    world: Any,
     reddit_settings: Settings,  # noqa: F811
 ) -> None:
-    state, url = fake
-    bot, comment, reveal_id = _a_delivered_note(state, url, db, reddit_settings)
+    state, url, bot, comment, reveal_id = note
     reply = state.comment_reply("r1", "Bob", comment, "Not helpful: the source is about something else.")
     chat = state.comment_reply("r2", "Carol", comment, "Where did you find this?")
     bot.tick()
@@ -81,13 +93,11 @@ def test_reply_keyword_rates_once_and_acknowledges_once(
 
 
 def test_private_message_rates_a_note(
-    fake: tuple[FakeReddit, str],  # noqa: F811
+    note: tuple[FakeReddit, str, Any, str, int],
     db: Database,
-    world: Any,
     reddit_settings: Settings,  # noqa: F811
 ) -> None:
-    state, url = fake
-    bot, _, reveal_id = _a_delivered_note(state, url, db, reddit_settings)
+    state, _, bot, _, reveal_id = note
     ok = state.message("m2", "Dan", f"rate {reveal_id}", "somewhat helpful")
     unknown = state.message("m3", "Dan", "rate 9999", "helpful")
     no_level = state.message("m4", "Dan", f"rate {reveal_id}", "meh")
@@ -100,13 +110,11 @@ def test_private_message_rates_a_note(
 
 
 def test_a_hidden_note_has_its_comment_edited(
-    fake: tuple[FakeReddit, str],  # noqa: F811
+    note: tuple[FakeReddit, str, Any, str, int],
     db: Database,
-    world: Any,
     reddit_settings: Settings,  # noqa: F811
 ) -> None:
-    state, url = fake
-    bot, comment, reveal_id = _a_delivered_note(state, url, db, reddit_settings)
+    state, _, bot, comment, reveal_id = note
     community_id = int(db.execute("SELECT community_id FROM posts").fetchone()[0])
     statuses.hide(db, reveal_id, community_id, statuses.hide_reason(-0.5, 0.1, 8), now=1.0, detail={})
     report = bot.tick()
