@@ -23,10 +23,13 @@ def score_files(
 ) -> dict[str, Any]:
     authors = {n.note_id: n.author_id for n in cnformat.read_notes(notes_path)}
     notes, raters, values = cnformat.read_rating_columns(ratings_path)
-    note_arr, rater_arr, value_arr = np.array(notes), np.array(raters), np.array(values, dtype=float)
     own = np.fromiter((authors.get(n) == r for n, r in zip(notes, raters, strict=True)), bool, len(notes))
     keep = ~own
-    scored = score(note_arr[keep], rater_arr[keep], value_arr[keep], params).by_note()
+    if own.any():  # Community Notes leaves a note's author's own ratings out
+        notes = [n for n, k in zip(notes, keep, strict=True) if k]
+        raters = [r for r, k in zip(raters, keep, strict=True) if k]
+        values = [v for v, k in zip(values, keep, strict=True) if k]
+    scored = score(notes, raters, values, params).by_note()
     rows = []
     for note_id in list(authors) + sorted(set(scored) - set(authors)):
         status, intercept, factor, count = scored.get(note_id, ("needs_more_ratings", None, None, 0))
