@@ -13,6 +13,7 @@ from sqlite_utils import Database
 from notebazaar.bot.reddit.ratings import parse_level
 from notebazaar.pipeline import community, statuses
 from notebazaar.pipeline.config import Settings
+from tests.test_core_helpers import snapshot as _snapshot
 from tests.test_reddit_e2e import (  # noqa: F401  (fixtures)
     NOTE_BODY,
     FakeReddit,
@@ -36,6 +37,10 @@ def _a_delivered_note(state: FakeReddit, url: str, db: Database, settings: Setti
     assert report.delivered == 1, report
     comment, reveal_id = db.execute("SELECT external_id, reveal_id FROM outbox").fetchone()
     return bot, comment, int(reveal_id)
+
+
+def snapshot(db: Database, table: str) -> list[tuple[object, ...]]:
+    return _snapshot(db)[table]
 
 
 @pytest.fixture
@@ -84,12 +89,22 @@ def test_reply_keyword_rates_once_and_acknowledges_once(
     assert db.execute("SELECT COUNT(*) FROM ratings").fetchone()[0] == 1
     assert len([r for r in state.replies if r["thing_id"] == reply]) == 1
 
-    # The informer rating its own note is told why, once, and nothing changes.
+    # Refusals are told why, once each, and change nothing: the informer's own note, the same
+    # rating twice, a banned reader.
     own = state.comment_reply("r3", "Alice", comment, "helpful")
+    twice = state.comment_reply("r4", "Bob", comment, "not helpful, as I said")
+    moderator = community.create_account(db, "reddit-mod")
+    community_id = int(db.execute("SELECT community_id FROM posts").fetchone()[0])
+    community.grant(db, moderator, community_id, "moderator")
+    eve = community.account_for_identity(db, "reddit", "eve", "Eve")
+    community.ban(db, moderator, eve, community_id, "vote brigading")
+    banned = state.comment_reply("r5", "Eve", comment, "helpful")
+    before = snapshot(db, "ratings")
     bot.tick()
-    refusals = [r for r in state.replies if r["thing_id"] == own]
-    assert len(refusals) == 1 and "cannot rate its own note" in refusals[0]["text"]
-    assert db.execute("SELECT COUNT(*) FROM ratings").fetchone()[0] == 1
+    for reply_id, reason in ((own, "cannot rate its own note"), (twice, "already rated"), (banned, "banned")):
+        refusals = [r for r in state.replies if r["thing_id"] == reply_id]
+        assert len(refusals) == 1 and reason in refusals[0]["text"], (reason, refusals)
+    assert snapshot(db, "ratings") == before
 
 
 def test_private_message_rates_a_note(
