@@ -228,7 +228,7 @@ def coordinated_raters(
     """Raters who go against their peers where the peers agree: over the notes on which at least
     ``consensus_min_peers`` other raters gave a helpful / not-helpful verdict and at least
     ``consensus_share`` of them gave the same one, a rater whose own verdict matched less than
-    ``consensus_agreement`` of the time (over at least ``min_rater_verdicts`` such notes).
+    ``consensus_agreement`` of the time (over at least ``consensus_min_verdicts`` such notes).
 
     Not in Community Notes' core model (its nearest kin is the quasi-clique and post-selection
     similarity detection beside it, and its rater-agreement filter, which compares raters with the
@@ -255,7 +255,7 @@ def coordinated_raters(
     counted_n = np.bincount(rater_idx, counted.astype(float), n_raters)
     agree_n = np.bincount(rater_idx, agrees.astype(float), n_raters)
     ratio = np.divide(agree_n, counted_n, out=np.ones(n_raters), where=counted_n > 0)
-    return (counted_n >= params.min_rater_verdicts) & (ratio < params.consensus_agreement)
+    return (counted_n >= params.consensus_min_verdicts) & (ratio < params.consensus_agreement)
 
 
 def _index(ids: Sequence[Any] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
