@@ -23,13 +23,14 @@ config.toml holds every constant):
 - *not helpful* when ``intercept ≤ −0.05 − 0.8·|factor|``;
 - otherwise *needs more ratings*.
 
-Two rounds, as Community Notes' prescoring does: the first fit gives provisional statuses; a rater
-whose helpful / not-helpful ratings agree with those statuses less than ``min_rater_agreement``
-(0.66) of the time, over at least ``min_rater_verdicts`` of them, is left out, and the second fit
-(started from the first) gives the statuses. That is what keeps a coordinated group, which rates
-one side's notes helpful whatever they say, from carrying them: its members disagree with the
-bridging consensus and drop out. Notes are counted toward ``min_ratings`` with the ratings of the
-second round only.
+Rounds. Before the fits, raters who contradict their peers on the notes those peers agree about
+are left out (:func:`coordinated_raters`: a coordinated group; ours, not Community Notes' core
+model). Then, as Community Notes' prescoring does, the first fit gives provisional statuses; a
+rater whose helpful / not-helpful ratings agree with those statuses less than
+``min_rater_agreement`` (0.66) of the time, over at least ``min_rater_verdicts`` of them, is left
+out and the model refitted from the previous fit, until nobody new is left out (at most
+``MAX_FILTER_ROUNDS``). Notes are counted toward ``min_ratings`` with the ratings of the final
+round only.
 
 Kept from Community Notes' scorer: the loss and its constants, one factor, the two thresholds, the
 minimum of 5 ratings, the rater-agreement filter, and the sign convention (the larger group of
@@ -301,8 +302,9 @@ def score(
     values: Sequence[float] | np.ndarray,
     params: BridgingSettings,
 ) -> Scores:
-    """Score ratings given as three columns (note id, rater id, value in [0, 1]): two rounds of
-    matrix factorisation and the statuses (module docstring). One rating per (note, rater)."""
+    """Score ratings given as three columns (note id, rater id, value in [0, 1]): the rater
+    filters, the matrix factorisation rounds and the statuses (module docstring). One rating per
+    (note, rater)."""
     y_in = np.asarray(values, dtype=float)
     if not (len(note_ids) == len(rater_ids) == len(y_in)):
         raise ValueError("note ids, rater ids and values must have the same length")
@@ -382,8 +384,9 @@ def score_db(db: Database, params: BridgingSettings, *, now: float | None = None
         notes = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         raters = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
         values = np.fromiter((LEVEL_VALUES[r[2]] for r in rows), dtype=float, count=len(rows))
-        scored = score(notes, raters, values, params).by_note()
-        report.excluded_raters = 0
+        scores = score(notes, raters, values, params)
+        scored = scores.by_note()
+        report.excluded_raters = len(scores.excluded_raters)
     else:
         scored = {}
     statuses.store(db, scored, now=now, report=report)
