@@ -6,12 +6,14 @@ commands on :data:`notebazaar.cli.base.main`; none of them holds market logic.
 """
 
 from notebazaar.cli import (  # noqa: F401  (registers commands)
+    accounts,
     corpus,
     demo,
     export,
     ledger,
     market,
     measure,
+    outbox,
     ratings,
     surfaces,
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,16 +29,51 @@ def _settings() -> Settings:
     return root.obj  # type: ignore[no-any-return]
 
 
-def setup_logging(db_path: Path) -> None:
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+# Libraries that log request and response bodies at DEBUG: a note's text, a receipt's salt, a modal's
+# fields. They never log below INFO, whatever the configured level.
+CHATTY_LIBRARIES = ("prawcore", "praw", "discord", "urllib3", "aiohttp", "httpx", "httpcore")
+
+
+def setup_logging(db_path: Path, level: str = "INFO") -> None:
     """Log to ``notebazaar.log`` beside the database. Log lines carry ids and amounts, never notes."""
     log_file = db_path.parent / "notebazaar.log"
     root = logging.getLogger()
+    root.setLevel(level)
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))
     if any(getattr(h, "baseFilename", None) == str(log_file.resolve()) for h in root.handlers):
         return
     handler = logging.FileHandler(log_file, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root.addHandler(handler)
-    root.setLevel(logging.INFO)
+
+
+class OneLineFormatter(logging.Formatter):
+    """For the console: an exception becomes ``(Type: message)`` on the record's own line; the
+    traceback goes to the log file only. The record is copied, so the file handler's traceback is
+    not replaced by this one-liner (logging caches a record's formatted exception)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record = logging.makeLogRecord(record.__dict__)
+            record.msg, record.args = f"{record.getMessage()} ({type(exc).__name__}: {exc})", None
+            record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return super().format(record)
+
+
+def setup_console_logging(level: str = "INFO") -> None:
+    """Also log to stderr (the bots), one line per record, at the configured level."""
+    root = logging.getLogger()
+    for existing in root.handlers:
+        if getattr(existing, "notebazaar_console", False) and isinstance(existing, logging.StreamHandler):
+            existing.setStream(sys.stderr)  # the stderr of now (a second command in one process)
+            return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter(LOG_FORMAT))
+    handler.notebazaar_console = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
 
 
 def db_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -56,7 +92,7 @@ def with_db(func: Callable[..., Any]) -> Callable[..., Any]:
         settings = _settings()
         path = db_path or Path(settings.db)
         db = open_db(path)
-        setup_logging(path)
+        setup_logging(path, settings.logging.level)
         try:
             return func(db=db, db_path=path, settings=settings, **kwargs)
         except NotebazaarError as exc:

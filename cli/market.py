@@ -1,4 +1,4 @@
-"""Running a market by hand: communities, accounts, credits, pools, posts, markets, offers."""
+"""Running a market by hand: communities, credits, pools, posts, markets, offers (accounts: accounts.py)."""
 
 from __future__ import annotations
 
@@ -43,30 +43,6 @@ def community_create(
         raise click.ClickException(f"invalid community settings: {exc}") from None
     com = community.create_community(db, slug, name=name, settings=market_settings)
     echo_json(com.__dict__)
-
-
-@main.group("account")
-def account_group() -> None:
-    """Accounts and roles."""
-
-
-@account_group.command("create")
-@click.argument("handle")
-@click.option("--community", "slug", default=None, help="Grant roles in this community.")
-@click.option("--role", "roles", multiple=True, type=click.Choice(community.ROLES))
-@with_db
-def account_create(
-    db: Any, db_path: Path, settings: Settings, handle: str, slug: str | None, roles: tuple[str, ...]
-) -> None:
-    """Create an account, optionally with roles in a community."""
-    if roles and not slug:
-        raise click.ClickException("--role needs --community")
-    account_id = community.create_account(db, handle)
-    if slug:
-        com = community.get_community(db, slug)
-        for role in roles or ("reader", "informer"):
-            community.grant(db, account_id, com.id, role)
-    echo_json({"id": account_id, "handle": handle})
 
 
 @main.group("credits")

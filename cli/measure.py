@@ -147,13 +147,41 @@ def eval_command(
 @click.option(
     "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Where to write bench.json."
 )
-@click.option("--markets", type=int, default=40, show_default=True, help="Markets in the end-to-end run.")
+@click.option(
+    "--markets", type=int, default=None, help="Markets in the end-to-end run (default 40; --scale: 20)."
+)
 @click.option("--offers", type=int, default=32, show_default=True, help="Offers per market.")
 @click.option("--repeats", type=int, default=3, show_default=True, help="Runs per measurement (median).")
+@click.option(
+    "--profile",
+    is_flag=True,
+    help="Also profile one run of the markets (cProfile; the model in its own thread) and write where"
+    " the market's own time goes to OUT's name with .profile.txt (raw profile: .profile.prof).",
+)
+@click.option(
+    "--scale",
+    is_flag=True,
+    help="Measure how a market's cost grows with its community instead: 10^3, 10^4 and 10^5 resolved"
+    ' posts with revealed notes (synthetic, seeded), writing {"scale": [...]} to OUT.',
+)
+@click.option(
+    "--sizes",
+    default="1000,10000,100000",
+    show_default=True,
+    help="With --scale: community sizes (resolved posts), comma-separated.",
+)
 @db_option("SQLite database (default: `db` in config.toml); the bench's state goes in a folder beside it.")
 @click.pass_context
 def bench(
-    ctx: click.Context, out_path: Path | None, markets: int, offers: int, repeats: int, db_path: Path | None
+    ctx: click.Context,
+    db_path: Path | None,
+    out_path: Path | None,
+    markets: int | None,
+    offers: int,
+    repeats: int,
+    profile: bool,
+    scale: bool,
+    sizes: str,
 ) -> None:
     """Measure embedding throughput, end-to-end market throughput, ledger speed and decision latency.
 
@@ -162,28 +190,54 @@ def bench(
     from notebazaar.pipeline.bench import run_bench
 
     if ctx.invoked_subcommand is not None:
-        return  # `bench bridging` and friends: their own options
+        return  # `bench bridging`: its own options
     if out_path is None:
         raise click.ClickException("Missing option '--out'.")
-    if markets < 1 or offers < 1 or repeats < 1:
+    if (markets is not None and markets < 1) or offers < 1 or repeats < 1:
         raise click.ClickException("--markets, --offers and --repeats must be at least 1")
     settings = _settings()
     db_path = db_path or Path(settings.db)
     db_path.parent.mkdir(parents=True, exist_ok=True)
     setup_logging(db_path)
-    result = run_bench(db_path.parent, settings, markets=markets, offers=offers, repeats=repeats)
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    if scale:
+        from notebazaar.pipeline.bench_scale import run_scale
+
+        try:
+            wanted = [int(x) for x in sizes.split(",") if x.strip()]
+        except ValueError:
+            raise click.ClickException(
+                f"--sizes must be whole numbers separated by commas, not {sizes!r}"
+            ) from None
+        if not wanted or min(wanted) < 1:
+            raise click.ClickException("--sizes must be at least 1")
+        result = run_scale(db_path.parent, settings, sizes=wanted, markets=markets or 20, offers=offers)
+    else:
+        profile_out = out_path.with_name(out_path.stem + ".profile.txt") if profile else None
+        result = run_bench(
+            db_path.parent,
+            settings,
+            markets=markets or 40,
+            offers=offers,
+            repeats=repeats,
+            profile_out=profile_out,
+        )
     out_path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    table = Table(title="bench")
+    table = Table(title="bench --scale" if scale else "bench")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    for key, value in result.items():
+    rows = [(str(r["posts"]), json.dumps(r)) for r in result["scale"]] if scale else result.items()
+    for key, value in rows:
+        if key == "profile":
+            continue
         shown = (
             json.dumps(value)
-            if isinstance(value, dict)
+            if isinstance(value, dict | list)
             else f"{value:.3f}"
             if isinstance(value, float)
             else str(value)
         )
         table.add_row(key, shown)
     console.print(table)
+    if profile and not scale:
+        console.print(f"profile: {out_path.with_name(out_path.stem + '.profile.txt')}")

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from notebazaar.cli.base import main, with_db
+from notebazaar.cli.base import main, setup_console_logging, with_db
 from notebazaar.pipeline.config import Settings
 
 # --- surfaces -----------------------------------------------------------------------------------
@@ -42,6 +42,7 @@ def discord_command(db: Any, db_path: Path, settings: Settings) -> None:
     from notebazaar.bot.discord.runner import run_discord
 
     db.close()
+    setup_console_logging(settings.logging.level)
     run_discord(db_path, settings)
 
 
@@ -52,4 +53,5 @@ def reddit_command(db: Any, db_path: Path, settings: Settings) -> None:
     from notebazaar.bot.reddit.runner import run_reddit
 
     db.close()
+    setup_console_logging(settings.logging.level)
     run_reddit(db_path, settings)

@@ -40,6 +40,7 @@ from sqlite_utils import Database
 from notebazaar.index.embed import Embedder, get_embedder, normalise
 from notebazaar.index.store import VectorIndex
 from notebazaar.pipeline.config import IndexSettings
+from notebazaar.pipeline.db import change_marker
 from notebazaar.pipeline.errors import ValidationError
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,23 @@ def _passes(doc: _Doc, kinds: tuple[str, ...], community_id: int | None) -> bool
     )
 
 
+class _Batch:
+    """Texts to embed in the same model call as the index's new rows (see :meth:`Retriever.refresh`)."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self.vectors: np.ndarray | None = None
+
+    def encode_with(self, embedder: Embedder, rows: list[str]) -> np.ndarray:
+        """Embed ``rows`` and this batch's texts in one call (each distinct text once); keep this
+        batch's vectors and return the rows'."""
+        distinct = list(dict.fromkeys(rows + self.texts))
+        vectors = embedder.encode(distinct)
+        at = {text: i for i, text in enumerate(distinct)}
+        self.vectors = vectors[np.asarray([at[t] for t in self.texts], dtype=np.intp)]
+        return vectors[np.asarray([at[t] for t in rows], dtype=np.intp)]
+
+
 def _chunks(items: Sequence[int], size: int) -> Iterable[Sequence[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -95,9 +113,11 @@ def embed_text(title: str, text: str) -> str:
 class Retriever:
     """Semantic search over the ``documents`` table, with a faiss index kept in ``folder``."""
 
-    #: While only additions happen, the index file is rewritten at most this often (seconds); the
-    #: table is the source of truth, so a process that exits first only re-embeds a few rows on the
-    #: next start. Removals and large additions are written at once.
+    #: While only additions happen, the index file is rewritten at most this often (seconds, between
+    #: markets: :meth:`refresh` without texts), or once this many additions wait (both scaled up
+    #: with the index: 1% of it, and this many seconds per 20 000 vectors); the table is the source
+    #: of truth, so a process that exits first only re-embeds a few rows on the next start.
+    #: Removals are written at once.
     persist_after_seconds: float = 5.0
     persist_after_additions: int = 256
     #: How often (seconds) the check before a search also counts the table to notice deletions.
@@ -136,19 +156,25 @@ class Retriever:
     def index(self) -> VectorIndex:
         return self._index
 
-    def _meta(self) -> dict[str, Any]:
+    def _meta(self, kind: str | None = None) -> dict[str, Any]:
         return {
             "format": FORMAT,
             "model": self.embedder.name,
             # Only ``dim``, ``name`` and ``encode`` are required of an embedder (wrappers count too).
             "model_sha256": getattr(self.embedder, "sha256", ""),
             "dim": self.embedder.dim,
-            "kind": self.settings.kind,
+            "kind": kind or self.settings.kind,
         }
+
+    def _stored_kind(self) -> str:
+        """The kind the file holds: an ``auto`` index is written as what it is now, flat or ivf."""
+        if self.settings.kind != "auto":
+            return self.settings.kind
+        return "ivf" if self._index.is_ivf else "flat"
 
     def _load(self) -> tuple[VectorIndex, dict[int, float], bool]:
         """The persisted index if it matches the settings in force, else an empty one to rebuild."""
-        empty = VectorIndex(self.embedder.dim, self.settings.kind), {}, True
+        empty = VectorIndex(self.embedder.dim, self.settings.kind, flat_max=self.settings.flat_max), {}, True
         paths = [self.folder / name for name in (INDEX_FILE, META_FILE, STAMPS_FILE)]
         if not all(p.is_file() for p in paths):
             return empty
@@ -157,10 +183,12 @@ class Retriever:
             expected = self._meta()
             sha, known = expected.pop("model_sha256"), meta.get("model_sha256")
             # A wrapper embedder (a counter, say) may not know the hash: compare it only when both do.
+            if expected["kind"] == "auto" and meta.get("kind") in ("flat", "ivf"):
+                expected["kind"] = meta["kind"]  # what an ``auto`` index is at any size
             if {k: meta.get(k) for k in expected} != expected or (sha and known and sha != known):
                 log.info("index settings or model changed (%s): rebuilding the index", META_FILE)
                 return empty
-            vectors = VectorIndex.load(paths[0], kind=self.settings.kind)
+            vectors = VectorIndex.load(paths[0], kind=self.settings.kind, flat_max=self.settings.flat_max)
             with np.load(paths[2]) as data:
                 stamps = dict(zip(data["ids"].tolist(), data["created_at"].tolist(), strict=True))
         except (OSError, ValueError, KeyError, RuntimeError, AttributeError, TypeError) as exc:
@@ -182,7 +210,8 @@ class Retriever:
             try:
                 with stamps_tmp.open("wb") as fh:
                     np.savez(fh, ids=ids, created_at=created)
-                meta_tmp.write_text(json.dumps(self._meta() | {"count": len(ids)}), encoding="utf-8")
+                meta = self._meta(self._stored_kind()) | {"count": len(ids)}
+                meta_tmp.write_text(json.dumps(meta), encoding="utf-8")
                 self._index.save(self.folder / INDEX_FILE)
                 os.replace(stamps_tmp, self.folder / STAMPS_FILE)
                 os.replace(meta_tmp, self.folder / META_FILE)
@@ -197,8 +226,7 @@ class Retriever:
 
     def _state(self) -> tuple[int, int]:
         """Changes seen by this connection: other connections' commits, and its own writes."""
-        version = int(self.db.execute("PRAGMA data_version").fetchone()[0])
-        return version, int(self.db.conn.total_changes)
+        return change_marker(self.db)
 
     def _read_head(self) -> tuple[int, float | None]:
         """The newest row's (id, created_at): a rowid lookup, cheap at any table size."""
@@ -230,9 +258,16 @@ class Retriever:
         changes. Appends cost only the new rows; a deletion costs one scan of the table.
         """
         with self._lock:
-            return self._catch_up(exact=True, progress=progress)
+            return self._catch_up(exact=True, progress=progress, idle=True)
 
-    def _catch_up(self, *, exact: bool, progress: Progress | None = None) -> int:
+    def _catch_up(
+        self,
+        *,
+        exact: bool,
+        progress: Progress | None = None,
+        batch: _Batch | None = None,
+        idle: bool = False,
+    ) -> int:
         """Sync: incrementally when only rows past the last seen id were added, else by a full scan.
 
         ``exact=False`` (the check before each search) skips counting the table, so a deletion is only
@@ -242,10 +277,10 @@ class Retriever:
         state = self._state()
         head = self._read_head()
         new_rows = self._appended(self._count() if exact else None)
-        changes = self._full_sync(progress) if new_rows is None else self._add_rows(new_rows, progress)
+        changes = self._full_sync(progress) if new_rows is None else self._add_rows(new_rows, progress, batch)
         self._head = head
         self._seen = state
-        self._persist(changes, removed=new_rows is None and changes > 0)
+        self._persist(changes, removed=new_rows is None and changes > 0, idle=idle)
         return changes
 
     def _appended(self, count: int | None) -> list[Any] | None:
@@ -289,7 +324,7 @@ class Retriever:
             log.info("index sync: %d added, %d removed, %d indexed", added, len(stale), len(self._index))
         return len(stale) + added
 
-    def _add_rows(self, rows: Sequence[Any], progress: Progress | None) -> int:
+    def _add_rows(self, rows: Sequence[Any], progress: Progress | None, batch: _Batch | None = None) -> int:
         """Record these rows' metadata for filtering and embed those not in the index yet."""
         fresh = []
         for r in rows:
@@ -304,37 +339,46 @@ class Retriever:
             extra = [i for i, d in fresh if _passes(d, kinds, community_id)]
             if extra:
                 self._allowed[(kinds, community_id)] = np.concatenate([allowed, np.asarray(extra, np.int64)])
-        return self._embed_rows([i for i, _ in fresh], progress) if fresh else 0
+        return self._embed_rows([i for i, _ in fresh], progress, batch) if fresh else 0
 
-    def _persist(self, changes: int, *, removed: bool) -> None:
+    def _persist(self, changes: int, *, removed: bool, idle: bool = False) -> None:
+        """Write the files now if they are due. Both thresholds grow with the index (rewriting a
+        large index costs a write of all of it), and the time rule applies only between markets
+        (``idle``): never in the middle of a close."""
         self._unsaved += changes
+        size = len(self._index)
+        additions = max(self.persist_after_additions, size // 100)
+        seconds = self.persist_after_seconds * max(1.0, size / 20_000)
         if (
             self._dirty
             or removed
-            or self._unsaved >= self.persist_after_additions
-            or (self._unsaved and time.monotonic() - self._saved_at >= self.persist_after_seconds)
+            or self._unsaved >= additions
+            or (idle and self._unsaved and time.monotonic() - self._saved_at >= seconds)
         ):
             self.save()
 
-    def _refresh(self) -> None:
+    def _refresh(self, batch: _Batch | None = None, *, idle: bool = False) -> None:
         """The cheap check before each search (see :meth:`_catch_up`)."""
         if self._head is None:
-            self._catch_up(exact=True)
+            self._catch_up(exact=True, idle=idle)
             return
         state = self._state()
         if state == self._seen:
+            if idle:
+                self._persist(0, removed=False, idle=True)
             return
         if self._read_head() != self._head:
-            self._catch_up(exact=False)
+            self._catch_up(exact=False, batch=batch, idle=idle)
         elif time.monotonic() - self._counted_at >= self.recount_seconds and self._count() != len(
             self._stamps
         ):
-            self._catch_up(exact=True)
+            self._catch_up(exact=True, idle=idle)
         else:
             self._seen = state
 
-    def _embed_rows(self, ids: list[int], progress: Progress | None) -> int:
-        """Embed and add these rows in chunks; a row deleted meanwhile is skipped."""
+    def _embed_rows(self, ids: list[int], progress: Progress | None, batch: _Batch | None = None) -> int:
+        """Embed and add these rows in chunks; a row deleted meanwhile is skipped. A ``batch``'s texts
+        are embedded with the first chunk, in the same call."""
         added = 0
         total = len(ids)
         chunk = max(self.settings.batch_size * 8, 64)
@@ -351,8 +395,11 @@ class Retriever:
                         f"SELECT id, created_at, title, text FROM documents WHERE id IN ({marks})", list(sub)
                     )
                 ]
-            if found:
+            if batch is not None and batch.vectors is None:
+                vectors = batch.encode_with(self.embedder, [text for _, _, text in found])
+            elif found:
                 vectors = self.embedder.encode([text for _, _, text in found])
+            if found:
                 self._index.add(np.asarray([i for i, _, _ in found], dtype=np.int64), vectors)
                 self._stamps.update((i, stamp) for i, stamp, _ in found)
                 added += len(found)
@@ -404,10 +451,20 @@ class Retriever:
             )
         return self._search(query, k, kinds, community_id, None, refresh=refresh)
 
-    def refresh(self) -> None:
-        """Embed rows added since the last check (the cheap check searches make by default)."""
+    def refresh(self, texts: Sequence[str] = ()) -> np.ndarray | None:
+        """Embed rows added since the last check (the cheap check searches make by default).
+
+        With ``texts``, also embed them, in the same call to the model as the new rows (one batch
+        costs less than two), and return their vectors. They are query texts (a market's notes under
+        inspection, say): embedded in memory only, never added, stored, logged or cached."""
         with self._lock:
-            self._refresh()
+            batch = _Batch(list(texts)) if texts else None
+            self._refresh(batch, idle=batch is None)  # with texts it is a close's: no file writes
+            if batch is None:
+                return None
+            if batch.vectors is None:  # no new rows to share the call with
+                batch.encode_with(self.embedder, [])
+            return batch.vectors
 
     @staticmethod
     def _check(k: int, kinds: Sequence[str]) -> tuple[str, ...]:

@@ -1,22 +1,31 @@
 """``notebazaar bench``: speed measured in one run, so the ratios compare like with like.
 
 - ``embed_per_second``: raw throughput of the embedding model on this machine (batches of
-  ``index.batch_size`` note-length sentences);
+  ``index.batch_size`` note-length sentences), measured in slices *between the markets* (one batch
+  after each market), so the model's raw speed and the markets are measured under the same load;
 - ``markets_per_second``: end to end with the embedded judge — open, N sealed offers, close,
-  auction, inspections, settlement, reveal — on a fresh database each repeat;
+  auction, inspections, settlement, reveal, and the index catching up with the revealed notes —
+  on a fresh database each repeat;
 - ``embeds_per_market``: texts the pipeline embedded per market (counted at the embedder);
 - ``pipeline_vs_embed_ratio`` = markets_per_second × embeds_per_market / embed_per_second: the share
   of the model's raw speed the whole pipeline keeps (1.0 would mean the market costs nothing beyond
   embedding);
 - ``ledger_transfers_per_second``: single-move transactions, each its own atomic commit;
-- ``decision_latency_ms``: close to reveal for one market (``p50``, ``p99``).
+- ``ratings_per_second``: readers' ratings recorded, each in its own transaction with the recount of
+  its note's track-record contribution (:func:`notebazaar.pipeline.records.recount_note`);
+- ``decision_latency_ms``: close to reveal for one market (``p50``, ``p99``): the ``close_market``
+  call; the index catching up with the notes it revealed comes after (``catch_up``, between markets);
+- ``load_average``: the machine's 1-minute load average at the start and the end (other people's
+  work shares the cores; the ratios above are what stays comparable).
 
 Every figure is the median over ``repeats`` runs. State lives in a ``bench/`` folder beside the
-database and is removed afterwards.
+database and is removed afterwards. ``--profile`` adds one more run of the markets under cProfile
+(:mod:`notebazaar.pipeline.bench_profile`); ``--scale`` is :mod:`notebazaar.pipeline.bench_scale`.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import statistics
@@ -97,17 +106,30 @@ def _embed_rate(embedder: Any, texts: list[str]) -> float:
     return len(texts) / (time.perf_counter() - started)
 
 
-def _markets_run(
-    folder: Path, settings: Settings, embedder: Any, *, markets: int, offers: int, seed: int
-) -> dict[str, Any]:
-    from notebazaar.index.retrieval import Retriever
-    from notebazaar.pipeline.judge.local import LocalJudge
+class Reference:
+    """The model's raw speed, measured one batch at a time between markets."""
 
-    if folder.exists():
-        shutil.rmtree(folder)
-    db = open_db(folder / "bench.db")
-    counter = CountingEmbedder(embedder)
-    judge = LocalJudge(db, Retriever(db, folder, settings.index, embedder=counter))
+    def __init__(self, embedder: Any, texts: list[str], batch: int) -> None:
+        self.embedder = embedder
+        self.texts = texts
+        self.batch = batch
+        self.count = 0
+        self.seconds = 0.0
+
+    def slice(self) -> None:
+        start = (self.count // self.batch * self.batch) % max(1, len(self.texts) - self.batch)
+        started = time.perf_counter()
+        self.embedder.encode(self.texts[start : start + self.batch])
+        self.seconds += time.perf_counter() - started
+        self.count += self.batch
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds if self.seconds else 0.0
+
+
+def bench_community(db: Any, *, offers: int, markets: int) -> tuple[int, list[int]]:
+    """A funded community whose markets inspect every offer, and its ``offers`` informers."""
     com = community.create_community(
         db,
         "bench",
@@ -127,31 +149,86 @@ def _markets_run(
         informer = community.create_account(db, f"bench_informer{i}")
         community.mint(db, informer, 1_000_000, key=f"bench:mint:{i}")
         informers.append(informer)
+    return com.id, informers
+
+
+def run_market(
+    db: Any,
+    judge: Any,
+    settings: Settings,
+    community_id: int,
+    informers: list[int],
+    post: str,
+    notes: list[str],
+    rng: random.Random,
+    external_id: str,
+) -> float:
+    """One market end to end (post, open, an offer per informer, close, index catch-up); returns
+    the close-to-reveal latency in milliseconds."""
+    post_id = community.add_post(db, community_id, post, platform="bench", external_id=external_id)
+    market_id = market.open_market(db, post_id)
+    for informer, note in zip(informers, notes, strict=True):
+        market.submit_offer(
+            db,
+            market_id,
+            informer,
+            classification=rng.choice(("misleading", "not_misleading")),
+            text=note,
+            sources=["https://example.org/source"],
+            bid=rng.randint(1, 20),
+            price=rng.randint(1, 30),
+            limits=settings.limits,
+        )
+    closing = time.perf_counter()
+    close_market(db, market_id, judge, force=True)
+    latency = (time.perf_counter() - closing) * 1000
+    judge.catch_up()  # between markets, as the worker does after closing
+    return latency
+
+
+def _markets_run(
+    folder: Path,
+    settings: Settings,
+    embedder: Any,
+    *,
+    markets: int,
+    offers: int,
+    seed: int,
+    reference: Reference | None = None,
+) -> dict[str, Any]:
+    from notebazaar.index.retrieval import Retriever
+    from notebazaar.pipeline.judge.local import LocalJudge
+
+    if folder.exists():
+        shutil.rmtree(folder)
+    db = open_db(folder / "bench.db")
+    counter = CountingEmbedder(embedder)
+    judge = LocalJudge(db, Retriever(db, folder, settings.index, embedder=counter))
+    community_id, informers = bench_community(db, offers=offers, markets=markets)
     rng = random.Random(seed)
     posts = sentences(markets, seed=seed + 1)
     notes = sentences(markets * offers, seed=seed + 2)
     latencies = []
     counter.count = 0
-    started = time.perf_counter()
+    elapsed = 0.0
     for m in range(markets):
-        post_id = community.add_post(db, com.id, posts[m], platform="bench", external_id=f"b{m}")
-        market_id = market.open_market(db, post_id)
-        for i, informer in enumerate(informers):
-            market.submit_offer(
+        started = time.perf_counter()
+        latencies.append(
+            run_market(
                 db,
-                market_id,
-                informer,
-                classification=rng.choice(("misleading", "not_misleading")),
-                text=notes[m * offers + i],
-                sources=["https://example.org/source"],
-                bid=rng.randint(1, 20),
-                price=rng.randint(1, 30),
-                limits=settings.limits,
+                judge,
+                settings,
+                community_id,
+                informers,
+                posts[m],
+                notes[m * offers : (m + 1) * offers],
+                rng,
+                f"b{m}",
             )
-        closing = time.perf_counter()
-        close_market(db, market_id, judge, force=True)
-        latencies.append((time.perf_counter() - closing) * 1000)
-    elapsed = time.perf_counter() - started
+        )
+        elapsed += time.perf_counter() - started
+        if reference is not None:
+            reference.slice()  # the model alone, under the load this market just ran under
     ok = ledger.check(db).ok
     db.close()
     shutil.rmtree(folder, ignore_errors=True)
@@ -182,41 +259,120 @@ def _ledger_run(folder: Path, *, transfers: int, seed: int) -> float:
     return rate
 
 
+def _ratings_run(folder: Path, *, ratings: int, seed: int) -> float:
+    """Readers' ratings recorded one per transaction, each with the recount of its note's record
+    (the work a rating costs the market; the bridging scorer's own work is a batch job's)."""
+    from notebazaar.pipeline import records
+    from notebazaar.pipeline.db import write
+
+    if folder.exists():
+        shutil.rmtree(folder)
+    db = open_db(folder / "ratings.db")
+    community_id, informers = bench_community(db, offers=4, markets=1)
+    raters = [community.create_account(db, f"bench_rater{i}") for i in range(ratings // 10 + 1)]
+    post_id = community.add_post(db, community_id, "a post", platform="bench", external_id="r")
+    market_id = market.open_market(db, post_id)
+    with write(db):  # ten revealed notes on a resolved post, written as settlement would
+        for i in range(10):
+            offer_id = db.execute(
+                "INSERT INTO offers (market_id, informer_id, status, bid, price, commitment, submitted_at)"
+                " VALUES (?, ?, 'bought', 1, 1, 'bench', 0)",
+                [market_id, informers[i % len(informers)]],
+            ).lastrowid
+            db.execute(
+                "INSERT INTO reveals (offer_id, market_id, post_id, informer_id, classification, text,"
+                " price, revealed_at) VALUES (?, ?, ?, ?, 'misleading', 'a note', 1, 0)",
+                [offer_id, market_id, post_id, informers[i % len(informers)]],
+            )
+    market.resolve_post(db, post_id, "misleading")
+    reveal_ids = [int(r[0]) for r in db.execute("SELECT id FROM reveals ORDER BY id")]
+    rng = random.Random(seed)
+    started = time.perf_counter()
+    for n in range(ratings):
+        reveal_id = reveal_ids[n % len(reveal_ids)]
+        with write(db):
+            db.execute(
+                "INSERT INTO ratings (reveal_id, account_id, level, surface, rated_at, updated_at)"
+                " VALUES (?, ?, ?, 'sim', ?, ?)",
+                [
+                    reveal_id,
+                    raters[n // len(reveal_ids)],
+                    "helpful" if rng.random() < 0.5 else "not_helpful",
+                    time.time(),
+                    time.time(),
+                ],
+            )
+            records.recount_note(db, reveal_id)
+    rate = ratings / (time.perf_counter() - started)
+    db.close()
+    shutil.rmtree(folder, ignore_errors=True)
+    return rate
+
+
 def run_bench(
-    folder: Path, settings: Settings, *, markets: int = 40, offers: int = 32, repeats: int = 3
+    folder: Path,
+    settings: Settings,
+    *,
+    markets: int = 40,
+    offers: int = 32,
+    repeats: int = 3,
+    profile_out: Path | None = None,
 ) -> dict[str, Any]:
     from notebazaar.index.embed import get_embedder
 
     work = Path(folder) / "bench"
+    load_start = os.getloadavg()[0]
     embedder = get_embedder(
         settings.index.model, batch_size=settings.index.batch_size, sha256=settings.index.model_sha256
     )
     texts = sentences(max(512, settings.index.batch_size * 8), seed=7)
     embedder.encode(texts[:64])  # warm up
+    profile: dict[str, Any] | None = None
     try:
-        embed_rates = [_embed_rate(embedder, texts) for _ in range(repeats)]
-        runs = [
-            _markets_run(work, settings, embedder, markets=markets, offers=offers, seed=r)
-            for r in range(repeats)
-        ]
+        runs, embed_rates = [], []
+        for r in range(repeats):
+            reference = Reference(embedder, texts, settings.index.batch_size)
+            runs.append(
+                _markets_run(
+                    work, settings, embedder, markets=markets, offers=offers, seed=r, reference=reference
+                )
+            )
+            embed_rates.append(reference.rate)
         ledger_rates = [_ledger_run(work, transfers=2000, seed=r) for r in range(repeats)]
+        rating_rates = [_ratings_run(work, ratings=2000, seed=r) for r in range(repeats)]
+        if profile_out is not None:
+            from notebazaar.pipeline.bench_profile import profile_markets
+
+            profile = profile_markets(
+                lambda e: _markets_run(work, settings, e, markets=markets, offers=offers, seed=0),
+                embedder,
+                profile_out,
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     embed_per_second = statistics.median(embed_rates)
     markets_per_second = statistics.median(r["markets_per_second"] for r in runs)
     embeds_per_market = statistics.median(r["embeds"] for r in runs)
     latencies = [x for r in runs for x in r["latencies"]]
-    return {
+    result: dict[str, Any] = {
         "embed_per_second": embed_per_second,
         "markets_per_second": markets_per_second,
         "embeds_per_market": embeds_per_market,
         "pipeline_vs_embed_ratio": markets_per_second * embeds_per_market / embed_per_second,
         "ledger_transfers_per_second": statistics.median(ledger_rates),
+        "ratings_per_second": statistics.median(rating_rates),
         "decision_latency_ms": {
             "p50": float(np.percentile(latencies, 50)),
             "p99": float(np.percentile(latencies, 99)),
         },
+        "ratio_per_repeat": [
+            r["markets_per_second"] * r["embeds"] / rate for r, rate in zip(runs, embed_rates, strict=True)
+        ],
+        "load_average": {"start": load_start, "end": os.getloadavg()[0], "cpus": os.cpu_count()},
         "offers_per_market": offers,
         "markets": markets,
         "repeats": repeats,
     }
+    if profile is not None:
+        result["profile"] = profile
+    return result

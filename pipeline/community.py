@@ -12,9 +12,9 @@ from sqlite_utils import Database
 
 from notebazaar.pipeline import ledger
 from notebazaar.pipeline.config import MarketSettings
-from notebazaar.pipeline.db import write
+from notebazaar.pipeline.db import one_row, write
 from notebazaar.pipeline.errors import Conflict, Forbidden, NotFound, ValidationError
-from notebazaar.pipeline.validation import check_amount, check_text, strip_controls
+from notebazaar.pipeline.validation import check_amount, check_text, setting_problems, strip_controls
 
 ROLES = ("reader", "informer", "moderator")
 SETTING_KEYS = (
@@ -66,10 +66,10 @@ def create_community(
 
 def get_community(db: Database, slug_or_id: str | int) -> Community:
     column = "id" if isinstance(slug_or_id, int) else "slug"
-    rows = list(db["communities"].rows_where(f"{column} = ?", [slug_or_id]))
-    if not rows:
+    row = one_row(db, f"SELECT * FROM communities WHERE {column} = ?", [slug_or_id])
+    if row is None:
         raise NotFound(f"no community {slug_or_id!r}")
-    return Community.from_row(rows[0])
+    return Community.from_row(row)
 
 
 def update_settings(
@@ -83,8 +83,8 @@ def update_settings(
     merged = {k: getattr(current, k) for k in SETTING_KEYS} | changes
     try:
         valid = MarketSettings(**merged)
-    except Exception as exc:  # pydantic's message names the field
-        raise ValidationError(f"invalid community settings: {exc}") from None
+    except Exception as exc:  # one line per setting that is wrong
+        raise ValidationError(f"invalid community settings: {'; '.join(setting_problems(exc))}") from None
     with write(db):
         db["communities"].update(community_id, valid.model_dump())
         audit(db, actor_id, "community.settings", f"community:{community_id}", changes, community_id)
@@ -106,10 +106,10 @@ def create_account(db: Database, handle: str, *, password_hash: str | None = Non
 
 def get_account(db: Database, handle_or_id: str | int) -> dict[str, Any]:
     column = "id" if isinstance(handle_or_id, int) else "handle"
-    rows = list(db["accounts"].rows_where(f"{column} = ?", [handle_or_id]))
-    if not rows:
+    row = one_row(db, f"SELECT * FROM accounts WHERE {column} = ?", [handle_or_id])
+    if row is None:
         raise NotFound(f"no account {handle_or_id!r}")
-    return rows[0]
+    return row
 
 
 def account_for_identity(db: Database, platform: str, external_id: str, handle: str) -> int:
@@ -141,6 +141,19 @@ def grant(db: Database, account_id: int, community_id: int, role: str) -> None:
         )
 
 
+def revoke(db: Database, account_id: int, community_id: int, role: str) -> bool:
+    """Take a role away; False if the account did not hold it. Takes effect on the next request
+    (surfaces read roles on every request, so no session or token keeps a revoked role)."""
+    if role not in ROLES:
+        raise ValidationError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    with write(db):
+        cursor = db.execute(
+            "DELETE FROM roles WHERE account_id = ? AND community_id = ? AND role = ?",
+            [account_id, community_id, role],
+        )
+        return cursor.rowcount > 0
+
+
 def has_role(db: Database, account_id: int, community_id: int, role: str) -> bool:
     return bool(
         db.execute(
@@ -156,6 +169,8 @@ def require_moderator(db: Database, account_id: int | None, community_id: int) -
 
 
 def is_banned(db: Database, account_id: int, community_id: int) -> bool:
+    """Whether a moderator banned the account from the community (bans live in
+    :mod:`notebazaar.pipeline.moderation`)."""
     return bool(
         db.execute(
             "SELECT 1 FROM bans WHERE account_id = ? AND community_id = ?",
@@ -164,17 +179,11 @@ def is_banned(db: Database, account_id: int, community_id: int) -> bool:
     )
 
 
-def ban(db: Database, moderator_id: int, account_id: int, community_id: int, reason: str) -> None:
-    require_moderator(db, moderator_id, community_id)
-    reason = check_text("reason", reason, max_chars=500, required=True)
-    get_account(db, account_id)
-    with write(db):
-        db.execute(
-            "INSERT OR REPLACE INTO bans (account_id, community_id, reason, banned_by, banned_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            [account_id, community_id, reason, moderator_id, time.time()],
-        )
-        audit(db, moderator_id, "informer.ban", f"account:{account_id}", {"reason": reason}, community_id)
+def require_not_banned(db: Database, account_id: int, community_id: int) -> None:
+    """A banned account may not post, fund, offer or join in the community."""
+    if is_banned(db, account_id, community_id):
+        slug = get_community(db, community_id).slug
+        raise Forbidden(f"you are banned from {slug}")
 
 
 def audit(
@@ -203,9 +212,10 @@ def mint(db: Database, account_id: int, amount: int, *, key: str | None = None) 
 def fund_pool(
     db: Database, community_id: int, account_id: int, amount: int, *, key: str | None = None
 ) -> int:
-    """A reader moves credits from their wallet into the community's pool."""
+    """A reader moves credits from their wallet into the community's pool (not a banned one)."""
     get_community(db, community_id)
     check_amount("amount", amount, minimum=1)
+    require_not_banned(db, account_id, community_id)
     key = key or f"fund:{community_id}:{account_id}:{time.time_ns()}"
     return ledger.transfer(
         db,
@@ -257,7 +267,7 @@ def add_post(
 
 
 def get_post(db: Database, post_id: int) -> dict[str, Any]:
-    rows = list(db["posts"].rows_where("id = ?", [post_id]))
-    if not rows:
+    row = one_row(db, "SELECT * FROM posts WHERE id = ?", [post_id])
+    if row is None:
         raise NotFound(f"no post {post_id}")
-    return rows[0]
+    return row

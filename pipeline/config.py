@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -94,10 +94,22 @@ class BridgingSettings(_Section):
 
 class IndexSettings(_Section):
     model: str = "all-MiniLM-L6-v2"
-    kind: Literal["flat", "ivf", "hnsw"] = "flat"
+    kind: Literal["auto", "flat", "ivf", "hnsw"] = "auto"
+    flat_max: int = Field(20_000, ge=1)
     top_k: int = Field(5, ge=1)
     batch_size: int = Field(64, ge=1)
     model_sha256: str = Field("", pattern=r"^([0-9a-fA-F]{64})?$")
+
+
+def _rate(value: str) -> str:
+    """A rate in the ``limits`` library's notation ("10 per 10 minutes"), checked at load."""
+    from limits import parse
+
+    try:
+        parse(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a rate like '10 per 10 minutes'") from None
+    return value
 
 
 class WebSettings(_Section):
@@ -105,6 +117,11 @@ class WebSettings(_Section):
     port: int = Field(8000, ge=1, le=65535)
     close_poll_seconds: float = Field(5.0, gt=0)
     demo_community: str = "demo"
+    session_days: int = Field(14, ge=1, le=365)
+    login_rate_per_handle: str = "10 per 10 minutes"
+    login_rate_per_address: str = "100 per 10 minutes"
+
+    _rates = field_validator("login_rate_per_handle", "login_rate_per_address")(_rate)
 
 
 class DiscordSettings(_Section):
@@ -113,6 +130,7 @@ class DiscordSettings(_Section):
     check_worthiness: Literal["keywords", "all", "none"] = "keywords"
     min_chars: int = Field(40, ge=0)
     reply_mode: Literal["reply", "thread"] = "reply"
+    connect_attempts: int = Field(5, ge=1, le=100)
 
 
 class RedditSettings(_Section):
@@ -121,6 +139,23 @@ class RedditSettings(_Section):
     wiki_page: str = "notebazaar"
     check_worthiness: Literal["keywords", "all", "none"] = "keywords"
     min_chars: int = Field(40, ge=0)
+    tick_seconds: float = Field(10.0, gt=0)
+    docs_url: str = ""
+
+
+class DeliverySettings(_Section):
+    """How the bots retry posting a bought note or a receipt (pipeline/outbox.py): exponential
+    backoff with jitter, for hours, after which a note still failing is shown to moderators."""
+
+    first_retry_seconds: float = Field(10.0, gt=0)
+    max_retry_seconds: float = Field(1800.0, gt=0)
+    give_up_after_hours: float = Field(72.0, gt=0)
+
+
+class LoggingSettings(_Section):
+    """The bots log to stderr and to notebazaar.log beside the database, at this level."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
 class Settings(BaseSettings):
@@ -142,6 +177,8 @@ class Settings(BaseSettings):
     web: WebSettings = WebSettings()
     discord: DiscordSettings = DiscordSettings()
     reddit: RedditSettings = RedditSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    logging: LoggingSettings = LoggingSettings()
 
     @classmethod
     def settings_customise_sources(

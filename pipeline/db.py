@@ -1,5 +1,10 @@
 """Opening the database: pragmas, migrations, and write transactions.
 
+This is the one module that knows the database is SQLite at the connection level (the pragmas, WAL,
+``BEGIN IMMEDIATE`` as the write lock, ``secure_delete`` and the checkpoint that keep shredded keys
+off the disk, and the change marker the retriever polls); moving state to PostgreSQL starts here
+(docs/scaling.md lists what else assumes SQLite: the SQL dialect of the queries).
+
 Why these pragmas: WAL lets the web app read while the worker settles; ``foreign_keys`` is off by
 default in SQLite; ``secure_delete`` makes SQLite overwrite deleted content, so a destroyed offer key
 or ciphertext does not linger in free pages (plaintext of a sealed note is never written at all).
@@ -9,8 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
@@ -58,6 +64,29 @@ def write(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
         except BaseException:
             db.rollback()
             raise
+
+
+def rows(db: sqlite_utils.Database, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """The rows of a SELECT as dicts, in one statement (``Database.query`` wraps every read in a
+    savepoint: three statements where the market's hot path needs one)."""
+    cursor = db.execute(sql, list(params))
+    keys = [d[0] for d in cursor.description]
+    return [dict(zip(keys, r, strict=True)) for r in cursor.fetchall()]
+
+
+def one_row(db: sqlite_utils.Database, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+    """The first row of a SELECT as a dict, or None."""
+    cursor = db.execute(sql, list(params))
+    found = cursor.fetchone()
+    return None if found is None else dict(zip([d[0] for d in cursor.description], found, strict=True))
+
+
+def change_marker(db: sqlite_utils.Database) -> tuple[int, int]:
+    """A value that changes whenever anything was written to the database: other connections'
+    commits (``PRAGMA data_version``) and this connection's own writes (``total_changes``). The
+    retriever compares it before each search to skip its freshness check when nothing changed."""
+    version = int(db.execute("PRAGMA data_version").fetchone()[0])
+    return version, int(db.conn.total_changes)
 
 
 def checkpoint(db: sqlite_utils.Database) -> None:

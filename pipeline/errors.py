@@ -38,3 +38,13 @@ class Forbidden(NotebazaarError):
 
 class Conflict(NotebazaarError):
     code = "conflict"
+
+
+class RateLimited(NotebazaarError):
+    """Too many attempts of something guessable (logins, token requests) in a short time."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

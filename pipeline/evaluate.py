@@ -21,7 +21,7 @@ from sqlite_utils import Database
 from notebazaar.pipeline import prompts
 from notebazaar.pipeline.config import Settings
 from notebazaar.pipeline.db import open_db, write
-from notebazaar.pipeline.errors import NotFound, ValidationError
+from notebazaar.pipeline.errors import ValidationError
 
 QUALITY_KEYS = (
     "claims",
@@ -41,16 +41,10 @@ def resolve_prompt(db: Database, spec: str) -> tuple[str, str]:
     (``v3``), or a file path."""
     spec = spec.strip()
     if spec.lower().startswith("v") and spec[1:].isdigit():
-        prompts.ensure_default_prompt(db)
-        row = db.execute(
-            "SELECT id, text FROM prompts WHERE name = ? AND version = ?",
-            [prompts.DEFAULT_NAME, int(spec[1:])],
-        ).fetchone()
-        if row is None:
-            raise NotFound(f"no version {spec[1:]} of the judge prompt")
-        return spec, row[1]
+        found = prompts.version_id(db, int(spec[1:]), community_id=None)
+        return spec, prompts.get_version(db, found, community_id=None)["text"]
     if spec.isdigit():
-        version = prompts.get_version(db, int(spec))
+        version = prompts.get_version(db, int(spec), community_id=None)
         return f"{version['name']} v{version['version']}", version["text"]
     path = Path(spec)
     if path.is_file():

@@ -120,29 +120,40 @@ def transfer(
         for move in moves:
             deltas[move.source] = deltas.get(move.source, 0) - move.amount
             deltas[move.target] = deltas.get(move.target, 0) + move.amount
+        # One read for every account the transaction touches (ids and balances), then the writes.
+        marks = ",".join("?" * len(deltas))
+        known = {
+            str(ref): (int(i), int(bal))
+            for ref, i, bal in db.execute(
+                f"SELECT ref, id, balance FROM ledger_accounts WHERE ref IN ({marks})", list(deltas)
+            )
+        }
         for ref, delta in deltas.items():
-            if delta < 0 and _kind_of(ref) != ISSUANCE and balance(db, ref) + delta < 0:
-                raise InsufficientFunds(f"{ref} holds {balance(db, ref)} credits; this needs {-delta}")
+            held = known[ref][1] if ref in known else 0
+            if delta < 0 and _kind_of(ref) != ISSUANCE and held + delta < 0:
+                raise InsufficientFunds(f"{ref} holds {held} credits; this needs {-delta}")
 
         cursor = db.execute(
             "INSERT INTO ledger_transactions (idempotency_key, kind, memo, created_at) VALUES (?, ?, ?, ?)",
             [key, kind, memo, time.time()],
         )
         txn_id = int(cursor.lastrowid)  # type: ignore[arg-type]
-        for move in moves:
-            source_id = account_id(db, move.source)
-            target_id = account_id(db, move.target)
-            db.execute(
-                "INSERT INTO ledger_entries (transaction_id, account_id, amount) VALUES (?, ?, ?)",
-                [txn_id, source_id, -move.amount],
-            )
-            db.execute(
-                "INSERT INTO ledger_entries (transaction_id, account_id, amount) VALUES (?, ?, ?)",
-                [txn_id, target_id, move.amount],
-            )
-        for ref, delta in deltas.items():
-            if delta:
-                db.execute("UPDATE ledger_accounts SET balance = balance + ? WHERE ref = ?", [delta, ref])
+        ids = {ref: known[ref][0] if ref in known else account_id(db, ref) for ref in deltas}
+        db.conn.executemany(
+            "INSERT INTO ledger_entries (transaction_id, account_id, amount) VALUES (?, ?, ?)",
+            [
+                entry
+                for move in moves
+                for entry in (
+                    (txn_id, ids[move.source], -move.amount),
+                    (txn_id, ids[move.target], move.amount),
+                )
+            ],
+        )
+        db.conn.executemany(
+            "UPDATE ledger_accounts SET balance = balance + ? WHERE id = ?",
+            [(delta, ids[ref]) for ref, delta in deltas.items() if delta],
+        )
         return txn_id
 
 

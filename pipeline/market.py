@@ -15,10 +15,10 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from notebazaar.pipeline import ledger
+from notebazaar.pipeline import ledger, records
 from notebazaar.pipeline.community import audit, get_account, get_community, get_post, is_banned
 from notebazaar.pipeline.config import LimitSettings
-from notebazaar.pipeline.db import write
+from notebazaar.pipeline.db import one_row, write
 from notebazaar.pipeline.errors import Conflict, Forbidden, LimitExceeded, MarketClosed, NotFound
 from notebazaar.pipeline.sealing import NoteContent, seal
 from notebazaar.pipeline.validation import check_amount, check_classification, check_id, check_text
@@ -113,10 +113,10 @@ def open_market(
 
 
 def get_market(db: Database, market_id: int) -> dict[str, Any]:
-    rows = list(db["markets"].rows_where("id = ?", [check_id("market id", market_id)]))
-    if not rows:
+    row = one_row(db, "SELECT * FROM markets WHERE id = ?", [check_id("market id", market_id)])
+    if row is None:
         raise NotFound(f"no market {market_id}")
-    return rows[0]
+    return row
 
 
 def _validated_content(limits: LimitSettings, classification: Any, text: Any, sources: Any) -> NoteContent:
@@ -212,10 +212,9 @@ def _require_open(market: dict[str, Any], now: float) -> None:
 
 
 def _own_sealed_offer(db: Database, offer_id: int, informer_id: int) -> dict[str, Any]:
-    rows = list(db["offers"].rows_where("id = ?", [check_id("offer id", offer_id)]))
-    if not rows or rows[0]["informer_id"] != informer_id:
+    offer = one_row(db, "SELECT * FROM offers WHERE id = ?", [check_id("offer id", offer_id)])
+    if offer is None or offer["informer_id"] != informer_id:
         raise NotFound(f"no offer {offer_id} of yours")
-    offer = rows[0]
     if offer["status"] != "sealed":
         raise Conflict(f"offer {offer_id} is {offer['status']}; only a sealed offer can change")
     return offer
@@ -257,7 +256,9 @@ def reveal(
             now,
         ],
     )
-    return int(cursor.lastrowid)  # type: ignore[arg-type]
+    reveal_id = int(cursor.lastrowid)  # type: ignore[arg-type]
+    records.recount_note(db, reveal_id)  # a note revealed on a post resolved meanwhile counts at once
+    return reveal_id
 
 
 def withdraw_offer(
@@ -298,9 +299,14 @@ def replace_offer(
 def resolve_post(db: Database, post_id: int, resolution: str, *, actor_id: int | None = None) -> None:
     """Record the truth about a post; informers' track records follow from it."""
     resolution = check_classification(resolution)
-    post = get_post(db, post_id)
+    get_post(db, post_id)
     with write(db):
-        db["posts"].update(post_id, {"resolution": resolution, "resolved_at": time.time()})
+        post = get_post(db, post_id)  # read inside the transaction: the counters move from this value
+        db.execute(
+            "UPDATE posts SET resolution = ?, resolved_at = ? WHERE id = ?",
+            [resolution, time.time(), post_id],
+        )
+        records.post_resolved(db, post_id, int(post["community_id"]), post["resolution"], resolution)
         audit(
             db,
             actor_id,

@@ -328,6 +328,109 @@ def m003_note_statuses(db: Database) -> None:
 
 
 @migrations()
+def m015_prompt_scope(db: Database) -> None:
+    """Prompt versions belong to the community whose moderator saved them (NULL: the packaged
+    default, which every community shares). Existing versions get the community their creation was
+    audited under."""
+    _run_script(
+        db,
+        """
+        ALTER TABLE prompts ADD COLUMN community_id INTEGER REFERENCES communities(id);
+        UPDATE prompts SET community_id = (
+            SELECT l.community_id FROM audit_log l
+            WHERE l.action = 'prompt.create' AND l.target = 'prompt:' || prompts.id
+            ORDER BY l.id LIMIT 1
+        ) WHERE version > 1;
+        CREATE INDEX prompts_community ON prompts(community_id, name, version);
+        """,
+    )
+
+
+@migrations()
+def m016_sessions(db: Database) -> None:
+    """Web sessions kept on the server, so logging out or changing a password ends them: the cookie
+    holds only a random session id, and only its SHA-256 is stored here."""
+    _run_script(
+        db,
+        """
+        CREATE TABLE sessions (
+            id_hash TEXT PRIMARY KEY,
+            account_id INTEGER NOT NULL REFERENCES accounts(id),
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        ) STRICT;
+        CREATE INDEX sessions_account ON sessions(account_id);
+        """,
+    )
+
+
+@migrations()
+def m020_delivery_schedule(db: Database) -> None:
+    """Delivery that survives outages and restarts (issue 16).
+
+    The outbox keeps each row's retry schedule: when the next attempt is due, since when it has
+    been failing (the give-up horizon counts from there), when the last attempt started (an
+    attempt that started may have reached the platform, so the next one first looks for it there),
+    and when it was given up. A market whose post is gone before it settles is cancelled: its
+    status becomes 'settled' with the time and reason kept here, so every reader of statuses
+    keeps working."""
+    _run_script(
+        db,
+        """
+        ALTER TABLE outbox ADD COLUMN next_attempt_at REAL;
+        ALTER TABLE outbox ADD COLUMN failing_since REAL;
+        ALTER TABLE outbox ADD COLUMN last_attempt_at REAL;
+        ALTER TABLE outbox ADD COLUMN failed_at REAL;
+        CREATE INDEX outbox_due ON outbox(surface, status, next_attempt_at);
+        ALTER TABLE markets ADD COLUMN cancelled_at REAL;
+        ALTER TABLE markets ADD COLUMN cancel_reason TEXT;
+        """,
+    )
+
+
+@migrations()
+def m060_record_counters(db: Database) -> None:
+    """Track records as maintained counters (issue 18): reading a record was a scan of every
+    revealed note (O(markets) per inspection); now it is one row. ``counted_notes`` holds each
+    revealed note's current contribution, so a recount of one note applies only the difference;
+    ``discredits`` holds each counted discredit once. Filled from the existing tables by
+    :func:`notebazaar.pipeline.records.recount` (the rule in force)."""
+    _run_script(
+        db,
+        """
+        CREATE TABLE informer_records (
+            informer_id INTEGER PRIMARY KEY REFERENCES accounts(id),
+            notes_right INTEGER NOT NULL DEFAULT 0 CHECK (notes_right >= 0),
+            notes_wrong INTEGER NOT NULL DEFAULT 0 CHECK (notes_wrong >= 0),
+            discredited INTEGER NOT NULL DEFAULT 0 CHECK (discredited >= 0)
+        ) STRICT;
+
+        CREATE TABLE community_records (
+            community_id INTEGER PRIMARY KEY REFERENCES communities(id),
+            notes_right INTEGER NOT NULL DEFAULT 0 CHECK (notes_right >= 0),
+            notes_wrong INTEGER NOT NULL DEFAULT 0 CHECK (notes_wrong >= 0),
+            resolved_posts INTEGER NOT NULL DEFAULT 0 CHECK (resolved_posts >= 0),
+            misleading_posts INTEGER NOT NULL DEFAULT 0 CHECK (misleading_posts >= 0)
+        ) STRICT;
+
+        CREATE TABLE counted_notes (
+            reveal_id INTEGER PRIMARY KEY REFERENCES reveals(id),
+            verdict TEXT NOT NULL CHECK (verdict IN ('right', 'wrong'))
+        ) STRICT;
+
+        CREATE TABLE discredits (
+            sub_market_id INTEGER PRIMARY KEY REFERENCES markets(id),
+            offer_id INTEGER NOT NULL REFERENCES offers(id),
+            informer_id INTEGER NOT NULL REFERENCES accounts(id)
+        ) STRICT;
+        """,
+    )
+    from notebazaar.pipeline.records import recount  # the rule in force, in one place
+
+    recount(db)
+
+
+@migrations()
 def m040_rating_levels(db: Database) -> None:
     """Readers' ratings as Community Notes has them (issue 13), and what the bridging scorer's
     statuses drive: hiding a note on every surface, and payments held until readers agree.
@@ -397,3 +500,6 @@ def m040_rating_levels(db: Database) -> None:
         ) STRICT;
         """,
     )
+    from notebazaar.pipeline.records import recount  # the rule changed with it: bridging statuses count
+
+    recount(db)

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from notebazaar.pipeline import records
 from notebazaar.pipeline.community import get_account, is_banned
 from notebazaar.pipeline.db import write
 from notebazaar.pipeline.errors import Conflict, Forbidden, NotFound, ValidationError
@@ -191,6 +192,7 @@ def rate(
             " updated_at = excluded.updated_at",
             [note["id"], account_id, level, encoded, surface, rated_at, now],
         )
+        records.recount_note(db, note["id"])  # ratings are an input of the note's verdict
     return Rating(
         note["id"], account_id, level, clean_tags, surface, rated_at, now, "new" if old is None else "changed"
     )

@@ -35,6 +35,7 @@ from sqlite_utils import Database
 
 from notebazaar.pipeline import rules
 from notebazaar.pipeline.config import RecursionSettings
+from notebazaar.pipeline.db import rows
 from notebazaar.pipeline.errors import NotFound
 from notebazaar.pipeline.judge import NoteView, PostView, TrackRecord
 from notebazaar.pipeline.market import open_market, reveal, shred
@@ -98,7 +99,9 @@ def subject_view(db: Database, market: dict[str, Any]) -> PostView:
 def held_notes(db: Database, market_id: int) -> tuple[NoteView, ...]:
     """Sub-notes bought in this sub-market but still sealed, for the judge's context (memory only)."""
     out = []
-    for o in db["offers"].rows_where("market_id = ? AND outcome = ?", [market_id, HELD], order_by="id"):
+    for o in rows(
+        db, "SELECT * FROM offers WHERE market_id = ? AND outcome = ? ORDER BY id", [market_id, HELD]
+    ):
         content = _content(db, int(o["id"]))
         if content is not None:
             out.append(_note_view(o, content))
@@ -116,7 +119,9 @@ def follow_parent(db: Database, offer_id: int, *, revealed: bool, now: float) ->
     for sub_market_id, post_id in db.execute(
         "SELECT id, post_id FROM markets WHERE parent_offer_id = ?", [offer_id]
     ).fetchall():
-        held = list(db["offers"].rows_where("market_id = ? AND outcome = ?", [sub_market_id, HELD]))
+        held = list(
+            rows(db, "SELECT * FROM offers WHERE market_id = ? AND outcome = ?", [sub_market_id, HELD])
+        )
         for offer in held:
             if revealed:
                 _reveal(db, offer, int(sub_market_id), int(post_id), now)

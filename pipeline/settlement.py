@@ -30,16 +30,19 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from notebazaar.pipeline import holds, ledger, recursion, rules
+from notebazaar.pipeline import holds, ledger, records, recursion, rules
+from notebazaar.pipeline.community import get_post, is_banned
 from notebazaar.pipeline.config import RecursionSettings
-from notebazaar.pipeline.db import checkpoint, write
+from notebazaar.pipeline.db import checkpoint, rows, write
 from notebazaar.pipeline.errors import MarketClosed
 from notebazaar.pipeline.judge import Context, Judge, JudgeError, NoteView, PostView, TrackRecord
 from notebazaar.pipeline.market import get_market, reveal, shred
-from notebazaar.pipeline.records import track_record
+from notebazaar.pipeline.poststate import PostCheck, cancel_market
 from notebazaar.pipeline.sealing import NoteContent, unseal
 
 log = logging.getLogger(__name__)
+
+BANNED = "informer_banned"  # the reason an offer whose informer was banned is shredded uninspected
 
 
 @dataclass
@@ -64,6 +67,8 @@ class SettlementReport:
     spent: int = 0
     returned: int = 0
     waiting_on: list[int] = field(default_factory=list)  # sub-markets the settlement is paused on
+    cancelled: str | None = None  # why the market was cancelled instead (its post is gone)
+    skipped: str | None = None  # why it was left for the next pass (the post could not be checked)
 
 
 def close_market(
@@ -75,11 +80,15 @@ def close_market(
     force: bool = False,
     subject: Callable[[Database, dict[str, Any]], PostView] | None = None,
     recursion_settings: RecursionSettings | None = None,
+    post_check: PostCheck | None = None,
 ) -> SettlementReport:
     """Close and settle a market exactly once. Safe to call again, or after a crash.
 
     ``recursion_settings`` allow opening sub-markets (None: none are opened; existing ones are
-    still waited on). A sub-market's subject defaults to its parent offer's note."""
+    still waited on). A sub-market's subject defaults to its parent offer's note. ``post_check``
+    (from a platform adapter, :mod:`notebazaar.pipeline.poststate`) is asked about a post's market
+    before its auction: a post that is gone cancels the market, one that cannot be checked now
+    leaves it for the next pass."""
     now = time.time() if now is None else now
     report = SettlementReport(market_id)
     market = get_market(db, market_id)
@@ -92,10 +101,21 @@ def close_market(
                 f"market {market_id}'s bidding window runs {market['closes_at'] - now:.0f}s more;"
                 " close it early with force"
             )
+        if post_check is not None and market["parent_offer_id"] is None:
+            state = post_check(db["posts"].get(market["post_id"]))
+            if state.verdict == "unknown":
+                report.skipped = state.reason
+                return report
+            if state.verdict == "gone":
+                cancel_market(db, market_id, state.reason, now=now)
+                report.cancelled = state.reason
+                return report
         _run_auction(db, market_id, now)
     report.ranking = [
         {k: o[k] for k in ("id", "informer_id", "bid", "rank", "charge", "status")}
-        for o in db["offers"].rows_where("market_id = ? AND rank IS NOT NULL", [market_id], order_by="rank")
+        for o in rows(
+            db, "SELECT * FROM offers WHERE market_id = ? AND rank IS NOT NULL ORDER BY rank", [market_id]
+        )
     ]
 
     pending = recursion.pending_sub_markets(db, market_id)
@@ -105,20 +125,26 @@ def close_market(
     if subject is None and market["parent_offer_id"] is not None:
         subject = recursion.subject_view
     post = (subject or _post_view)(db, get_market(db, market_id))
-    if get_market(db, market_id)["belief"] is None:
-        p0 = rules.clamp(judge.prior(post, Context(_bought_notes(db, market_id))))
-        with write(db):
-            db.execute(
-                "UPDATE markets SET prior = ?, belief = ? WHERE id = ? AND belief IS NULL",
-                [p0, p0, market_id],
-            )
-
-    won = list(db["offers"].rows_where("market_id = ? AND status = 'won'", [market_id], order_by="rank"))
-    notes = {o["id"]: _open_note(db, o, track_record(db, int(o["informer_id"]))) for o in won}
+    won = list(
+        rows(db, "SELECT * FROM offers WHERE market_id = ? AND status = 'won' ORDER BY rank", [market_id])
+    )
+    notes = {  # a banned informer's note is never opened (moderation.ban: shredded uninspected)
+        o["id"]: None
+        if _banned(db, o)
+        else _open_note(db, o, records.track_record(db, int(o["informer_id"])))
+        for o in won
+    }
     prepare = getattr(judge, "prepare", None)
     try:
-        if prepare is not None:
+        if prepare is not None:  # before the prior, which can then use what prepare embedded
             prepare(post, [n for n in notes.values() if n is not None])
+        if get_market(db, market_id)["belief"] is None:
+            p0 = rules.clamp(judge.prior(post, Context(_bought_notes(db, market_id))))
+            with write(db):
+                db.execute(
+                    "UPDATE markets SET prior = ?, belief = ? WHERE id = ? AND belief IS NULL",
+                    [p0, p0, market_id],
+                )
         for offer in won:
             result = _inspect(db, market_id, offer, notes[offer["id"]], post, judge, now, recursion_settings)
             if isinstance(result, recursion.Waiting):
@@ -139,7 +165,7 @@ def close_market(
 
 
 def _post_view(db: Database, market: dict[str, Any]) -> PostView:
-    row = db["posts"].get(market["post_id"])
+    row = get_post(db, int(market["post_id"]))
     return PostView(int(row["id"]), int(row["community_id"]), row["text"], row["platform"])
 
 
@@ -148,7 +174,7 @@ def _run_auction(db: Database, market_id: int, now: float) -> None:
         market = get_market(db, market_id)
         if market["status"] != "open":
             return  # another closer got here first
-        sealed = list(db["offers"].rows_where("market_id = ? AND status = 'sealed'", [market_id]))
+        sealed = rows(db, "SELECT * FROM offers WHERE market_id = ? AND status = 'sealed'", [market_id])
         slots = rules.run_auction(
             [rules.Bid(o["id"], o["bid"], o["submitted_at"]) for o in sealed],
             slots=market["attention_slots"],
@@ -196,9 +222,16 @@ def _bought_notes(db: Database, market_id: int) -> tuple[NoteView, ...]:
             sources=tuple(json.loads(r["sources"])),
             price=r["price"],
         )
-        for r in db["reveals"].rows_where("market_id = ?", [market_id], order_by="id")
+        for r in rows(db, "SELECT * FROM reveals WHERE market_id = ? ORDER BY id", [market_id])
     )
     return revealed + recursion.held_notes(db, market_id)  # a sub-market's bought notes, still sealed
+
+
+def _banned(db: Database, offer: dict[str, Any]) -> bool:
+    community_id = db.execute(
+        "SELECT community_id FROM markets WHERE id = ?", [offer["market_id"]]
+    ).fetchone()
+    return is_banned(db, int(offer["informer_id"]), int(community_id[0]))
 
 
 def _open_note(db: Database, offer: dict[str, Any], track: TrackRecord) -> NoteView | None:
@@ -231,8 +264,8 @@ def _inspect(
     p_before = float(market["belief"])
     context = Context(_bought_notes(db, market_id))
     verdict = None
-    failure = "key_missing" if note is None else ""
-    if note is not None:
+    failure = BANNED if _banned(db, offer) else "key_missing" if note is None else ""
+    if note is not None and not failure:
         try:
             verdict = judge.inspect(post, context, note, p_before)
         except JudgeError as exc:
@@ -242,6 +275,8 @@ def _inspect(
         if current is None or current[0] != "won":
             return None  # decided by another closer meanwhile
         budget_left = ledger.balance(db, ledger.budget(market_id))
+        if verdict is not None and _banned(db, offer):  # banned while the judge was reading
+            verdict, failure = None, BANNED
         if verdict is None:
             p_after = p_before
             decision = rules.Decision(False, 0.0, 0.0, failure)
@@ -273,20 +308,22 @@ def _inspect(
                 price_of_information=int(market["price_of_information"]),
                 remaining_budget=budget_left,
             )
-        db["inspections"].insert(
-            {
-                "offer_id": offer["id"],
-                "market_id": market_id,
-                "judge": judge.name,
-                "p_before": p_before,
-                "p_after": p_after,
-                "kl": decision.kl,
-                "value": decision.value,
-                "bought": int(decision.buy),
-                "reason": decision.reason,
-                "tokens": verdict.tokens if verdict else 0,
-                "inspected_at": now,
-            }
+        db.execute(
+            "INSERT INTO inspections (offer_id, market_id, judge, p_before, p_after, kl, value, bought,"
+            " reason, tokens, inspected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                offer["id"],
+                market_id,
+                judge.name,
+                p_before,
+                p_after,
+                decision.kl,
+                decision.value,
+                int(decision.buy),
+                decision.reason,
+                verdict.tokens if verdict else 0,
+                now,
+            ],
         )
         if decision.buy and note is not None and verdict is not None:
             _buy(db, market, offer, note, verdict.rationale, now)
@@ -377,6 +414,8 @@ def _finish(db: Database, market_id: int, now: float, report: SettlementReport) 
                 kind="budget_return",
             )
         db.execute("UPDATE markets SET status = 'settled', settled_at = ? WHERE id = ?", [now, market_id])
+        if market["parent_offer_id"] is not None:
+            records.count_discredit(db, market_id)  # its informer's record learns it now
         report.returned = left
         report.spent = int(market["budget"]) - left
     log.info("market %s settled: spent %s, returned %s", market_id, report.spent, left)
@@ -409,18 +448,33 @@ def close_due(
     *,
     now: float | None = None,
     recursion_settings: RecursionSettings | None = None,
+    post_check: PostCheck | None = None,
 ) -> list[int]:
     """Close every due market (the worker's loop body), then any parent its sub-markets just
     released. A failure in one market does not stop the others; it is logged by id and retried on
-    the next pass. No market is closed twice in one pass."""
+    the next pass. No market is closed twice in one pass. ``post_check``: see :func:`close_market`;
+    a market skipped because its post could not be checked is not in the returned list."""
     closed: list[int] = []
     tried: set[int] = set()
     while batch := [m for m in due_markets(db, now) if m not in tried]:
         for market_id in batch:
             tried.add(market_id)
             try:
-                close_market(db, market_id, judge, now=now, recursion_settings=recursion_settings)
-                closed.append(market_id)
+                report = close_market(
+                    db,
+                    market_id,
+                    judge,
+                    now=now,
+                    recursion_settings=recursion_settings,
+                    post_check=post_check,
+                )
+                if report.skipped is None:
+                    closed.append(market_id)
+                else:
+                    log.info("market %s not closed this pass: %s", market_id, report.skipped)
             except Exception:
                 log.exception("closing market %s failed; will retry", market_id)
+    catch_up = getattr(judge, "catch_up", None)
+    if closed and catch_up is not None:  # between markets: index what they revealed
+        catch_up()
     return closed

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from notebazaar.pipeline import bridging, community, market
+from notebazaar.pipeline import bridging, community, market, records
 from notebazaar.pipeline.claims import Claim, Evidence, load_claims
 from notebazaar.pipeline.config import MarketSettings, RecursionSettings, Settings
 from notebazaar.pipeline.db import open_db, write
@@ -620,6 +620,7 @@ class Simulation:
                             "updated_at": now,
                         }
                     )
+                records.recount_note(self.db, reveal_id)  # ratings are an input of the record
         claim_label = "misleading" if self.state.y[-1] else "not_misleading"
         market.resolve_post(self.db, post_id, claim_label)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from notebazaar.pipeline import holds
+from notebazaar.pipeline import holds, records
 from notebazaar.pipeline.community import audit
 from notebazaar.pipeline.db import write
 
@@ -69,6 +69,8 @@ def store(db: Database, scored: Scored, *, now: float, report: Any) -> None:
             " changed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             history,
         )
+        for reveal_id, *_ in history:  # a status is an input of its note's track-record verdict
+            records.recount_note(db, int(reveal_id))
         for reveal_id, community_id, intercept, factor, ratings in rejected:
             hide(
                 db,

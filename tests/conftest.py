@@ -66,6 +66,21 @@ def world(db: Database, settings: Settings) -> World:
     return World(com.id, moderator, reader, informers)
 
 
+@pytest.fixture(autouse=True)
+def _cli_log_handlers_removed() -> Iterator[None]:
+    """Commands run in-process (CliRunner) add a file handler and, for the bots, a stderr handler to
+    the root logger; take off the ones a test added, so none outlives its test (a stderr handler
+    would write to the test's closed stream). pytest's own handlers are left alone."""
+    root = logging.getLogger()
+    before = list(root.handlers)
+    yield
+    for handler in root.handlers[:]:
+        ours = isinstance(handler, logging.FileHandler) or getattr(handler, "notebazaar_console", False)
+        if handler not in before and ours and not type(handler).__module__.startswith("_pytest"):
+            root.removeHandler(handler)
+            handler.close()
+
+
 @pytest.fixture
 def debug_log(tmp_path: Path) -> Iterator[Path]:
     """Every record of every logger at DEBUG, into ``debug.log`` in the state folder (where canary

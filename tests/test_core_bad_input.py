@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from sqlite_utils import Database
 
 from notebazaar.cli import main
-from notebazaar.pipeline import community, ledger, market
+from notebazaar.pipeline import community, ledger, market, moderation
 from notebazaar.pipeline.config import LimitSettings
 from notebazaar.pipeline.db import open_db
 from notebazaar.pipeline.errors import NotebazaarError
@@ -38,7 +38,7 @@ def scene(db: Database) -> dict[str, Any]:
     ).offer_id
     moderator = community.create_account(db, "core-mod")
     community.grant(db, moderator, com, "moderator")
-    community.ban(db, moderator, informers[2], com, "spam")
+    moderation.ban(db, moderator, informers[2], com, "spam")
     broke = community.create_account(db, "core-broke")
     community.mint(db, broke, 3, key="mint:broke")
     post2 = community.add_post(db, com, "Another post")
@@ -162,7 +162,7 @@ CASES: list[tuple[str, Callable[[dict[str, Any]], Callable[[Database], object]],
     ),
     (
         "ban by a non-moderator",
-        lambda s: lambda db: community.ban(db, s["broke"], s["informers"][1], 1, "x"),
+        lambda s: lambda db: moderation.ban(db, s["broke"], s["informers"][1], 1, "x"),
         "moderator",
     ),
 ]

@@ -121,6 +121,25 @@ def test_manage_server_members_become_moderators_and_can_ban(
     assert actions == ["role.grant", "informer.ban"]
 
 
+def test_a_moderator_unbans_on_discord_but_cannot_ban_himself(
+    db: Database, cog: NotebazaarCog, world: World
+) -> None:
+    admin = make_user("admin", manage_guild=True)
+    victim = make_user("victim")
+    interaction = make_interaction(admin)
+    asyncio.run(cog.informer_ban.callback(cog, interaction, user=admin, reason="oops"))
+    assert "cannot ban yourself" in (only_answer(interaction).content or "")
+    asyncio.run(cog.informer_ban.callback(cog, make_interaction(admin), user=victim, reason="spam"))
+    interaction = make_interaction(admin)
+    asyncio.run(cog.informer_unban.callback(cog, interaction, user=victim))
+    assert "can offer notes in" in (only_answer(interaction).content or "")
+    victim_account = community.account_for_identity(db, "discord", str(victim.id), victim.name)
+    assert not community.is_banned(db, victim_account, world.community_id)
+    interaction = make_interaction(admin)
+    asyncio.run(cog.informer_unban.callback(cog, interaction, user=victim))
+    assert "is not banned" in (only_answer(interaction).content or "")
+
+
 def test_moderator_shows_and_activates_judge_prompt_versions(
     db: Database, cog: NotebazaarCog, world: World
 ) -> None:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from pathlib import Path
 
 import pytest
 from sqlite_utils import Database
 
 from notebazaar.bot.discord.commands import NotebazaarCog
+from notebazaar.bot.discord.delivery import post_reveal
 from notebazaar.bot.discord.modal import NoteModal
-from notebazaar.pipeline import community, ledger
+from notebazaar.bot.discord.poststate import DiscordPostCheck
+from notebazaar.pipeline import community, ledger, outbox
 from notebazaar.pipeline.config import Settings
 from notebazaar.pipeline.judge.simple import SimpleJudge
 from notebazaar.pipeline.settlement import close_market
@@ -27,6 +31,7 @@ from tests.test_discord_fakes import (
     make_user,
     modal_payload,
     only_answer,
+    server_error,
 )
 from tests.test_discord_fakes import discord_settings as _discord_settings
 
@@ -142,11 +147,16 @@ def test_failed_delivery_is_retried_then_delivered(
     bot, cog = make_bot(db_path, settings, db)
     fake = FakeDiscord()
     channel, _, _ = _market_with_reveals(db, settings, cog, fake)
-    attach(bot, FakeDiscord())  # the bot cannot see the channel yet
+    attach(bot, fake)
+    fake.failures = [server_error(503)]  # Discord is down (after discord.py's own retries)
+    started = time.time()
     assert asyncio.run(bot.delivery.run()) == []
     row = next(db["outbox"].rows)
-    assert row["status"] == "pending" and row["attempts"] == 1 and "NotFound" in row["last_error"]
-    attach(bot, fake)
+    assert row["status"] == "pending" and row["attempts"] == 1 and "server error 503" in row["last_error"]
+    first = settings.delivery.first_retry_seconds
+    assert started + first / 2 <= row["next_attempt_at"] <= time.time() + first  # backoff, persisted
+    assert asyncio.run(bot.delivery.run()) == []  # not due yet
+    bot.delivery.clock = lambda: row["next_attempt_at"] + 1
     assert len(asyncio.run(bot.delivery.run())) == 1
     assert len(channel.posted) == 1
 
@@ -192,3 +202,203 @@ def test_the_bot_closes_due_markets_and_delivers(
     assert len(channel.posted) == 1
     assert ledger.balance(db, ledger.pool(world.community_id)) > pool_before - 200
     assert ledger.check(db).ok
+
+
+def _pending(db: Database) -> list[outbox.PendingReveal]:
+    return outbox.pending(db, "discord", now=float("inf"))
+
+
+@pytest.mark.parametrize("mode", ["reply", "thread"])
+def test_a_note_posted_before_a_crash_is_found_and_adopted_not_posted_again(
+    db: Database, db_path: Path, world: World, mode: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = _discord_settings(reply_mode=mode)
+    bot, cog = make_bot(db_path, settings, db)
+    fake = FakeDiscord()
+    attach(bot, fake)
+    channel, message, _ = _market_with_reveals(db, settings, cog, fake)
+    [item] = _pending(db)
+    # The crash: the attempt was recorded, Discord accepted the message, the process died before
+    # the outbox heard of it.
+    outbox.begin_attempt(db, item.outbox_id)
+    sent = asyncio.run(post_reveal(bot, item, mode))
+    where = fake.channels[message.id] if mode == "thread" else channel
+    assert len(where.posted) == 1
+    caplog.set_level(logging.INFO)
+    restarted, _ = make_bot(db_path, settings)
+    attach(restarted, fake)
+    try:
+        assert len(asyncio.run(restarted.delivery.run())) == 1
+    finally:
+        restarted.db.close()
+    assert len(where.posted) == 1  # adopted, not posted twice
+    row = db["outbox"].get(item.outbox_id)
+    assert row["status"] == "delivered" and row["external_id"] == f"{sent.channel.id}:{sent.id}"
+    assert "found already posted" in caplog.text and fake.history_reads == 1
+
+
+def test_the_first_attempt_does_not_search_history(
+    db: Database, db_path: Path, settings: Settings, world: World
+) -> None:
+    bot, cog = make_bot(db_path, settings, db)
+    fake = FakeDiscord()
+    attach(bot, fake)
+    _market_with_reveals(db, settings, cog, fake)
+    assert len(asyncio.run(bot.delivery.run())) == 1
+    assert fake.history_reads == 0  # nothing can have been posted before the first attempt
+
+
+def test_a_deleted_message_fails_the_note_at_once_and_it_can_be_retried(
+    db: Database, db_path: Path, settings: Settings, world: World
+) -> None:
+    bot, cog = make_bot(db_path, settings, db)
+    fake = FakeDiscord()
+    attach(bot, fake)
+    channel, message, _ = _market_with_reveals(db, settings, cog, fake)
+    message.deleted = True
+    assert asyncio.run(bot.delivery.run()) == []
+    row = next(db["outbox"].rows)
+    assert row["status"] == "failed" and "10008" in row["last_error"] and row["failed_at"] is not None
+    bot.delivery.clock = lambda: time.time() + 10 * 24 * 3600
+    assert asyncio.run(bot.delivery.run()) == []
+    assert db["outbox"].get(row["id"])["attempts"] == 1  # a permanent failure is not retried by itself
+    message.deleted = False  # say a moderator restored it: queue it again by hand
+    outbox.retry(db, row["id"])
+    assert len(asyncio.run(bot.delivery.run())) == 1 and len(channel.posted) == 1
+
+
+def test_a_transient_failure_holds_the_other_notes_and_the_horizon_gives_up(
+    db: Database, db_path: Path, world: World
+) -> None:
+    settings = _discord_settings()
+    settings.delivery.give_up_after_hours = 2.0
+    bot, cog = make_bot(db_path, settings, db)
+    fake = FakeDiscord()
+    attach(bot, fake)
+    _market_with_reveals(db, settings, cog, fake, informers=2)
+    start = now = time.time()
+    bot.delivery.clock = lambda: now
+    fake.failures = [server_error(502)]
+    assert asyncio.run(bot.delivery.run()) == []
+    first, second = db.query("SELECT * FROM outbox ORDER BY id")
+    assert first["attempts"] == 1 and second["attempts"] == 0  # Discord is down: no point asking again
+    assert second["next_attempt_at"] >= first["next_attempt_at"] > now
+    waits = []
+    for _ in range(100):  # Discord stays down: attempts with growing waits, then both give up
+        fake.failures = [server_error(502)] * 2
+        due = [r["next_attempt_at"] for r in db.query("SELECT * FROM outbox WHERE status = 'pending'")]
+        if not due:
+            break
+        waits.append(min(due) - now)
+        now = min(due) + 0.001
+        asyncio.run(bot.delivery.run())
+    rows = list(db.query("SELECT * FROM outbox ORDER BY id"))
+    assert [r["status"] for r in rows] == ["failed", "failed"]
+    assert all("gave up after" in r["last_error"] for r in rows)
+    assert now - start >= 2 * 3600  # not before the horizon
+    # waits grew (10 s apart would be 720 tries); the held row shared them
+    assert rows[0]["attempts"] <= 16 and rows[1]["attempts"] <= 2
+    assert max(waits) <= settings.delivery.max_retry_seconds + 1 and waits[3] > waits[0]
+
+
+def test_closing_finishes_the_note_in_hand_and_leaves_the_rest(
+    db: Database, db_path: Path, settings: Settings, world: World
+) -> None:
+    bot, cog = make_bot(db_path, settings, db)
+    fake = FakeDiscord()
+    attach(bot, fake)
+    channel, message, _ = _market_with_reveals(db, settings, cog, fake, informers=2)
+
+    async def scenario() -> list[int]:
+        gate = asyncio.Event()
+        reply = message.reply
+
+        async def slow_reply(**kwargs: object) -> FakeMessage:
+            await gate.wait()  # Discord is slow to answer the first post
+            return await reply(**kwargs)  # type: ignore[arg-type]
+
+        message.reply = slow_reply  # type: ignore[method-assign]
+        passing = asyncio.create_task(bot.delivery.run())
+        await asyncio.sleep(0.05)
+        closing = asyncio.create_task(bot.close())
+        await asyncio.sleep(0.05)
+        assert not closing.done()  # waits for the note in hand
+        gate.set()
+        await closing
+        return await passing
+
+    assert len(asyncio.run(scenario())) == 1
+    statuses = [r["status"] for r in db.query("SELECT status FROM outbox ORDER BY id")]
+    assert statuses == ["delivered", "pending"] and len(channel.posted) == 1
+
+
+def test_a_market_on_a_deleted_message_is_cancelled_before_settling(
+    db: Database, db_path: Path, settings: Settings, world: World
+) -> None:
+    bot, cog = make_bot(db_path, settings, db)
+    fake = FakeDiscord()
+    attach(bot, fake)
+    channel = fake.channel(QUIET)
+    message = channel.message(CLAIM, make_user("poster"))
+    pool_before = ledger.balance(db, ledger.pool(world.community_id))
+    asyncio.run(cog.request_notes(make_interaction(make_user("reader")), message))  # type: ignore[arg-type]
+    _offer(db, settings, message, "informer0")
+    [informer] = [r[0] for r in db.execute("SELECT informer_id FROM offers")]
+    assert ledger.balance(db, ledger.wallet(informer)) == 95  # minted 100, bid 5 in escrow
+    db.execute("UPDATE markets SET closes_at = 0")
+
+    async def settle() -> tuple[list[int], list[int]]:
+        bot.closer.post_check = DiscordPostCheck(bot, asyncio.get_running_loop())
+        return await bot.settle_and_deliver()
+
+    async def discord_down(message_id: int) -> None:
+        raise server_error(503)
+
+    try:
+        channel.fetch_message = discord_down  # type: ignore[method-assign]
+        closed, _ = asyncio.run(settle())  # cannot tell: the market waits for the next pass
+        assert closed == [] and db.execute("SELECT status FROM markets").fetchone()[0] == "open"
+        del channel.fetch_message  # Discord answers again: the message is gone
+        message.deleted = True
+        closed, delivered = asyncio.run(settle())
+    finally:
+        bot.closer.shutdown()
+    assert len(closed) == 1 and delivered == []
+    market = next(db["markets"].rows)
+    assert market["status"] == "settled" and "10008" in market["cancel_reason"]
+    assert ledger.balance(db, ledger.wallet(informer)) == 100  # the bid came back
+    assert ledger.balance(db, ledger.pool(world.community_id)) == pool_before  # and the budget
+    assert db.execute("SELECT COUNT(*) FROM reveals").fetchone()[0] == 0
+    assert channel.posted == [] and ledger.check(db).ok
+
+
+def test_the_reveal_embed_escapes_markdown_and_spreads_sources_over_fields() -> None:
+    from notebazaar.bot.discord.render import reveal_embed
+
+    sources = tuple(f"https://example.org/{i}/" + "x" * 470 + f" source_{i}" for i in range(5))  # 5 x ~500
+    item = outbox.PendingReveal(
+        outbox_id=1,
+        reveal_id=42,
+        post_id=1,
+        post_platform="discord",
+        post_external_id="1:2",
+        post_url=None,
+        classification="misleading",
+        text="See [the study](https://evil.example) **now** @everyone\n# not a heading",
+        sources=sources,
+        informer="discord:al_ice",
+        price=3,
+        attempts=0,
+    )
+    embed = reveal_embed(item)
+    assert embed.description is not None
+    assert "\\[the study](https://evil.example)" in embed.description  # shown as written, not a link
+    assert "\\*\\*now\\*\\*" in embed.description and "\\# not a heading" in embed.description
+    assert "@everyone" not in embed.description  # defused (a zero-width space after the @)
+    source_fields = [f for f in embed.fields if f.name.startswith("Sources")]
+    assert len(source_fields) >= 3 and all(len(f.value or "") <= 1024 for f in source_fields)
+    shown = "\n".join(f.value or "" for f in source_fields)
+    assert all(f"source\\_{i}" in shown for i in range(5))  # every source, none cut off
+    assert len(embed) <= 6000 and len(embed.fields) <= 25
+    assert embed.footer.text is not None and embed.footer.text.startswith("note #42 ·")
+    assert {f.name: f.value for f in embed.fields}["Informer"] == "discord:al\\_ice"

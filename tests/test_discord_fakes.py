@@ -2,7 +2,9 @@
 
 Interactions are MagicMocks, as in python-discord's bot tests, with a small fake response that
 enforces Discord's rule that an interaction gets exactly one first response (a message, a defer or
-a modal). Channels and messages record what the bot posted.
+a modal). Channels and messages record what the bot posted, list their history after a message
+(as ``Messageable.history(after=...)`` does, oldest first) and can be told to fail the next posts
+with the errors Discord raises.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from notebazaar.pipeline.judge.simple import SimpleJudge
 GUILD_ID = 111_111_111_111_111_111
 WATCHED = 222_222_222_222_222_222
 QUIET = 333_333_333_333_333_333
+BOT_USER_ID = 444_444_444_444_444_444
 CLAIM = "A new study shows that 97 percent of scientists agree the vaccine causes autism in children."
 _ids = itertools.count(900_000_000_000_000_000)
 
@@ -131,6 +134,8 @@ class FakeMessage:
     guild: Any = None
     add_reaction: AsyncMock = field(default_factory=AsyncMock)
     deleted: bool = False
+    embeds: list[discord.Embed] = field(default_factory=list)
+    reference: Any = None
     view: Any = None
     edits: list[dict[str, Any]] = field(default_factory=list)
 
@@ -140,6 +145,8 @@ class FakeMessage:
 
     async def reply(self, *, embed: discord.Embed, **kwargs: Any) -> FakeMessage:
         assert kwargs.get("mention_author") is False
+        if self.deleted:
+            raise discord.NotFound(MagicMock(status=404, reason="Not Found"), {"code": 10008, "message": "x"})
         return self.channel.post(embed, reply_to=self.id, view=kwargs.get("view"))
 
     async def create_thread(self, *, name: str) -> FakeChannel:
@@ -172,10 +179,31 @@ class FakeChannel:
         return self.messages.setdefault(message_id, FakeMessage(message_id, self))
 
     def post(self, embed: discord.Embed, *, reply_to: int | None = None, view: Any = None) -> FakeMessage:
+        if self.world.failures:
+            raise self.world.failures.pop(0)
         self.posted.append((embed, reply_to))
-        sent = FakeMessage(next_id(), self, view=view)
+        reference = MagicMock(message_id=reply_to) if reply_to else None
+        sent = FakeMessage(
+            next_id(), self, author=self.world.user, embeds=[embed], reference=reference, view=view
+        )
         self.messages[sent.id] = sent
         return sent
+
+    async def history(self, *, limit: int = 100, after: Any = None) -> Any:
+        """The channel's messages after ``after``, oldest first (ids grow with time)."""
+        self.world.history_reads += 1
+        later = sorted(
+            (m for m in self.messages.values() if after is None or m.id > after.id), key=lambda m: m.id
+        )
+        for message in later[:limit]:
+            if not message.deleted and message.author is not None:
+                yield message
+
+    async def fetch_message(self, message_id: int) -> FakeMessage:
+        message = self.messages.get(message_id)
+        if message is None or message.deleted:
+            raise discord.NotFound(MagicMock(status=404, reason="Not Found"), {"code": 10008, "message": "x"})
+        return message
 
     async def send(self, *, embed: discord.Embed, **kwargs: Any) -> FakeMessage:
         return self.post(embed, view=kwargs.get("view"))
@@ -191,6 +219,10 @@ class FakeDiscord:
 
     def __init__(self) -> None:
         self.channels: dict[int, FakeChannel] = {}
+        self.user = MagicMock(id=BOT_USER_ID, bot=True)
+        self.user.name = "notebazaar"
+        self.failures: list[BaseException] = []  # raised, in order, by the next posts
+        self.history_reads = 0
 
     def channel(self, channel_id: int) -> FakeChannel:
         return self.channels.setdefault(channel_id, FakeChannel(channel_id, self))
@@ -208,6 +240,7 @@ def attach(bot: NotebazaarBot, fake: FakeDiscord) -> None:
     """Route the bot's channel lookups to the fake Discord."""
     bot.get_channel = fake.get_channel  # type: ignore[method-assign]
     bot.fetch_channel = fake.fetch_channel  # type: ignore[method-assign]
+    bot._connection.user = fake.user  # what ``bot.user`` answers: the bot's own account
 
 
 def make_bot(
@@ -232,3 +265,8 @@ def modal_payload(
         text("sources", sources),
         text("terms", terms),
     ]
+
+
+def server_error(status: int = 503) -> discord.DiscordServerError:
+    """What discord.py raises when Discord answers 5xx after its own retries."""
+    return discord.DiscordServerError(MagicMock(status=status, reason="Service Unavailable"), "upstream")

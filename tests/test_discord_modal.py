@@ -149,12 +149,12 @@ def test_bad_modal_input_is_refused_ephemerally_and_changes_nothing(
 def test_a_banned_informer_is_refused(
     db: Database, settings: Settings, opened: dict[str, object], world: World
 ) -> None:
-    from notebazaar.pipeline import community
+    from notebazaar.pipeline import community, moderation
 
     user = make_user("spammer")
     account = community.account_for_identity(db, "discord", str(user.id), user.name)
     community.mint(db, account, 100, key="test:discord:mint")
-    community.ban(db, world.moderator, account, world.community_id, "spam")
+    moderation.ban(db, world.moderator, account, world.community_id, "spam")
     link = opened["message"].jump_url  # type: ignore[attr-defined]
     interaction = _submit(db, settings, user, modal_payload(link, "misleading", NOTE, "", "5 20"))
     assert "banned" in (only_answer(interaction).content or "")

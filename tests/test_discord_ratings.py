@@ -13,7 +13,7 @@ import pytest
 from sqlite_utils import Database
 
 from notebazaar.bot.discord.ratings import RateButton, take_down_hidden
-from notebazaar.pipeline import community, statuses
+from notebazaar.pipeline import community, moderation, statuses
 from notebazaar.pipeline.config import Settings
 from tests.conftest import World
 from tests.test_core_helpers import snapshot
@@ -99,7 +99,7 @@ def test_buttons_rate_and_answer_ephemerally(
     community.grant(db, moderator, com.id, "moderator")
     banned = make_user("spammer")
     banned_account = community.account_for_identity(db, "discord", str(banned.id), banned.name)
-    community.ban(db, moderator, banned_account, com.id, "brigading")
+    moderation.ban(db, moderator, banned_account, com.id, "brigading")
     before = snapshot(db)
     assert "banned" in (only_answer(_press(bot, ids[0], banned)).content or "")
     assert "no published note 424242" in (

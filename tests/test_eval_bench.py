@@ -99,7 +99,7 @@ def test_eval_one_prompt_on_a_fresh_db_is_shadow_only(tmp_path: Path) -> None:
     # ...only the default prompt (version 1) was seeded.
     db = open_db(db_path)
     try:
-        versions = prompts.list_versions(db)
+        versions = prompts.list_versions(db, community_id=None)
         assert [v["version"] for v in versions] == [1]
     finally:
         db.close()
@@ -264,4 +264,54 @@ def test_bench_refuses_zero_sizes(tmp_path: Path) -> None:
     for flag in ("--markets", "--offers", "--repeats"):
         result = invoke("bench", "--db", str(db_path), "--out", str(out), flag, "0")
         assert result.exit_code != 0 and "must be at least 1" in result.output
+    assert not out.exists()
+
+
+def test_bench_profile_says_where_the_market_time_goes(tmp_path: Path) -> None:
+    db_path = tmp_path / "state" / "notebazaar.db"
+    out = tmp_path / "bench.json"
+    result = invoke(
+        "bench", "--db", str(db_path), "--out", str(out), "--markets", "2", "--offers", "3", "--repeats", "1",
+        "--profile",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    profile = json.loads(out.read_text(encoding="utf-8"))["profile"]
+    assert profile["markets"] == 2
+    assert 0 < profile["seconds_besides_the_model"] < profile["seconds_profiled"]
+    assert profile["seconds_waiting_for_the_model"] > 0  # the model ran, out of the profile's sight
+    wheres = {g["where"] for g in profile["by_where"]}
+    assert any(w.startswith("sqlite3") for w in wheres) and "notebazaar.pipeline.settlement" in wheres
+    assert not any("torch" in f["function"] for f in profile["top_functions"])
+    text = (tmp_path / "bench.profile.txt").read_text(encoding="utf-8")
+    assert "Where the market's own time goes" in text and "settlement.py" in text
+    assert (tmp_path / "bench.profile.prof").stat().st_size > 0
+    assert not (db_path.parent / "bench").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # four processes each load the model: minutes on a loaded 2-core machine
+def test_bench_scale_writes_one_row_per_size(tmp_path: Path) -> None:
+    db_path = tmp_path / "state" / "notebazaar.db"
+    out = tmp_path / "scale.json"
+    result = invoke(
+        "bench", "--scale", "--sizes", "40,120", "--markets", "1", "--offers", "2",
+        "--db", str(db_path), "--out", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert list(report) == ["scale"]
+    assert [r["posts"] for r in report["scale"]] == [40, 120]
+    for row in report["scale"]:
+        assert list(row) == ["posts", "latency_ms_p50", "latency_ms_p99", "inspection_ms", "peak_rss_mb"]
+        assert 0 < row["latency_ms_p50"] <= row["latency_ms_p99"] and row["inspection_ms"] > 0
+        assert row["peak_rss_mb"] > 50  # the model is in there
+    assert not (db_path.parent / "scale").exists()
+
+
+def test_bench_scale_refuses_bad_sizes(tmp_path: Path) -> None:
+    db_path = tmp_path / "state" / "notebazaar.db"
+    out = tmp_path / "scale.json"
+    for sizes in ("0", "ten", ""):
+        result = invoke("bench", "--scale", "--sizes", sizes, "--db", str(db_path), "--out", str(out))
+        assert result.exit_code != 0 and "--sizes" in result.output
     assert not out.exists()

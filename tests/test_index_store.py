@@ -104,3 +104,25 @@ def test_load_rejects_a_kind_mismatch(tmp_path: Path) -> None:
     index.save(tmp_path / "h.faiss")
     with pytest.raises(ValueError, match="hnsw"):
         VectorIndex.load(tmp_path / "h.faiss", kind="flat")
+
+
+def test_auto_switches_from_flat_to_ivf_past_flat_max(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(400, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = VectorIndex(DIM, "auto", flat_max=300)
+    index.add(np.arange(300), vectors[:300])
+    assert not index.is_ivf  # exact while small
+    index.add(np.arange(300, 400), vectors[300:])
+    assert index.is_ivf and len(index) == 400  # past flat_max: trained on all 400
+    _, ids = index.search(vectors[7:8], 1)
+    assert ids[0][0] == 7
+    index.remove(np.array([7]))
+    assert 7 not in index and len(index) == 399
+    index.save(tmp_path / "a.faiss")
+    loaded = VectorIndex.load(tmp_path / "a.faiss", kind="auto", flat_max=300)
+    assert loaded.is_ivf and loaded.kind == "auto" and len(loaded) == 399
+    flat = VectorIndex(DIM, "flat")
+    flat.add(np.arange(10), vectors[:10])
+    flat.save(tmp_path / "f.faiss")
+    assert VectorIndex.load(tmp_path / "f.faiss", kind="auto").kind == "auto"  # a flat file goes on as auto

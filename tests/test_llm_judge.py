@@ -298,7 +298,9 @@ def test_factory_builds_the_llm_judge_with_the_default_or_given_prompt(
     server.script(answer(p=0.6))
     judge.prior(POST, Context())
     assert system_message(server.requests[0]).startswith("You are the judge of a community-notes market.")
-    assert prompts.list_versions(db)[0]["version"] == 1  # the packaged prompt was seeded as version 1
+    assert (
+        prompts.list_versions(db, community_id=None)[0]["version"] == 1
+    )  # the packaged prompt was seeded as version 1
 
     custom = make_judge(settings, db, kind="openai", prompt_text="Custom v2. Blocks: $token, marker $mark.")
     server.script(answer(p=0.6))

@@ -120,7 +120,7 @@ def test_refusals_change_nothing(db: Database, case: str, error: type[Exception]
     elif case == "own note":
         args["account_id"] = notes.informers[0]
     elif case == "banned rater":
-        community.ban(db, moderator, reader, notes.community_id, "spam")
+        moderation.ban(db, moderator, reader, notes.community_id, "spam")
     elif case == "double rating":
         args["account_id"] = notes.readers[1]
     elif case == "invalid level":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from notebazaar.pipeline import community, statuses
+from notebazaar.pipeline import community, moderation, statuses
 from notebazaar.web import auth
 from tests.test_core_helpers import snapshot
 from tests.web_fixtures import (  # noqa: F401  (fixtures)
@@ -88,7 +88,7 @@ def test_banned_reader_cannot_rate(web: WebWorld) -> None:
         com = community.get_community(db, SLUG)
         moderator = int(community.get_account(db, MODERATOR[0])["id"])
         banned = int(community.get_account(db, READER[0])["id"])
-        community.ban(db, moderator, banned, com.id, "vote brigading")
+        moderation.ban(db, moderator, banned, com.id, "vote brigading")
     finally:
         db.close()
     response = client.post(f"/api/reveals/{note['id']}/ratings", headers=reader, json={"level": "helpful"})

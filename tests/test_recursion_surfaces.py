@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from notebazaar.pipeline import community, market
+from notebazaar.pipeline import community, market, records
 from notebazaar.pipeline.market import market_view
 from tests.web_fixtures import (  # noqa: F401  (fixtures)
     INFORMER,
@@ -76,6 +76,7 @@ def test_informer_sees_an_offer_a_sub_market_discredited_in_its_track_record(web
     try:  # its sub-market settled holding the offer more likely unreliable than not
         sub_id = market.open_market(db, post_id, parent_offer_id=parent, budget=10, window_seconds=600)
         db.execute("UPDATE markets SET status = 'settled', prior = 0.2, belief = 0.8 WHERE id = ?", [sub_id])
+        records.count_discredit(db, sub_id)  # what settlement calls when it settles a sub-market
         db.conn.commit()
     finally:
         db.close()

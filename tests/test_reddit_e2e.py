@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,6 +31,7 @@ from notebazaar.pipeline import community, ledger, prompts
 from notebazaar.pipeline.config import Settings
 from notebazaar.pipeline.db import open_db
 from notebazaar.pipeline.judge import Context, NoteView, PostView, Verdict
+from notebazaar.pipeline.settlement import close_due
 
 BOT = "nb_bot"
 SUB = "factcheck"
@@ -50,6 +55,12 @@ class FakeReddit:
     edits: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     next_id: int = 1000
+    bot_comments: list[dict[str, Any]] = field(default_factory=list)  # newest first, as Reddit lists them
+    banned_from: set[str] = field(default_factory=set)
+    # Hold the answer to POST /api/comment (after the comment exists) until `release` is set.
+    hold_comments: bool = False
+    comment_posted: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
 
     def submission(self, sid: str, title: str, body: str, *, sub: str = SUB, age: float = 0.0) -> str:
         self.submissions.insert(
@@ -69,7 +80,7 @@ class FakeReddit:
         )
         return f"t3_{sid}"
 
-    def message(self, mid: str, author: str, subject: str, body: str) -> str:
+    def message(self, mid: str, author: str, subject: str, body: str, *, age: float = 0.0) -> str:
         self.inbox.append(
             {
                 "id": mid,
@@ -82,9 +93,9 @@ class FakeReddit:
                 "was_comment": False,
                 "replies": "",
                 "subreddit": None,
-                "created_utc": time.time(),
                 "parent_id": None,
                 "first_message_name": None,
+                "created_utc": time.time() - age,
             }
         )
         return f"t4_{mid}"
@@ -135,8 +146,9 @@ class FakeReddit:
                 names = [i["name"] for i in chosen]
                 chosen = chosen[: names.index(before)] if before in names else []
             return 200, _listing(kind, chosen[: int(query.get("limit", 100))])
-        if path == "/message/unread":  # private messages (t4) and comment replies (t1)
-            return 200, _listing("t4", [m for m in self.inbox if m["new"]])
+        if path == "/message/unread":  # newest first, as Reddit lists it
+            unread = sorted((m for m in self.inbox if m["new"]), key=lambda m: -m["created_utc"])
+            return 200, _listing("t4", unread)
         if path == "/api/editusertext":  # Reddit answers with the edited comment
             self.edits.append(form)
             cid = form["thing_id"][3:]
@@ -163,6 +175,15 @@ class FakeReddit:
         if path == "/api/compose":
             self.composed.append(form)
             return 200, {"json": {"errors": []}}
+        if parts[0] == "r" and parts[2:] == ["about"]:
+            banned = parts[1].lower() in self.banned_from
+            return 200, {
+                "kind": "t5",
+                "data": {"display_name": parts[1], "name": "t5_sub", "id": "sub", "user_is_banned": banned},
+            }
+        if parts[:1] == ["user"] and parts[2:] == ["comments"]:
+            mine = [c for c in self.bot_comments if c["author"].lower() == parts[1].lower()]
+            return 200, _listing("t1", mine[: int(query.get("limit", 25))])
         if path == "/api/info":
             wanted = set(query["id"].split(","))
             found = [i for i in self.submissions + self.comments if i["name"] in wanted]
@@ -207,6 +228,7 @@ class FakeReddit:
             "permalink": f"/r/{SUB}/comments/x/x/{cid}/",
             "created_utc": time.time(),
         }
+        self.bot_comments.insert(0, data)
         return 200, {"json": {"errors": [], "data": {"things": [{"kind": "t1", "data": data}]}}}
 
 
@@ -231,12 +253,18 @@ def fake() -> Iterator[tuple[FakeReddit, str]]:
             raw = self.rfile.read(length).decode() if length else ""
             form = {k: v[-1] for k, v in parse_qs(raw).items()}
             status, body = state.handle(method, url.path, query, form)
+            if state.hold_comments and url.path.rstrip("/") == "/api/comment" and status == 200:
+                state.comment_posted.set()  # Reddit has the comment; the bot has not heard back yet
+                state.release.wait(30)
             payload = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except OSError:  # the bot was killed while waiting for this answer
+                pass
 
         def do_GET(self) -> None:
             self._serve("GET")
@@ -285,9 +313,27 @@ def reddit_settings() -> Settings:
     return Settings(reddit={"subreddits": {SUB: "testers"}, "check_worthiness": "keywords", "min_chars": 20})
 
 
-def make_bot(url: str, db: Database, settings: Settings) -> RedditBot:
+class Clock:
+    """The bot's clock, moved by the test: backoff waits pass without waiting."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make_bot(url: str, db: Database, settings: Settings, clock: Callable[[], float] = time.time) -> RedditBot:
     return RedditBot(
-        connect(settings, **praw_kwargs(url)), db, settings, BuyingJudge(), wiki_interval_seconds=0
+        connect(settings, **praw_kwargs(url)),
+        db,
+        settings,
+        BuyingJudge(),
+        wiki_interval_seconds=0,
+        clock=clock,
     )
 
 
@@ -356,6 +402,9 @@ def test_market_note_receipt_reveal_once(
     text = notes[0]["text"]
     assert r"\*3%\*" in text and r"\[this\]\(http\:\/\/evil\.example\)" in text
     assert r"u\/someone" in text and "> \\# not a heading" in text
+    assert "u\\/someone\n>\n> \\# not a heading" in text  # two lines stay two paragraphs
+    assert "^(Note 1 by u\\/Alice," in text  # the informer as u/Alice, without linking or pinging
+    assert text.endswith("[](#notebazaar-note-1)")  # the hidden marker a restarted bot looks for
     assert "[https\\:\\/\\/example\\.org\\/study\\_\\(2020\\)](https://example.org/study_%282020%29)" in text
     assert "* not a link" in text
     assert state.distinguished and state.distinguished[0]["sticky"] == "True"
@@ -410,7 +459,7 @@ def test_wiki_config_applied_and_bad_page_reported(
     state, url = fake
     state.moderators[SUB] = [BOT, "modjane"]
     v2 = prompts.create_version(db, "A stricter judge prompt.")
-    assert prompts.get_version(db, v2)["version"] == 2
+    assert prompts.get_version(db, v2, community_id=None)["version"] == 2
     state.wiki[f"{SUB}/notebazaar"] = {
         "content": '    reserve = 7\n    auction = "first_price"\n    prompt_version = 2\n',
         "revision": "rev1",
@@ -440,11 +489,32 @@ def test_wiki_config_applied_and_bad_page_reported(
     assert community.get_community(db, world.community_id).reserve == 7  # last good config stays
     assert len(state.composed) == 1  # reported once, not on every tick
     assert state.composed[0]["to"] == f"#{SUB}" and "slots" in state.composed[0]["text"]
+    report = state.composed[0]["text"]
+    lines = [line for line in report.splitlines() if line.startswith("* ")]
+    assert lines == [  # every problem, one line each, in words a moderator can act on
+        "* unknown key(s) slots; the keys are attention_slots, reserve, window_seconds,"
+        " price_of_information, budget_per_market, auction, prompt_version",
+        "* `reserve = -1`: input should be greater than or equal to 0",
+    ]
+    assert "pydantic" not in report and "docs/reddit.md" not in report and "http" not in report
 
     state.wiki[f"{SUB}/notebazaar"] = {"content": "reserve = 1", "revision": "rev3", "editor": "stranger"}
     bot.tick()
     assert community.get_community(db, world.community_id).reserve == 7
     assert "not by a moderator" in state.composed[-1]["text"]
+
+    documented = Settings(
+        reddit=reddit_settings.reddit.model_dump() | {"docs_url": "https://notes.example.org/wiki-format"}
+    )
+    bot = make_bot(url, db, documented)
+    state.wiki[f"{SUB}/notebazaar"] = {
+        "content": 'auction = "dutch"',
+        "revision": "rev4",
+        "editor": "modjane",
+    }
+    bot.tick()
+    assert "* `auction = 'dutch'`: input should be 'gsp' or 'first_price'" in state.composed[-1]["text"]
+    assert state.composed[-1]["text"].endswith("The format: https://notes.example.org/wiki-format")
 
 
 def test_deleted_post_and_rate_limit_do_not_lose_state(
@@ -458,7 +528,8 @@ def test_deleted_post_and_rate_limit_do_not_lose_state(
     monkeypatch.setattr("praw.models.util.time.sleep", lambda s: None)
     informer = community.account_for_identity(db, "reddit", "alice", "Alice")
     community.mint(db, informer, 100, key="test:alice")
-    bot = make_bot(url, db, reddit_settings)
+    clock = Clock()
+    bot = make_bot(url, db, reddit_settings, clock)
     bot.tick()
     state.submission("abc", "Claim", "Research shows 40% fewer cases after the data came out.")
     state.submission("ghi", "Claim 2", "A report says 12 million people moved last year.")
@@ -481,7 +552,9 @@ def test_deleted_post_and_rate_limit_do_not_lose_state(
     report = bot.tick()
     rows = db.execute("SELECT status, last_error FROM outbox ORDER BY id").fetchall()
     assert rows[0][0] == "failed" and "DELETED_COMMENT" in rows[0][1]
-    assert rows[1][0] == "pending"  # rate limited: waits for the next tick
+    assert rows[1][0] == "pending"  # rate limited: waits for its next attempt
+    assert bot.tick().delivered == 0  # not due yet: Reddit asked for a pause
+    clock.advance(61)
     report = bot.tick()
     assert report.delivered == 1
     assert db.execute("SELECT status FROM outbox ORDER BY id").fetchall()[1][0] == "delivered"
@@ -502,3 +575,372 @@ def test_setup_errors_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         connect(Settings(), client_id="id", client_secret="secret")
     db = open_db(db_path)
     db.close()
+
+
+# --- delivery whatever Reddit does ---------------------------------------------------------------
+
+SERVER_ERROR = (500, {"message": "Internal Server Error", "error": 500})
+RATELIMIT = (
+    200,
+    {
+        "json": {
+            "errors": [
+                [
+                    "RATELIMIT",
+                    "Looks like you've been doing that a lot."
+                    " Take a break for 9 minutes before trying again.",
+                    "ratelimit",
+                ]
+            ]
+        }
+    },
+)
+
+
+def _open_post_with_offer(state: FakeReddit, bot: RedditBot, db: Database, sid: str, author: str) -> str:
+    """A check-worthy submission with a market and one sealed offer from ``author``."""
+    informer = community.account_for_identity(db, "reddit", author.lower(), author)
+    community.mint(db, informer, 100, key=f"test:{author}:{sid}")
+    post = state.submission(sid, f"Claim {sid}", f"Research shows {len(sid) + 30}% more cases this year.")
+    bot.tick()
+    state.message(f"m{sid}", author, f"note {post}", "classification: misleading\nbid: 3\nprice: 5\n\nWrong.")
+    bot.tick()
+    assert (
+        db.execute(
+            "SELECT COUNT(*) FROM offers o JOIN markets m ON m.id = o.market_id JOIN posts p"
+            " ON p.id = m.post_id WHERE p.external_id = ?",
+            [post],
+        ).fetchone()[0]
+        == 1
+    )
+    return post
+
+
+def _notes_on(state: FakeReddit, post: str) -> list[dict[str, str]]:
+    return [r for r in state.replies if r["thing_id"] == post]
+
+
+def _outbox(db: Database) -> list[dict[str, Any]]:
+    return list(db.query("SELECT * FROM outbox ORDER BY id"))
+
+
+@pytest.fixture
+def no_prawcore_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    """prawcore retries a 5xx twice, sleeping up to 4 s; the test's clock is the bot's, not the wall's."""
+    monkeypatch.setattr("prawcore.sessions.time.sleep", lambda s: None)
+
+
+def test_server_error_bursts_are_ridden_out_with_growing_waits(
+    fake: tuple[FakeReddit, str], db: Database, world: Any, reddit_settings: Settings, no_prawcore_sleep: None
+) -> None:
+    state, url = fake
+    clock = Clock()
+    bot = make_bot(url, db, reddit_settings, clock)
+    bot.tick()
+    post = _open_post_with_offer(state, bot, db, "abc", "Alice")
+    db.execute("UPDATE markets SET closes_at = 0")
+    # Four of the bot's attempts fail (prawcore tries each one three times); the old bot gave up
+    # after five attempts ten seconds apart, so a minute of 500s lost the note for good.
+    state.fail["/api/comment"] = [SERVER_ERROR] * 12
+    state.fail["/message/unread"] = [SERVER_ERROR] * 3  # the rest of the bot rides it out too
+    waits = []
+    for _ in range(4):
+        started = clock()
+        report = bot.tick()
+        [row] = _outbox(db)
+        assert row["status"] == "pending" and "HTTP 500" in row["last_error"], row
+        waits.append(row["next_attempt_at"] - started)
+        posts_before = len(state.requests)
+        assert bot.tick().delivered == 0  # not due yet: nothing is sent to Reddit's comment endpoint
+        assert "POST /api/comment" not in state.requests[posts_before:]
+        clock.advance(waits[-1] + 0.01)
+    first = reddit_settings.delivery.first_retry_seconds
+    for attempt, wait in enumerate(waits, start=1):  # equal jitter: between half and all of first * 2^(n-1)
+        assert first * 2 ** (attempt - 1) / 2 <= wait <= first * 2 ** (attempt - 1), waits
+    report = bot.tick()
+    assert report.delivered == 1, report
+    [row] = _outbox(db)
+    assert row["status"] == "delivered" and row["attempts"] == 5
+    assert len(_notes_on(state, post)) == 1  # the failed attempts had posted nothing, and nothing twice
+    assert ledger.check(db).ok
+
+
+def test_ratelimit_wait_is_honoured_for_every_note(
+    fake: tuple[FakeReddit, str], db: Database, world: Any, reddit_settings: Settings, no_prawcore_sleep: None
+) -> None:
+    state, url = fake
+    clock = Clock()
+    bot = make_bot(url, db, reddit_settings, clock)
+    bot.tick()
+    posts = [
+        _open_post_with_offer(state, bot, db, sid, name) for sid, name in (("aaa", "Alice"), ("bbb", "Bob"))
+    ]
+    db.execute("UPDATE markets SET closes_at = 0")
+    state.fail["/api/comment"] = [RATELIMIT]
+    start = clock()
+    bot.tick()
+    rows = _outbox(db)
+    assert [r["status"] for r in rows] == ["pending", "pending"]
+    assert rows[0]["last_error"] == "RATELIMIT" and rows[0]["next_attempt_at"] >= start + 540
+    assert rows[1]["attempts"] == 0 and rows[1]["next_attempt_at"] >= start + 540  # held as well
+    for _ in range(3):  # eight minutes later, still waiting: no comment is attempted
+        clock.advance(160)
+        before = len(state.requests)
+        bot.tick()
+        assert "POST /api/comment" not in state.requests[before:]
+    clock.advance(61)
+    assert bot.tick().delivered == 2
+    assert [len(_notes_on(state, p)) for p in posts] == [1, 1]
+
+
+@pytest.mark.parametrize("how", ["deleted", "locked", "banned"])
+def test_a_market_on_a_post_that_cannot_show_notes_is_cancelled(
+    fake: tuple[FakeReddit, str], db: Database, world: Any, reddit_settings: Settings, how: str
+) -> None:
+    state, url = fake
+    bot = make_bot(url, db, reddit_settings)
+    bot.tick()
+    pool_before = ledger.balance(db, ledger.pool(world.community_id))
+    post = _open_post_with_offer(state, bot, db, "abc", "Alice")
+    informer = community.account_for_identity(db, "reddit", "alice", "Alice")
+    assert ledger.balance(db, ledger.wallet(informer)) == 97  # the bid is in escrow
+    item = next(s for s in state.submissions if s["name"] == post)
+    if how == "deleted":
+        item |= {"selftext": "[deleted]", "author": "[deleted]"}
+    elif how == "locked":
+        item["locked"] = True
+    else:
+        state.banned_from.add(SUB)
+    db.execute("UPDATE markets SET closes_at = 0")
+    report = bot.tick()
+    [market] = db.query("SELECT * FROM markets")
+    assert market["status"] == "settled" and market["cancelled_at"] is not None, report
+    assert {"deleted": "deleted", "locked": "locked", "banned": "banned"}[how] in market["cancel_reason"]
+    assert ledger.balance(db, ledger.wallet(informer)) == 100  # the bid came back
+    assert ledger.balance(db, ledger.pool(world.community_id)) == pool_before  # and the budget
+    assert db.execute("SELECT status, ciphertext FROM offers").fetchone() == ("shredded", None)
+    assert db.execute("SELECT COUNT(*) FROM reveals").fetchone()[0] == 0
+    assert _notes_on(state, post) == [] and ledger.check(db).ok
+    audit = db.execute("SELECT action FROM audit_log WHERE action = 'market.cancel'").fetchall()
+    assert len(audit) == 1
+
+
+def test_a_post_that_cannot_be_checked_now_waits_for_the_next_pass(
+    fake: tuple[FakeReddit, str], db: Database, world: Any, reddit_settings: Settings, no_prawcore_sleep: None
+) -> None:
+    state, url = fake
+    bot = make_bot(url, db, reddit_settings)
+    bot.tick()
+    post = _open_post_with_offer(state, bot, db, "abc", "Alice")
+    db.execute("UPDATE markets SET closes_at = 0")
+    state.fail["/api/info"] = [SERVER_ERROR] * 3
+    assert bot.tick().closed == []
+    assert db.execute("SELECT status FROM markets").fetchone()[0] == "open"
+    report = bot.tick()
+    assert len(report.closed) == 1 and report.delivered == 1
+    assert len(_notes_on(state, post)) == 1
+
+
+def test_a_receipt_whose_reply_failed_is_sent_later_with_its_salt(
+    fake: tuple[FakeReddit, str],
+    db: Database,
+    db_path: Path,
+    world: Any,
+    reddit_settings: Settings,
+    no_prawcore_sleep: None,
+) -> None:
+    from notebazaar.pipeline.sealing import NoteContent, verify_receipt
+
+    state, url = fake
+    clock = Clock()
+    bot = make_bot(url, db, reddit_settings, clock)
+    bot.tick()
+    informer = community.account_for_identity(db, "reddit", "alice", "Alice")
+    community.mint(db, informer, 100, key="test:alice")
+    post = state.submission("abc", "Claim", "Research shows 40% fewer cases after the data came out.")
+    bot.tick()
+    msg = state.message(
+        "m1", "Alice", f"note {post}", "classification: misleading\nbid: 3\nprice: 5\n\nWrong."
+    )
+    state.fail["/api/comment"] = [SERVER_ERROR] * 3  # the reply with the receipt fails
+    bot.tick()
+    assert db.execute("SELECT COUNT(*) FROM offers").fetchone()[0] == 1 and msg in state.read
+    assert [r for r in state.replies if r["thing_id"] == msg] == []
+    bot = make_bot(url, db, reddit_settings, clock)  # a restart does not lose it either
+    clock.advance(reddit_settings.delivery.first_retry_seconds + 1)
+    bot.tick()
+    [receipt] = [r for r in state.replies if r["thing_id"] == msg]
+    salt = receipt["text"].split("salt: ", 1)[1].split()[0]
+    commitment = db.execute("SELECT commitment FROM offers").fetchone()[0]
+    assert verify_receipt(NoteContent("misleading", "Wrong.", ()), salt, commitment)
+    bot.tick()
+    assert len([r for r in state.replies if r["thing_id"] == msg]) == 1
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    for path in db_path.parent.iterdir():  # delivered: the salt is kept nowhere in the state folder
+        assert salt.encode() not in path.read_bytes(), path
+
+
+def test_the_inbox_is_handled_oldest_first(
+    fake: tuple[FakeReddit, str], db: Database, world: Any, reddit_settings: Settings
+) -> None:
+    state, url = fake
+    bot = make_bot(url, db, reddit_settings)
+    bot.tick()
+    post = state.submission("abc", "Claim", "Research shows 40% fewer cases after the data came out.")
+    bot.tick()
+    names = ["Carol", "Alice", "Bob"]  # sent in this order, oldest first
+    for age, name in zip((30, 20, 10), names, strict=True):
+        account = community.account_for_identity(db, "reddit", name.lower(), name)
+        community.mint(db, account, 100, key=f"test:{name}")
+        state.message(
+            f"m{name}", name, f"note {post}", "classification: misleading\nbid: 3\nprice: 5\n\nX.", age=age
+        )
+    bot.tick()
+    handles = [
+        r[0]
+        for r in db.execute(
+            "SELECT a.handle FROM offers o JOIN accounts a ON a.id = o.informer_id ORDER BY o.id"
+        )
+    ]
+    assert handles == [f"reddit:{n}" for n in names]
+
+
+# --- kill -9 and SIGTERM, with the real command in its own process ----------------------------------
+
+
+def _bought_note_waiting(state: FakeReddit, url: str, db: Database, reddit_settings: Settings) -> str:
+    """A settled market whose bought note waits in the outbox (the test settles it, not the bot)."""
+    bot = make_bot(url, db, reddit_settings)
+    bot.tick()
+    post = _open_post_with_offer(state, bot, db, "abc", "Alice")
+    db.execute("UPDATE markets SET closes_at = 0")
+    assert close_due(db, BuyingJudge()) != []
+    [row] = _outbox(db)
+    assert row["status"] == "pending" and row["attempts"] == 0
+    return post
+
+
+def _start_bot(tmp_path: Path, url: str, db_path: Path) -> subprocess.Popen[str]:
+    """``notebazaar reddit`` in a process of its own, praw pointed at the loopback Reddit by praw.ini."""
+    (tmp_path / "praw.ini").write_text(
+        f"[loopback]\nclient_id=id\nclient_secret=secret\nusername={BOT}\npassword=pw\n"
+        f"oauth_url={url}\nreddit_url={url}\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "nb.toml").write_text(
+        f'[reddit]\nsubreddits = {{ {SUB} = "testers" }}\ntick_seconds = 0.1\nmin_chars = 20\n'
+        '[judge]\nkind = "openai"\n',  # never called here; it needs no model loaded at start
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.lower().startswith(("praw_", "notebazaar_"))}
+    env |= {"praw_site": "loopback", "NOTEBAZAAR_CONFIG": str(tmp_path / "nb.toml"), "PYTHONUNBUFFERED": "1"}
+    cli = Path(sys.executable).with_name("notebazaar")
+    return subprocess.Popen(
+        [str(cli), "reddit", "--db", str(db_path)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_kill_9_between_posting_and_recording_posts_the_note_once(
+    fake: tuple[FakeReddit, str],
+    db: Database,
+    db_path: Path,
+    tmp_path: Path,
+    world: Any,
+    reddit_settings: Settings,
+) -> None:
+    state, url = fake
+    post = _bought_note_waiting(state, url, db, reddit_settings)
+    state.hold_comments = True  # Reddit takes the comment, the bot never hears back: kill it then
+    first = _start_bot(tmp_path, url, db_path)
+    try:
+        assert state.comment_posted.wait(60), (
+            first.stderr.read() if first.poll() is not None else "no comment"
+        )
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    finally:
+        first.kill()
+        state.hold_comments = False
+        state.release.set()
+    [row] = _outbox(db)
+    assert row["status"] == "pending" and row["attempts"] == 1 and row["external_id"] is None
+    assert len(_notes_on(state, post)) == 1  # on Reddit, not in the outbox: the double-post window
+
+    second = _start_bot(tmp_path, url, db_path)
+    try:
+        _wait_for(lambda: _outbox(db)[0]["status"] == "delivered", "the restarted bot to record the note")
+        second.send_signal(signal.SIGTERM)
+        _, stderr = second.communicate(timeout=30)
+    finally:
+        second.kill()
+    assert second.returncode == 0, stderr
+    [row] = _outbox(db)
+    [comment] = [c for c in state.bot_comments if c["parent_id"] == post]
+    assert row["external_id"] == comment["name"]  # adopted, not posted again
+    assert len(_notes_on(state, post)) == 1
+    assert "found already posted" in stderr and "SIGTERM" in stderr
+    assert "Wrong." not in stderr  # the note's text is never logged
+
+
+@pytest.mark.slow
+def test_sigterm_mid_delivery_finishes_the_note_in_hand_and_exits_cleanly(
+    fake: tuple[FakeReddit, str],
+    db: Database,
+    db_path: Path,
+    tmp_path: Path,
+    world: Any,
+    reddit_settings: Settings,
+) -> None:
+    state, url = fake
+    post = _bought_note_waiting(state, url, db, reddit_settings)
+    state.hold_comments = True
+    bot = _start_bot(tmp_path, url, db_path)
+    try:
+        assert state.comment_posted.wait(60), "the bot never posted"
+        bot.send_signal(signal.SIGTERM)  # while the reply is in flight
+        time.sleep(0.3)
+        assert bot.poll() is None  # it does not die with the note in hand
+        state.release.set()
+        _, stderr = bot.communicate(timeout=30)
+    finally:
+        bot.kill()
+        state.release.set()
+    assert bot.returncode == 0, stderr
+    [row] = _outbox(db)
+    assert row["status"] == "delivered" and row["external_id"] is not None  # no lost note
+    assert len(_notes_on(state, post)) == 1
+    assert "stopped (SIGTERM)" in stderr and "Traceback" not in stderr
+    log_file = (db_path.parent / "notebazaar.log").read_text(encoding="utf-8")
+    assert "stopped (SIGTERM)" in log_file  # stderr and the file both have it
+
+
+def test_a_refused_note_on_a_post_new_to_the_bot_records_nothing(
+    fake: tuple[FakeReddit, str], db: Database, world: Any, reddit_settings: Settings
+) -> None:
+    state, url = fake
+    bot = make_bot(url, db, reddit_settings)
+    bot.tick()
+    post = state.submission("cat", "my cat", "my cat is cute")  # not check-worthy: the bot skipped it
+    bot.tick()
+    assert db.execute("SELECT COUNT(*) FROM posts").fetchone()[0] == 0
+    pool = ledger.balance(db, ledger.pool(world.community_id))
+    msg = state.message("m1", "Poor", f"note {post}", "classification: misleading\nbid: 3\nprice: 5\n\nNo.")
+    bot.tick()  # Poor has no credits for the bid: refused
+    reply = next(r for r in state.replies if r["thing_id"] == msg)
+    assert "not accepted" in reply["text"] and "wallet holds 0" in reply["text"]
+    assert db.execute("SELECT COUNT(*) FROM posts").fetchone()[0] == 0  # nothing recorded
+    assert db.execute("SELECT COUNT(*) FROM markets").fetchone()[0] == 0
+    assert ledger.balance(db, ledger.pool(world.community_id)) == pool  # no budget moved

@@ -11,7 +11,7 @@ import pytest
 from sqlite_utils import Database
 
 from notebazaar.bot.reddit.ratings import parse_level
-from notebazaar.pipeline import community, statuses
+from notebazaar.pipeline import community, moderation, statuses
 from notebazaar.pipeline.config import Settings
 from tests.test_core_helpers import snapshot as _snapshot
 from tests.test_reddit_e2e import (  # noqa: F401  (fixtures)
@@ -97,7 +97,7 @@ def test_reply_keyword_rates_once_and_acknowledges_once(
     community_id = int(db.execute("SELECT community_id FROM posts").fetchone()[0])
     community.grant(db, moderator, community_id, "moderator")
     eve = community.account_for_identity(db, "reddit", "eve", "Eve")
-    community.ban(db, moderator, eve, community_id, "vote brigading")
+    moderation.ban(db, moderator, eve, community_id, "vote brigading")
     banned = state.comment_reply("r5", "Eve", comment, "helpful")
     before = snapshot(db, "ratings")
     bot.tick()

@@ -7,92 +7,35 @@ it. The SimpleJudge keeps the purchase predictable (see tests/web_fixtures.py).
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from notebazaar.pipeline import evaluate
-from notebazaar.pipeline.judge.simple import SimpleJudge
-from notebazaar.web.app import create_app
+from tests.browser_fixtures import (  # noqa: F401  (fixtures)
+    BROWSER,
+    answer_dialogs,
+    base_url_fixture,
+    browser_fixture,
+    log_in,
+    log_out,
+    page_fixture,
+)
 from tests.web_fixtures import (  # noqa: F401  (fixtures)
     FAKE_EVAL,
     MODERATOR,
     READER,
     fast_hashing_fixture,
-    seeded_db,
     web_settings_fixture,
 )
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (make browser)"
-    ),
-]
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
+pytestmark = BROWSER
 NOTE = (
     "Nobody will ban gas stoves in existing homes next month: the city council voted only on new homes,"
     " starting next year. Existing homes keep their stoves."
 )
 POST_SNIPPET = "ban gas stoves"
-
-
-@pytest.fixture
-def base_url(tmp_path: Path, web_settings: Any, fast_hashing: None) -> Iterator[str]:
-    """The app under uvicorn in a background thread, on a free port; stopped after the test."""
-    db_path = tmp_path / "browser.db"
-    seeded_db(db_path, web_settings)
-    app = create_app(db_path, web_settings, judge=SimpleJudge(), key="browser-test-secret")
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        assert thread.is_alive(), "uvicorn stopped while starting"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(20)
-
-
-@pytest.fixture
-def page(base_url: str) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 900})
-        context.set_default_timeout(15_000)
-        yield context.new_page()
-        context.close()
-        browser.close()
-
-
-def _log_in(page: Any, handle: str, password: str) -> None:
-    page.goto("/login")
-    page.fill("input[name=handle]", handle)
-    page.fill("input[name=password]", password)
-    page.click("#login-form button[type=submit]")
-    page.wait_for_selector("text=Log out")
-
-
-def _log_out(page: Any) -> None:
-    page.click("button:has-text('Log out')")
-    page.wait_for_selector("a:has-text('Log in')")
 
 
 def test_informer_note_is_bought_and_a_reader_sees_it(page: Any, tmp_path: Path) -> None:
@@ -126,19 +69,21 @@ def test_informer_note_is_bought_and_a_reader_sees_it(page: Any, tmp_path: Path)
     page.goto("/me")
     expect(page.locator("#my-offers tbody tr").first).to_contain_text("sealed")
     assert NOTE not in page.content()  # a sealed note is never shown, not even to its informer
-    _log_out(page)
+    log_out(page)
 
     # A moderator closes the market now.
-    _log_in(page, *MODERATOR)
+    log_in(page, *MODERATOR)
     page.click("#nav-console")
     row = page.locator(f"#markets tr:has-text('{POST_SNIPPET}')")
+    questions = answer_dialogs(page)
     row.locator("button:has-text('Close now')").click()
     expect(page.locator(".flash")).to_contain_text("1 bought")
+    assert questions and "cannot be undone" in questions[0]  # the browser asked first
     page.screenshot(path=str(tmp_path / "console.png"), full_page=True)
-    _log_out(page)
+    log_out(page)
 
     # A reader sees the revealed note under the post, with its informer and price.
-    _log_in(page, *READER)
+    log_in(page, *READER)
     page.goto("/")
     post = page.locator(f"section.post:has-text('{POST_SNIPPET}')")
     note = post.locator("article.note")
@@ -163,13 +108,13 @@ def test_moderator_edits_evaluates_and_activates_a_prompt(
     claims.write_text('{"claim": "x", "label": "misleading"}\n')
 
     # A reader is kept out of the console.
-    _log_in(page, *READER)
+    log_in(page, *READER)
     response = page.goto("/mod/demo")
     assert response is not None and response.status == 403
     expect(page.locator("h1")).to_contain_text("Not allowed")
-    _log_out(page)
+    log_out(page)
 
-    _log_in(page, *MODERATOR)
+    log_in(page, *MODERATOR)
     page.goto("/mod/demo")
     page.click("#prompts-link")
     expect(page.locator("#active-version")).to_have_text("judge v1")
@@ -187,9 +132,11 @@ def test_moderator_edits_evaluates_and_activates_a_prompt(
     expect(page.locator("#eval-result")).to_contain_text("purchase_precision")
     page.screenshot(path=str(tmp_path / "prompt-eval.png"), full_page=True)
 
+    questions = answer_dialogs(page)
     page.click("#activate-form button[type=submit]")
     expect(page.locator(".flash")).to_contain_text("Version 2 is now the active judge prompt")
     expect(page.locator("#active-version")).to_have_text("judge v2")
+    assert questions and "judge prompt of" in questions[0]
     page.screenshot(path=str(tmp_path / "prompts.png"), full_page=True)
 
     page.goto("/mod/demo#audit")

@@ -118,7 +118,9 @@ def test_sealed_note_form_receipt_and_dashboard(web: WebWorld) -> None:
     log_in(client, *MODERATOR)
     market_id = client.get(f"/api/posts/{post_id}").json()["market"]["id"]
     token = csrf_of(client, f"/mod/{SLUG}")
-    closed = client.post(f"/mod/{SLUG}/markets/{market_id}/close", data={"csrf_token": token})
+    closed = client.post(
+        f"/mod/{SLUG}/markets/{market_id}/close", data={"csrf_token": token, "confirm": "yes"}
+    )
     assert closed.status_code == 200 and "0 bought" in closed.text
     for url in ("/", f"/posts/{post_id}", f"/mod/{SLUG}", "/me"):
         assert SECRET_NOTE not in client.get(url).text
@@ -154,11 +156,13 @@ def test_console_actions_and_refusals(web: WebWorld) -> None:
 
     note = next(p for p in client.get("/api/posts").json() if p["notes"])["notes"][0]
     refused = client.post(
-        f"/mod/{SLUG}/notes/{note['id']}/unpublish", data={"reason": " ", "csrf_token": token}
+        f"/mod/{SLUG}/notes/{note['id']}/unpublish",
+        data={"reason": " ", "csrf_token": token, "confirm": "yes"},
     )
     assert refused.status_code == 400 and "reason is empty" in refused.text
     done = client.post(
-        f"/mod/{SLUG}/notes/{note['id']}/unpublish", data={"reason": "duplicate", "csrf_token": token}
+        f"/mod/{SLUG}/notes/{note['id']}/unpublish",
+        data={"reason": "duplicate", "csrf_token": token, "confirm": "yes"},
     )
     assert "unpublished: duplicate" in done.text
 
@@ -168,7 +172,8 @@ def test_console_actions_and_refusals(web: WebWorld) -> None:
     finally:
         db.close()
     banned = client.post(
-        f"/mod/{SLUG}/bans", data={"account": str(informer), "reason": "spam", "csrf_token": token}
+        f"/mod/{SLUG}/bans",
+        data={"account": str(informer), "reason": "spam", "csrf_token": token, "confirm": "yes"},
     )
     assert "banned: spam" in banned.text
     page = client.get(f"/mod/{SLUG}").text

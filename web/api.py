@@ -28,7 +28,15 @@ from notebazaar.pipeline import (
 from notebazaar.pipeline.community import SETTING_KEYS, Community
 from notebazaar.pipeline.errors import Forbidden, MarketClosed, NotFound
 from notebazaar.web import auth, evaluation, queries
-from notebazaar.web.deps import DB, ApiUser, JudgeDep, SettingsDep, User
+from notebazaar.web.deps import (
+    DB,
+    ApiUser,
+    JudgeDep,
+    SettingsDep,
+    User,
+    checked_log_in,
+    checked_password_change,
+)
 
 router = APIRouter(prefix="/api")
 
@@ -47,6 +55,11 @@ class TokenRequest(_Body):
     handle: str
     password: str
     label: str = Field("api", max_length=100)
+
+
+class PasswordChange(_Body):
+    current_password: str
+    new_password: str = Field(min_length=auth.MIN_PASSWORD_CHARS, max_length=auth.MAX_PASSWORD_CHARS)
 
 
 class NewPost(_Body):
@@ -129,10 +142,19 @@ def api_signup(*, body: SignUp, request: Request, db: DB) -> dict[str, Any]:
 
 
 @router.post("/tokens", status_code=201, tags=["accounts"])
-def api_token(*, body: TokenRequest, db: DB) -> dict[str, Any]:
-    """Trade a handle and password for a bearer token. The token is shown only in this answer."""
-    account_id = auth.log_in(db, body.handle, body.password)
+def api_token(*, body: TokenRequest, request: Request, db: DB) -> dict[str, Any]:
+    """Trade a handle and password for a bearer token. The token is shown only in this answer.
+    Attempts are rate-limited per handle and per client address (429 with ``Retry-After``)."""
+    account_id = checked_log_in(request, db, body.handle, body.password)
     return {"token": auth.create_token(db, account_id, body.label), "account_id": account_id}
+
+
+@router.post("/me/password", tags=["accounts"])
+def api_change_password(*, body: PasswordChange, request: Request, user: ApiUser, db: DB) -> dict[str, Any]:
+    """Change your password (the current one is checked, rate-limited like logins). Every web
+    session of the account ends; API tokens keep working until revoked."""
+    ended = checked_password_change(request, db, user, body.current_password, body.new_password)
+    return {"account_id": user.id, "sessions_ended": ended}
 
 
 @router.get("/me", tags=["accounts"])
@@ -201,6 +223,7 @@ def api_new_post(*, body: NewPost, user: ApiUser, db: DB) -> dict[str, Any]:
     com = community.get_community(db, body.community)
     if not user.has_role(com.id, "reader"):
         raise Forbidden(f"join {com.slug} before posting there")
+    community.require_not_banned(db, user.id, com.id)
     post_id = community.add_post(db, com.id, body.text, platform="web", author=user.handle)
     market_id = market.open_market(db, post_id)
     return {"post_id": post_id, "market_id": market_id}
@@ -359,9 +382,25 @@ def api_unpublish(*, reveal_id: int, body: Reason, user: ApiUser, db: DB) -> dic
 
 @router.post("/communities/{slug}/bans", status_code=201, tags=["moderators"])
 def api_ban(*, slug: str, body: Ban, user: ApiUser, db: DB) -> dict[str, Any]:
+    """Ban an account from the community: its sealed offers are shredded with their bids refunded,
+    offers that won a slot are never inspected, and it can no longer offer, post or fund."""
     com = community.get_community(db, slug)
-    community.ban(db, user.id, body.account_id, com.id, body.reason)
-    return {"account_id": body.account_id, "community": slug, "banned": True}
+    report = moderation.ban(db, user.id, body.account_id, com.id, body.reason)
+    return {
+        "account_id": body.account_id,
+        "community": slug,
+        "banned": True,
+        "offers_shredded": report.shredded,
+        "refunded": report.refunded,
+    }
+
+
+@router.delete("/communities/{slug}/bans/{account_id}", tags=["moderators"])
+def api_unban(*, slug: str, account_id: int, user: ApiUser, db: DB) -> dict[str, Any]:
+    """Lift a ban."""
+    com = community.get_community(db, slug)
+    moderation.unban(db, user.id, account_id, com.id)
+    return {"account_id": account_id, "community": slug, "banned": False}
 
 
 @router.get("/communities/{slug}/audit", tags=["moderators"])
@@ -388,13 +427,15 @@ def api_ledger(*, slug: str, user: ApiUser, db: DB) -> dict[str, Any]:
 @router.get("/communities/{slug}/prompts", tags=["prompts"])
 def api_prompts(*, slug: str, user: ApiUser, db: DB) -> dict[str, Any]:
     com = _moderated(slug, user, db)
-    return {"active_id": prompts.active_prompt(db, com.id)["id"], "versions": prompts.list_versions(db)}
+    versions = prompts.list_versions(db, community_id=com.id)
+    return {"active_id": prompts.active_prompt(db, com.id)["id"], "versions": versions}
 
 
 @router.get("/communities/{slug}/prompts/{prompt_id}", tags=["prompts"])
 def api_prompt(*, slug: str, prompt_id: int, user: ApiUser, db: DB) -> dict[str, Any]:
-    _moderated(slug, user, db)
-    return prompts.get_version(db, prompt_id)
+    """A version of the community's judge prompt (another community's versions are not found)."""
+    com = _moderated(slug, user, db)
+    return prompts.get_version(db, prompt_id, community_id=com.id)
 
 
 @router.post("/communities/{slug}/prompts", status_code=201, tags=["prompts"])
@@ -402,13 +443,13 @@ def api_new_prompt(*, slug: str, body: PromptVersion, user: ApiUser, db: DB) -> 
     """Save an edited prompt as a new version (not active until activated)."""
     com = community.get_community(db, slug)
     prompt_id = prompts.create_version(db, body.text, note=body.note, actor_id=user.id, community_id=com.id)
-    return prompts.get_version(db, prompt_id)
+    return prompts.get_version(db, prompt_id, community_id=com.id)
 
 
 @router.get("/communities/{slug}/prompts/diff/{old_id}/{new_id}", tags=["prompts"])
 def api_diff(*, slug: str, old_id: int, new_id: int, user: ApiUser, db: DB) -> dict[str, str]:
-    _moderated(slug, user, db)
-    return {"diff": prompts.diff(db, old_id, new_id)}
+    com = _moderated(slug, user, db)
+    return {"diff": prompts.diff(db, old_id, new_id, community_id=com.id)}
 
 
 @router.post("/communities/{slug}/prompts/{prompt_id}/activate", tags=["prompts"])
@@ -429,8 +470,8 @@ async def api_eval(
     db: DB,
 ) -> dict[str, Any]:
     """Evaluate a prompt version on a labelled .jsonl file on the server (runs in a worker thread)."""
-    _moderated(slug, user, db)
-    prompt = prompts.get_version(db, prompt_id)
+    com = _moderated(slug, user, db)
+    prompt = prompts.get_version(db, prompt_id, community_id=com.id)
     settings = request.app.state.settings
     return await run_in_threadpool(
         evaluation.run, settings, prompt=prompt, judge_kind=body.judge_kind, limit=body.limit, path=body.path

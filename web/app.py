@@ -23,6 +23,7 @@ from notebazaar.pipeline.errors import NotebazaarError
 from notebazaar.pipeline.judge import Judge
 from notebazaar.pipeline.judge.factory import make_judge
 from notebazaar.web import api, console, deps, pages
+from notebazaar.web.throttle import LoginThrottle
 from notebazaar.web.worker import CloseWorker
 
 log = logging.getLogger(__name__)
@@ -97,12 +98,15 @@ def create_app(
     app.state.judge = judge
     app.state.close_lock = threading.Lock()
     app.state.signup_grant = signup_grant
+    app.state.login_throttle = LoginThrottle(
+        settings.web.login_rate_per_handle, settings.web.login_rate_per_address
+    )
     app.add_middleware(
         SessionMiddleware,
         secret_key=key or secret_key(),
         session_cookie="notebazaar_session",
         same_site="lax",
-        max_age=14 * 24 * 3600,
+        max_age=settings.web.session_days * 24 * 3600,  # the server-side session expires then too
     )
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), name="static")
     app.include_router(pages.router)
@@ -120,9 +124,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotebazaarError)
     async def refused(request: Request, exc: NotebazaarError) -> Response:
         status = deps.status_for(exc)
+        retry_after = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
         if _is_api(request):
-            return JSONResponse({"error": exc.code, "detail": str(exc)}, status_code=status)
-        return deps.render(request, "error.html", {"status": status, "message": str(exc)}, status)
+            return JSONResponse({"error": exc.code, "detail": str(exc)}, status_code=status, headers=headers)
+        page = deps.render(request, "error.html", {"status": status, "message": str(exc)}, status)
+        page.headers.update(headers or {})
+        return page
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -1,6 +1,7 @@
-"""The moderator console: community settings, markets (close now), notes (unpublish), informers
-(ban), the audit log, the ledger check, and the judge's prompt versions (view, edit, diff, eval,
-activate). Only moderators of the community get in; everyone else gets a 403 page.
+"""The moderator console: community settings, markets (close now), notes (unpublish), notes a bot
+failed to deliver (retry), informers (ban), the audit log, the ledger check, and the judge's prompt
+versions (view, edit, diff, eval, activate). Only moderators of the community get in; everyone else
+gets a 403 page.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from fastapi.responses import HTMLResponse, Response
 from sqlite_utils import Database
 from starlette.concurrency import run_in_threadpool
 
-from notebazaar.pipeline import community, ledger, moderation, prompts, settlement
+from notebazaar.pipeline import community, ledger, moderation, outbox, prompts, settlement
 from notebazaar.pipeline.community import SETTING_KEYS, Community
 from notebazaar.pipeline.db import open_db
 from notebazaar.pipeline.errors import NotebazaarError
 from notebazaar.web import evaluation, queries
+from notebazaar.web.confirm import ask, confirmed
 from notebazaar.web.deps import (
     DB,
     JudgeDep,
@@ -62,6 +64,7 @@ def _console_context(db: Database, com: Community) -> dict[str, Any]:
         "settings": {k: getattr(com, k) for k in SETTING_KEYS},
         "markets": queries.community_markets(db, com.id),
         "notes": queries.community_reveals(db, com.id),
+        "undelivered": outbox.rows(db, status="failed", community_id=com.id),
         "informers": queries.community_informers(db, com.id),
         "audit": audit,
         "ledger_report": report,
@@ -122,6 +125,7 @@ def close_now(
     *,
     request: Request,
     market_id: int,
+    confirm: Annotated[str, Form()] = "",
     com: Moderated,
     user: PageUser,
     db: DB,
@@ -131,6 +135,15 @@ def close_now(
         found = db.execute("SELECT community_id FROM markets WHERE id = ?", [market_id]).fetchone()
         if found is None or int(found[0]) != com.id:
             raise HTTPException(404, f"no market {market_id} in {com.slug}")
+        if not confirmed(confirm):
+            return ask(
+                request,
+                question=f"Close market {market_id} now?",
+                consequences="Its bidding window ends at once: the auction runs, the judge reads the winning"
+                " notes, buys the ones worth their price and shreds the rest. This cannot be undone.",
+                button="Yes, close it now",
+                cancel=f"/mod/{com.slug}#markets",
+            )
         with request.app.state.close_lock:
             report = settlement.close_market(db, market_id, judge, force=True)
         community.audit(db, user.id, "market.close", f"market:{market_id}", {"force": True}, com.id)
@@ -151,10 +164,21 @@ def unpublish(
     request: Request,
     reveal_id: int,
     reason: Annotated[str, Form()] = "",
+    confirm: Annotated[str, Form()] = "",
     com: Moderated,
     user: PageUser,
     db: DB,
 ) -> Response:
+    if not confirmed(confirm):
+        return ask(
+            request,
+            question=f"Unpublish note {reveal_id}?",
+            consequences="It disappears from the post, the feed and every platform it was sent to. The"
+            " informer keeps the payment. It cannot be published again.",
+            button="Yes, unpublish it",
+            cancel=f"/mod/{com.slug}#notes",
+            fields={"reason": reason},
+        )
     try:
         moderation.unpublish(db, user.id, reveal_id, reason)
     except NotebazaarError as exc:
@@ -163,23 +187,72 @@ def unpublish(
     return redirect(f"/mod/{com.slug}")
 
 
+@router.post("/{slug}/deliveries/{outbox_id}/retry", dependencies=CSRF)
+def retry_delivery(
+    *,
+    request: Request,
+    outbox_id: int,
+    com: Moderated,
+    user: PageUser,
+    db: DB,
+) -> Response:
+    """Queue a note a bot failed to deliver again (after the cause was fixed)."""
+    try:
+        if not any(r["outbox_id"] == outbox_id for r in outbox.rows(db, community_id=com.id, limit=None)):
+            raise HTTPException(404, f"no delivery {outbox_id} in {com.slug}")
+        outbox.retry(db, outbox_id, actor_id=user.id)
+    except NotebazaarError as exc:
+        return _refused(request, db, com, "deliveries", exc)
+    flash(request, f"Delivery {outbox_id} is queued again; the bot posts it on its next pass.")
+    return redirect(f"/mod/{com.slug}#deliveries")
+
+
 @router.post("/{slug}/bans", dependencies=CSRF)
 def ban(
     *,
     request: Request,
     account: Annotated[str, Form()] = "",
     reason: Annotated[str, Form()] = "",
+    confirm: Annotated[str, Form()] = "",
     com: Moderated,
     user: PageUser,
     db: DB,
 ) -> Response:
     try:
         account_id = whole_number("informer", account)
-        community.ban(db, user.id, account_id, com.id, reason)
+        handle = community.get_account(db, account_id)["handle"]
+        if not confirmed(confirm):
+            return ask(
+                request,
+                question=f"Ban {handle} from {com.name}?",
+                consequences="Their sealed offers here are shredded and the bids refunded; offers that"
+                " already won a slot are never read or bought. They can no longer offer notes, post or fund"
+                " the pool here. You can lift the ban later; shredded offers stay shredded.",
+                button=f"Yes, ban {handle}",
+                cancel=f"/mod/{com.slug}#informers",
+                fields={"account": account, "reason": reason},
+            )
+        report = moderation.ban(db, user.id, account_id, com.id, reason)
     except NotebazaarError as exc:
         return _refused(request, db, com, "informers", exc)
-    flash(request, f"Account {account_id} is banned from {com.slug}.")
+    shredded = len(report.shredded)
+    flash(
+        request,
+        f"{handle} is banned from {com.slug}: {shredded} sealed offer{'s' if shredded != 1 else ''} shredded,"
+        f" {report.refunded} credits refunded.",
+    )
     return redirect(f"/mod/{com.slug}")
+
+
+@router.post("/{slug}/bans/{account_id}/lift", dependencies=CSRF)
+def unban(*, request: Request, account_id: int, com: Moderated, user: PageUser, db: DB) -> Response:
+    try:
+        moderation.unban(db, user.id, account_id, com.id)
+    except NotebazaarError as exc:
+        return _refused(request, db, com, "informers", exc)
+    handle = community.get_account(db, account_id)["handle"]
+    flash(request, f"The ban on {handle} is lifted.")
+    return redirect(f"/mod/{com.slug}#informers")
 
 
 # --- prompt versions --------------------------------------------------------------------------------
@@ -188,7 +261,7 @@ def ban(
 def _prompts_context(db: Database, com: Community) -> dict[str, Any]:
     return {
         "community": com,
-        "versions": prompts.list_versions(db),
+        "versions": prompts.list_versions(db, community_id=com.id),
         "active": prompts.active_prompt(db, com.id),
         "judge_kinds": evaluation.JUDGE_KINDS,
     }
@@ -210,16 +283,16 @@ def prompt_diff(
 ) -> Response:
     context = _prompts_context(db, com)
     context |= {
-        "diff": prompts.diff(db, old, new),
-        "old": prompts.get_version(db, old),
-        "new": prompts.get_version(db, new),
+        "diff": prompts.diff(db, old, new, community_id=com.id),
+        "old": prompts.get_version(db, old, community_id=com.id),
+        "new": prompts.get_version(db, new, community_id=com.id),
     }
     return render(request, "prompts.html", context)
 
 
 def _prompt_context(db: Database, com: Community, prompt_id: int) -> dict[str, Any]:
     context = _prompts_context(db, com)
-    context["prompt"] = prompts.get_version(db, prompt_id)
+    context["prompt"] = prompts.get_version(db, prompt_id, community_id=com.id)
     context["form"] = {"text": context["prompt"]["text"], "note": ""}
     context["eval_form"] = {"judge_kind": "local", "limit": "", "path": ""}
     return context
@@ -247,7 +320,7 @@ def new_version(
         context = _prompt_context(db, com, based_on)
         context |= {"error": str(exc), "form": {"text": text, "note": note}}
         return render(request, "prompt.html", context, status_for(exc))
-    version = prompts.get_version(db, prompt_id)["version"]
+    version = prompts.get_version(db, prompt_id, community_id=com.id)["version"]
     flash(request, f"Saved as version {version}. It is not active until you activate it.")
     return redirect(f"/mod/{com.slug}/prompts/{prompt_id}")
 
@@ -257,12 +330,22 @@ def activate(
     *,
     request: Request,
     prompt_id: int,
+    confirm: Annotated[str, Form()] = "",
     com: Moderated,
     user: PageUser,
     db: DB,
 ) -> Response:
+    version = prompts.get_version(db, prompt_id, community_id=com.id)["version"]
+    if not confirmed(confirm):
+        return ask(
+            request,
+            question=f"Make v{version} the judge prompt of {com.name}?",
+            consequences="Every market of this community that closes from now on is judged with it. You can"
+            " activate another version at any time.",
+            button=f"Yes, activate v{version}",
+            cancel=f"/mod/{com.slug}/prompts/{prompt_id}",
+        )
     prompts.activate(db, com.id, prompt_id, actor_id=user.id)
-    version = prompts.get_version(db, prompt_id)["version"]
     flash(request, f"Version {version} is now the active judge prompt of {com.slug}.")
     return redirect(f"/mod/{com.slug}/prompts")
 

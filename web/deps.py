@@ -36,6 +36,7 @@ STATUS_BY_CODE = {
     "forbidden": 403,
     "conflict": 409,
     "market_closed": 409,
+    "rate_limited": 429,
 }
 
 
@@ -86,14 +87,51 @@ def _load(db: Database, account_id: int) -> User | None:
     )
 
 
+SESSION_KEY = "sid"  # the server-side session id, kept in the signed cookie
+
+
 def page_user(request: Request, db: DB) -> User | None:
-    """The account signed in through the session cookie, if any (also kept for the templates)."""
-    account_id = request.session.get("account_id")
-    user = _load(db, int(account_id)) if isinstance(account_id, int) else None
-    if account_id is not None and user is None:
-        request.session.pop("account_id", None)
+    """The account signed in through the session cookie, if its server-side session is still live
+    (also kept for the templates). An ended session's cookie is cleared."""
+    session_id = request.session.get(SESSION_KEY)
+    account_id = auth.session_account(db, session_id) if isinstance(session_id, str) else None
+    user = _load(db, account_id) if account_id is not None else None
+    if session_id is not None and user is None:
+        request.session.pop(SESSION_KEY, None)
     request.state.user = user
     return user
+
+
+def start_session(request: Request, db: Database, account_id: int) -> None:
+    """Sign the browser in: a fresh cookie session (and CSRF token) around a new server session."""
+    request.session.clear()
+    days = request.app.state.settings.web.session_days
+    request.session[SESSION_KEY] = auth.start_session(db, account_id, days=days)
+    auth.csrf_token(request.session)
+
+
+def end_session(request: Request, db: Database) -> None:
+    session_id = request.session.get(SESSION_KEY)
+    if isinstance(session_id, str):
+        auth.end_session(db, session_id)
+    request.session.clear()
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def checked_log_in(request: Request, db: Database, handle: str, password: str) -> int:
+    """:func:`auth.log_in`, counted by the app's login throttle first (``RateLimited`` past it)."""
+    request.app.state.login_throttle.attempt(handle, client_address(request))
+    return auth.log_in(db, handle, password)
+
+
+def checked_password_change(request: Request, db: Database, user: User, current: str, new: str) -> int:
+    """:func:`auth.change_password` (it proves the current password, so it is throttled like a
+    login); returns how many sessions ended."""
+    request.app.state.login_throttle.attempt(user.handle, client_address(request))
+    return auth.change_password(db, user.id, current, new)
 
 
 class LoginRequired(Exception):

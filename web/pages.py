@@ -13,8 +13,9 @@ from fastapi.responses import HTMLResponse, Response
 from sqlite_utils import Database
 
 from notebazaar.pipeline import community, ledger, market, ratings, records
-from notebazaar.pipeline.errors import Forbidden, MarketClosed, NotebazaarError
+from notebazaar.pipeline.errors import Forbidden, MarketClosed, NotebazaarError, RateLimited, ValidationError
 from notebazaar.web import auth, queries
+from notebazaar.web.confirm import ask, confirmed
 from notebazaar.web.deps import (
     DB,
     MaybeUser,
@@ -22,10 +23,14 @@ from notebazaar.web.deps import (
     SettingsDep,
     User,
     check_csrf,
+    checked_log_in,
+    checked_password_change,
+    end_session,
     flash,
     page_user,
     redirect,
     render,
+    start_session,
     status_for,
 )
 from notebazaar.web.forms import lines, safe_next, whole_number
@@ -71,6 +76,7 @@ def new_post(
         com = community.get_community(db, community_slug)
         if not user.has_role(com.id, "reader"):
             raise Forbidden(f"join {com.slug} before posting there")
+        community.require_not_banned(db, user.id, com.id)
         post_id = community.add_post(db, com.id, text, platform="web", author=user.handle)
         market.open_market(db, post_id)
     except NotebazaarError as exc:
@@ -233,8 +239,7 @@ def join(
     db: DB,
 ) -> Response:
     com = community.get_community(db, slug)
-    if community.is_banned(db, user.id, com.id):
-        raise Forbidden(f"you are banned from {slug}")
+    community.require_not_banned(db, user.id, com.id)
     community.grant(db, user.id, com.id, "reader")
     community.grant(db, user.id, com.id, "informer")
     flash(request, f"You joined {slug} as a reader and informer.")
@@ -267,16 +272,10 @@ def signup(
         context = {"communities": queries.communities(db), "error": str(exc)}
         context["form"] = {"handle": handle, "community": community_slug}
         return render(request, "signup.html", context, status_for(exc))
-    _start_session(request, account_id)
+    start_session(request, db, account_id)
     grant = request.app.state.signup_grant
     flash(request, f"Welcome, {handle}! Your wallet starts with {grant} credits to bid with.")
     return redirect("/me")
-
-
-def _start_session(request: Request, account_id: int) -> None:
-    request.session.clear()  # a fresh session (and CSRF token) on every login
-    request.session["account_id"] = account_id
-    auth.csrf_token(request.session)
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -294,18 +293,60 @@ def login(
     db: DB,
 ) -> Response:
     try:
-        account_id = auth.log_in(db, handle, password)
+        account_id = checked_log_in(request, db, handle, password)
     except NotebazaarError as exc:
         context = {"error": str(exc), "next": safe_next(next), "form": {"handle": handle}}
-        return render(request, "login.html", context, 401)
-    _start_session(request, account_id)
+        return _refused_with_retry(render(request, "login.html", context, 401), exc)
+    start_session(request, db, account_id)
     return redirect(safe_next(next))
 
 
+def _refused_with_retry(page: Response, exc: NotebazaarError) -> Response:
+    """A rate-limited attempt answers 429 with Retry-After; any other refusal keeps its status."""
+    if isinstance(exc, RateLimited):
+        page.status_code = 429
+        page.headers["Retry-After"] = str(exc.retry_after)
+    return page
+
+
 @router.post("/logout", dependencies=CSRF)
-def logout(*, request: Request) -> Response:
-    request.session.clear()
+def logout(*, request: Request, db: DB) -> Response:
+    """End the session on the server too: a copy of the cookie no longer signs anyone in."""
+    end_session(request, db)
     return redirect("/")
+
+
+@router.get("/me/password", response_class=HTMLResponse)
+def password_page(*, request: Request, user: PageUser) -> Response:
+    return render(request, "password.html", {})
+
+
+@router.post("/me/password", dependencies=CSRF)
+def change_password(
+    *,
+    request: Request,
+    current: Annotated[str, Form()] = "",
+    new: Annotated[str, Form()] = "",
+    confirm: Annotated[str, Form()] = "",
+    user: PageUser,
+    db: DB,
+) -> Response:
+    """Change your password: every session of the account ends, and this browser gets a new one."""
+    try:
+        if new != confirm:
+            raise ValidationError("the new password and its confirmation differ")
+        ended = checked_password_change(request, db, user, current, new)
+    except NotebazaarError as exc:
+        page = render(request, "password.html", {"error": str(exc)}, status_for(exc))
+        return _refused_with_retry(page, exc)
+    start_session(request, db, user.id)
+    others = ended - 1
+    flash(
+        request,
+        "Password changed."
+        + (f" {others} other session{'s' if others != 1 else ''} signed out." if others > 0 else ""),
+    )
+    return redirect("/me")
 
 
 # --- informer dashboard and tokens --------------------------------------------------------------------
@@ -326,7 +367,23 @@ def dashboard(*, request: Request, user: PageUser, db: DB) -> Response:
 
 
 @router.post("/me/offers/{offer_id}/withdraw", dependencies=CSRF)
-def withdraw(*, request: Request, offer_id: int, user: PageUser, db: DB) -> Response:
+def withdraw(
+    *,
+    request: Request,
+    offer_id: int,
+    confirm: Annotated[str, Form()] = "",
+    user: PageUser,
+    db: DB,
+) -> Response:
+    if not confirmed(confirm):
+        return ask(
+            request,
+            question=f"Withdraw offer {offer_id}?",
+            consequences="Its bid comes back to your wallet and its note is shredded for good: nobody, you"
+            " included, can read it again. Keep your own copy if you want to offer it again.",
+            button="Yes, withdraw it",
+            cancel="/me",
+        )
     market.withdraw_offer(db, offer_id, user.id)
     flash(request, f"Offer {offer_id} withdrawn: its bid is refunded and its note shredded.")
     return redirect("/me")
@@ -359,9 +416,19 @@ def revoke_token(
     *,
     request: Request,
     fingerprint: str,
+    confirm: Annotated[str, Form()] = "",
     user: PageUser,
     db: DB,
 ) -> Response:
+    if not confirmed(confirm):
+        return ask(
+            request,
+            question=f"Revoke the token {fingerprint}…?",
+            consequences="A bot that uses it is refused from now on. It cannot be restored; you can create"
+            " a new one.",
+            button="Yes, revoke it",
+            cancel="/me/tokens",
+        )
     auth.revoke_token(db, user.id, fingerprint)
     flash(request, "Token revoked.")
     return redirect("/me/tokens")

@@ -211,7 +211,7 @@ def community_markets(db: Database, community_id: int, *, limit: int = 100) -> l
     return [
         _with_time_left(r, time.time())
         for r in db.query(
-            "SELECT m.id, m.post_id, m.status, m.closes_at, m.budget, p.text AS post_text,"
+            "SELECT m.id, m.post_id, m.status, m.closes_at, m.budget, m.cancel_reason, p.text AS post_text,"
             " (SELECT COUNT(*) FROM offers o WHERE o.market_id = m.id AND o.status = 'sealed') AS sealed"
             " FROM markets m JOIN posts p ON p.id = m.post_id"
             " WHERE m.community_id = ? AND m.parent_offer_id IS NULL ORDER BY m.id DESC LIMIT ?",

@@ -4,10 +4,14 @@ Intents: ``guilds`` only, unless ``[discord] watch_channels`` is non-empty; then
 ``guild_messages`` and the privileged ``message_content`` (needed only to read watched messages;
 slash commands, modals and message menus work without it). Rate limits and reconnects are
 discord.py's job.
+
+Closing (SIGTERM, Ctrl-C) stops delivery after the note in hand, waits for that pass to finish,
+then lets settlement in progress finish on its thread before the connection closes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -18,7 +22,10 @@ from sqlite_utils import Database
 from notebazaar.bot.discord.closer import Closer, JudgeFactory
 from notebazaar.bot.discord.delivery import Delivery
 from notebazaar.bot.discord.interactions import report_error
+from notebazaar.bot.discord.offloop import OffLoop
+from notebazaar.bot.discord.poststate import DiscordPostCheck
 from notebazaar.bot.discord.ratings import RateButton, take_down_hidden
+from notebazaar.pipeline.backoff import Backoff
 from notebazaar.pipeline.config import DiscordSettings, Settings
 from notebazaar.pipeline.db import open_db
 from notebazaar.pipeline.judge.factory import make_judge
@@ -35,6 +42,7 @@ BOT_PERMISSIONS = discord.Permissions(
     add_reactions=True,
 )
 SCOPES = ("bot", "applications.commands")
+SHUTDOWN_SECONDS = 30.0  # how long closing waits for the delivery pass in hand
 
 
 def intents_for(cfg: DiscordSettings) -> discord.Intents:
@@ -81,23 +89,33 @@ class NotebazaarBot(commands.Bot):
         self.settings = settings
         self.db = db if db is not None else open_db(db_path)
         self._owns_db = db is None
-        self.delivery = Delivery(self, self.db, settings.discord.reply_mode)
+        self.off_loop = OffLoop()
+        self.delivery = Delivery(
+            self,
+            self.db,
+            settings.discord.reply_mode,
+            backoff=Backoff.from_settings(settings.delivery),
+            off_loop=self.off_loop,
+        )
         self.closer = Closer(db_path, settings, judge_factory)
+        self._stop_task: asyncio.Task[None] | None = None
+        self._shutdown: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
+        """Runs inside ``login``, which may be retried: everything here can run twice."""
         from notebazaar.bot.discord.commands import NotebazaarCog
 
-        await self.add_cog(NotebazaarCog(self))
+        await self.add_cog(NotebazaarCog(self), override=True)
         self.add_dynamic_items(RateButton)  # rating buttons keep working on messages sent before a restart
         await self.sync_commands()
+        self.closer.post_check = DiscordPostCheck(self, asyncio.get_running_loop())
         self.settle_loop.change_interval(seconds=self.settings.web.close_poll_seconds)
-        self.settle_loop.start()
+        if not self.settle_loop.is_running():
+            self.settle_loop.start()
 
     async def sync_commands(self) -> None:
-        """Register the commands in each configured guild (instant), or globally if none is set."""
-        if not self.settings.discord.guilds:
-            await self.tree.sync()
-            return
+        """Register the commands in each configured guild (instant). The runner refuses to start
+        with no guild configured: global commands would appear everywhere and all refuse."""
         for guild_id in self.settings.discord.guilds:
             guild = discord.Object(id=int(guild_id))
             self.tree.copy_global_to(guild=guild)
@@ -138,9 +156,27 @@ class NotebazaarBot(commands.Bot):
     async def _before_settle_loop(self) -> None:
         await self.wait_until_ready()
 
+    def request_stop(self, reason: str) -> None:
+        """Stop the bot cleanly (a signal handler on the event loop calls this)."""
+        if self._stop_task is None:
+            log.info("discord bot: %s received; finishing the delivery in hand, then stopping", reason)
+            self._stop_task = asyncio.get_running_loop().create_task(self.close())
+
     async def close(self) -> None:
+        """Shut down once; every caller (a signal, discord.py, the runner) waits for all of it."""
+        if self._shutdown is None:
+            self._shutdown = asyncio.get_running_loop().create_task(self._shut_down())
+        await asyncio.shield(self._shutdown)
+
+    async def _shut_down(self) -> None:
+        self.delivery.stopping = True
+        if not await self.delivery.wait_idle(SHUTDOWN_SECONDS):
+            log.warning(
+                "discord bot: the delivery pass did not finish in %.0fs; stopping anyway", SHUTDOWN_SECONDS
+            )
         self.settle_loop.cancel()
         await super().close()
-        self.closer.shutdown()
+        await asyncio.to_thread(self.closer.shutdown)  # settlement in progress finishes first
         if self._owns_db:
             self.db.close()
+        log.info("discord bot stopped")

@@ -4,6 +4,8 @@ The judge may be a slow network call, so settlement must not run on the gateway'
 single worker thread owns its own SQLite connection and judge (a connection is never shared between
 threads that may use it at once). Settlement is idempotent and serialised by the database's write
 lock, so the web server's worker may close the same markets at the same time without harm.
+Before a Discord post's market settles, the post check asks Discord whether the message is still
+there (:mod:`notebazaar.bot.discord.poststate`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from notebazaar.pipeline.config import Settings
 from notebazaar.pipeline.db import open_db
 from notebazaar.pipeline.judge import Judge
 from notebazaar.pipeline.judge.factory import make_judge
+from notebazaar.pipeline.poststate import PostCheck
 from notebazaar.pipeline.settlement import close_due
 
 JudgeFactory = Callable[[Settings, Database], Judge]
@@ -34,13 +37,16 @@ class Closer:
         self._db: Database | None = None
         self._judge: Judge | None = None
         self.scoring = ScoringSchedule(settings.bridging)
+        self.post_check: PostCheck | None = None  # set by the bot once its event loop runs
 
     def _close_due(self) -> list[int]:
         if self._db is None:
             self._db = open_db(self.db_path)
             self._judge = self.judge_factory(self.settings, self._db)
         assert self._judge is not None
-        closed = close_due(self._db, self._judge, recursion_settings=self.settings.recursion)
+        closed = close_due(
+            self._db, self._judge, recursion_settings=self.settings.recursion, post_check=self.post_check
+        )
         self.scoring.run_if_due(self._db)  # readers' ratings into statuses, every score_interval_seconds
         return closed
 

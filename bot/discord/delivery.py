@@ -1,52 +1,101 @@
-"""Posting revealed notes under their Discord messages, exactly once.
+"""Posting revealed notes under their Discord messages, exactly once whatever Discord does.
 
 Settlement queues a row in the outbox for each revealed note on a Discord post. Delivery posts each
-pending row (a reply embed, or a message in a thread under the post) and marks it delivered with the
-id of the message it sent, in the same breath. The outbox lives in the database, so a restarted bot
-(a new process, the same database) finds nothing left to post; a lock keeps two delivery passes in
-one process from overlapping. The one window left is a crash between Discord accepting the message
-and the database recording it, which would repeat that single note once.
+row that is due (a reply embed, or a message in a thread under the post) and marks it delivered
+with the id of the message it sent; a lock keeps two passes in one process from overlapping.
+
+* **Idempotent on Discord's side.** An attempt is recorded before the message is sent. A row that
+  was attempted before (the bot may have died between Discord accepting the message and the
+  database recording it) is first looked for among the messages after the post, by the bot's own
+  author id and the reveal's marker in the embed footer, and adopted if found.
+* **Transient errors** (Discord's 5xx, a rate limit longer than discord.py waits by itself, the
+  network) schedule the row by exponential backoff with jitter (never earlier than Discord's
+  ``retry_after``) and hold the other rows until then. The schedule is in the outbox.
+* **Permanent errors** (the message or channel was deleted, a missing permission, a payload Discord
+  refuses) fail the row at once; moderators see it and can queue it again.
+* **Stopping**: between rows the pass checks :attr:`Delivery.stopping` (set when the bot closes):
+  the row in hand is finished and recorded, the rest wait for the next start.
+
+Every database call runs off the event loop (:mod:`notebazaar.bot.discord.offloop`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import traceback
+from collections.abc import Callable
 from typing import Protocol
 
+import aiohttp
 import discord
 from sqlite_utils import Database
 
 from notebazaar.bot.discord import render
 from notebazaar.bot.discord.interactions import PLATFORM
+from notebazaar.bot.discord.offloop import OffLoop
 from notebazaar.bot.discord.ratings import rating_view
 from notebazaar.bot.discord.refs import external_id, split_external_id
 from notebazaar.pipeline import outbox
+from notebazaar.pipeline.backoff import Backoff
+from notebazaar.pipeline.outbox import Failure
 
 log = logging.getLogger(__name__)
 THREAD_NAME = "Community notes"
+HISTORY_SEARCHED = 100  # how many messages after the post are searched for one already posted
+NETWORK_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
 
 class ChannelSource(Protocol):
     """What delivery needs from the client (``discord.Client`` satisfies it)."""
+
+    @property
+    def user(self) -> discord.ClientUser | None: ...
 
     def get_channel(self, id: int, /) -> object | None: ...
 
     async def fetch_channel(self, channel_id: int, /) -> object: ...
 
 
-async def _channel(client: ChannelSource, channel_id: int) -> object:
+def classify(exc: BaseException) -> Failure | None:
+    """What a failed Discord call means; None for an exception that is not Discord's (a bug)."""
+    if isinstance(exc, discord.RateLimited):
+        return Failure(True, "rate limited", exc.retry_after)
+    if isinstance(exc, discord.DiscordServerError):
+        return Failure(True, f"Discord server error {exc.status}")
+    if isinstance(exc, discord.HTTPException):
+        if exc.status == 429:
+            return Failure(
+                True, "rate limited", float(exc.response.headers.get("Retry-After", 0) or 0) or None
+            )
+        what = {10003: "the channel was deleted", 10008: "the message was deleted"}.get(exc.code, "")
+        reason = f"{type(exc).__name__} {exc.status} (code {exc.code}{': ' + what if what else ''})"
+        return Failure(False, reason)
+    if isinstance(exc, NETWORK_ERRORS):
+        return Failure(True, f"network: {type(exc).__name__}")
+    if isinstance(exc, ValueError | AttributeError):  # not a channel:message pair, or not a text channel
+        return Failure(False, f"not a Discord message in a text channel: {type(exc).__name__}")
+    return None
+
+
+async def channel_of(client: ChannelSource, channel_id: int) -> object:
     return client.get_channel(channel_id) or await client.fetch_channel(channel_id)
 
 
-async def _thread_under(client: ChannelSource, message: discord.PartialMessage) -> discord.abc.Messageable:
-    """The thread started from ``message`` (a message's thread has the message's id), made if absent."""
-    thread = client.get_channel(message.id)
+async def _existing_thread(client: ChannelSource, message_id: int) -> object | None:
+    """The thread started from a message (a message's thread has the message's id), if any."""
+    thread = client.get_channel(message_id)
     if thread is None:
         try:
-            thread = await client.fetch_channel(message.id)
+            thread = await client.fetch_channel(message_id)
         except discord.NotFound:
             thread = None
+    return thread
+
+
+async def _thread_under(client: ChannelSource, message: discord.PartialMessage) -> discord.abc.Messageable:
+    thread = await _existing_thread(client, message.id)
     if thread is None:
         thread = await message.create_thread(name=THREAD_NAME)
     return thread  # type: ignore[return-value]
@@ -54,7 +103,7 @@ async def _thread_under(client: ChannelSource, message: discord.PartialMessage) 
 
 async def post_reveal(client: ChannelSource, item: outbox.PendingReveal, reply_mode: str) -> discord.Message:
     channel_id, message_id = split_external_id(item.post_external_id)
-    channel = await _channel(client, channel_id)
+    channel = await channel_of(client, channel_id)
     target = channel.get_partial_message(message_id)  # type: ignore[attr-defined]
     embed = render.reveal_embed(item)
     view = rating_view(item.reveal_id)  # readers rate the note right under it
@@ -65,43 +114,141 @@ async def post_reveal(client: ChannelSource, item: outbox.PendingReveal, reply_m
     return await target.reply(embed=embed, view=view, mention_author=False, allowed_mentions=none)  # type: ignore[no-any-return]
 
 
+async def find_posted(
+    client: ChannelSource, item: outbox.PendingReveal, reply_mode: str
+) -> discord.Message | None:
+    """The bot's own message for this reveal after the post (reply) or in its thread, if any."""
+    if client.user is None:
+        return None
+    channel_id, message_id = split_external_id(item.post_external_id)
+    if reply_mode == "thread":
+        where = await _existing_thread(client, message_id)
+        if where is None:
+            return None
+    else:
+        where = await channel_of(client, channel_id)
+    marker = render.reveal_marker(item.reveal_id)
+    async for message in where.history(limit=HISTORY_SEARCHED, after=discord.Object(id=message_id)):  # type: ignore[attr-defined]
+        if message.author.id != client.user.id:
+            continue
+        if any((embed.footer.text or "").startswith(marker) for embed in message.embeds):
+            return message  # type: ignore[no-any-return]
+    return None
+
+
 class Delivery:
     """Delivers the Discord outbox; one pass at a time per process."""
 
-    def __init__(self, client: ChannelSource, db: Database, reply_mode: str) -> None:
+    def __init__(
+        self,
+        client: ChannelSource,
+        db: Database,
+        reply_mode: str,
+        *,
+        backoff: Backoff | None = None,
+        off_loop: OffLoop | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.client = client
         self.db = db
         self.reply_mode = reply_mode
+        self.backoff = backoff or Backoff()
+        self.off_loop = off_loop or OffLoop()
+        self.clock = clock
+        self.stopping = False
         self._lock = asyncio.Lock()
 
     async def run(self) -> list[int]:
-        """Post every pending reveal; returns the outbox ids delivered in this pass."""
+        """Post every reveal that is due; returns the outbox ids delivered in this pass."""
         delivered: list[int] = []
         async with self._lock:
-            for item in outbox.pending(self.db, PLATFORM):
-                try:
-                    sent = await post_reveal(self.client, item, self.reply_mode)
-                except (discord.HTTPException, ValueError, AttributeError) as exc:
-                    reason = f"{type(exc).__name__} {getattr(exc, 'status', '')} {getattr(exc, 'code', '')}"
-                    outbox.mark_failed(self.db, item.outbox_id, reason.strip())
-                    log.warning(
-                        "reveal %s (outbox %s) not delivered: %s", item.reveal_id, item.outbox_id, reason
+            due = await self.off_loop(outbox.pending, self.db, PLATFORM, now=self.clock())
+            for index, item in enumerate(due):
+                if self.stopping:
+                    log.info(
+                        "discord delivery: stopping; %s due notes left for the next start", len(due) - index
                     )
-                    continue
-                outbox.mark_delivered(self.db, item.outbox_id, external_id(sent.channel.id, sent.id))
+                    break
+                try:
+                    await self._deliver(item)
+                except Exception as exc:
+                    failure = classify(exc)
+                    if failure is None:  # a bug: logged, and retried on the backoff (not in a hot loop)
+                        log.error(
+                            "reveal %s (outbox %s): unexpected %s\n%s",
+                            item.reveal_id,
+                            item.outbox_id,
+                            type(exc).__name__,
+                            "".join(traceback.format_tb(exc.__traceback__)),  # frames only: no message
+                        )
+                        failure = Failure(True, f"unexpected {type(exc).__name__}")
+                    if not failure.transient:
+                        log.warning(
+                            "reveal %s (outbox %s) failed: %s", item.reveal_id, item.outbox_id, failure.reason
+                        )
+                        await self.off_loop(
+                            outbox.mark_failed, self.db, item.outbox_id, failure.reason, now=self.clock()
+                        )
+                        continue
+                    await self._retry_later(item, failure)
+                    break
                 delivered.append(item.outbox_id)
-                log.info("reveal %s delivered as message %s", item.reveal_id, sent.id)
         return delivered
 
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait for the pass in hand to finish (on shutdown); False if it did not within ``timeout``."""
+        try:
+            await asyncio.wait_for(self._lock.acquire(), timeout)
+        except TimeoutError:
+            return False
+        self._lock.release()
+        return True
 
-async def take_down(client: ChannelSource, db: Database, reveal_id: int) -> bool:
+    async def _deliver(self, item: outbox.PendingReveal) -> discord.Message:
+        if item.attempts > 0:
+            found = await find_posted(self.client, item, self.reply_mode)
+            if found is not None:
+                await self._delivered(item, found, "found already posted as")
+                return found
+        await self.off_loop(outbox.begin_attempt, self.db, item.outbox_id, now=self.clock())
+        sent = await post_reveal(self.client, item, self.reply_mode)
+        await self._delivered(item, sent, "delivered as")
+        return sent
+
+    async def _delivered(self, item: outbox.PendingReveal, message: discord.Message, how: str) -> None:
+        posted = external_id(message.channel.id, message.id)
+        await self.off_loop(outbox.mark_delivered, self.db, item.outbox_id, posted, now=self.clock())
+        log.info("reveal %s (outbox %s) %s message %s", item.reveal_id, item.outbox_id, how, message.id)
+
+    async def _retry_later(self, item: outbox.PendingReveal, failure: Failure) -> None:
+        now = self.clock()
+        due = await self.off_loop(
+            outbox.retry_later, self.db, item.outbox_id, PLATFORM, failure, backoff=self.backoff, now=now
+        )
+        if due is None:
+            log.warning(
+                "reveal %s (outbox %s): gave up after the retry horizon", item.reveal_id, item.outbox_id
+            )
+        else:
+            log.warning(
+                "reveal %s (outbox %s) not delivered: %s; next attempt in %.0fs",
+                item.reveal_id,
+                item.outbox_id,
+                failure.reason,
+                due - now,
+            )
+
+
+async def take_down(
+    client: ChannelSource, db: Database, reveal_id: int, off_loop: OffLoop | None = None
+) -> bool:
     """Delete the bot's message for an unpublished note, if it was delivered. Best effort."""
-    posted = outbox.delivered_external_id(db, reveal_id, PLATFORM)
+    posted = await (off_loop or OffLoop())(outbox.delivered_external_id, db, reveal_id, PLATFORM)
     if not posted:
         return False
     try:
         channel_id, message_id = split_external_id(posted)
-        channel = await _channel(client, channel_id)
+        channel = await channel_of(client, channel_id)
         await channel.get_partial_message(message_id).delete()  # type: ignore[attr-defined]
     except (discord.HTTPException, ValueError, AttributeError) as exc:
         log.warning("could not delete the message of unpublished note %s: %s", reveal_id, type(exc).__name__)

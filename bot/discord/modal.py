@@ -5,7 +5,8 @@ which discord.py 2.6+ supports inside a ``Label`` in modals), the note, the sour
 and the terms (bid and price, e.g. ``5 20``). The subject is the post (message link or id) for a
 note on a post, or, for a sub-note, a text display naming the sub-market and the public teaser of
 the offer it is about. The modal is the first response to the slash command; its submission is a
-new interaction, which this module answers with an ephemeral receipt. The note's text is never
+new interaction, which this module answers with an ephemeral receipt: it defers first, then seals
+the offer off the event loop (:mod:`notebazaar.bot.discord.offloop`). The note's text is never
 logged.
 """
 
@@ -26,6 +27,7 @@ from notebazaar.bot.discord.interactions import (
     report_error,
     send,
 )
+from notebazaar.bot.discord.offloop import OffLoop
 from notebazaar.bot.discord.refs import parse_message_ref
 from notebazaar.pipeline import market
 from notebazaar.pipeline.errors import ValidationError
@@ -61,10 +63,19 @@ class _SealedNoteForm(ui.Modal):
     classification_help = "Is the post misleading?"
     note_help = "What readers should know"
 
-    def __init__(self, db: Database, settings: Settings, subject: ui.Item[Any], *, title: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        subject: ui.Item[Any],
+        *,
+        title: str,
+        off_loop: OffLoop | None = None,
+    ) -> None:
         super().__init__(title=title, timeout=900)
         self.db = db
         self.settings = settings
+        self.off_loop = off_loop or OffLoop()
         self.classification: ui.Select[_SealedNoteForm] = ui.Select(
             custom_id="classification",
             required=True,
@@ -131,7 +142,7 @@ class _SealedNoteForm(ui.Modal):
     async def on_submit(self, interaction: discord.Interaction) -> None:
         async with guarded(interaction, self.action):
             await defer(interaction)
-            receipt = self.seal(interaction)
+            receipt = await self.off_loop(self.seal, interaction)
             await send(interaction, self.receipt_text(receipt))
 
     async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
@@ -141,12 +152,14 @@ class _SealedNoteForm(ui.Modal):
 class NoteModal(_SealedNoteForm):
     """``/note submit``: a sealed note on a post, named by message link or id."""
 
-    def __init__(self, db: Database, settings: Settings, *, post: str | None = None) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, *, post: str | None = None, off_loop: OffLoop | None = None
+    ) -> None:
         self.post = ui.TextInput(
             custom_id="post", default=post, placeholder="https://discord.com/channels/…", max_length=200
         )
         subject = ui.Label(text="Post", description="Message link or message id", component=self.post)
-        super().__init__(db, settings, subject, title="Offer a sealed note")
+        super().__init__(db, settings, subject, title="Offer a sealed note", off_loop=off_loop)
 
     def target_market(self, community_id: int) -> int:
         post = queries.find_post(self.db, parse_message_ref(self.post.value), community_id)
@@ -167,10 +180,12 @@ class SubNoteModal(_SealedNoteForm):
     classification_help = "Is the offer this sub-market is about misleading?"
     note_help = "What the judge should know about that offer"
 
-    def __init__(self, db: Database, settings: Settings, target: queries.SubMarket) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, target: queries.SubMarket, *, off_loop: OffLoop | None = None
+    ) -> None:
         self.target = target
         subject = ui.TextDisplay(render.sub_market_subject(target))
-        super().__init__(db, settings, subject, title=render.sub_note_title(target))
+        super().__init__(db, settings, subject, title=render.sub_note_title(target), off_loop=off_loop)
 
     def target_market(self, community_id: int) -> int:
         self.target = queries.open_sub_market(self.db, self.target.id, community_id)

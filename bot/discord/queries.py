@@ -13,7 +13,6 @@ from sqlite_utils import Database
 
 from notebazaar.bot.discord.refs import MessageRef, external_id
 from notebazaar.pipeline.errors import MarketClosed, NotFound, ValidationError
-from notebazaar.pipeline.prompts import DEFAULT_NAME, ensure_default_prompt
 
 PLATFORM = "discord"
 
@@ -50,6 +49,18 @@ def market_for_post(db: Database, post_id: int) -> dict[str, Any]:
             "no market is open on that message; open one with the message's Apps > Request notes menu"
         )
     return rows[0]
+
+
+def open_market_for_post(db: Database, post_id: int, *, now: float | None = None) -> dict[str, Any]:
+    """The post's market, if it still takes offers; a refusal that says so otherwise.
+
+    Asked before the note form opens, so nobody types a note that cannot be offered; the core
+    refuses a closed market again when the offer is sealed."""
+    market = market_for_post(db, post_id)
+    now = time.time() if now is None else now
+    if market["status"] != "open" or now >= float(market["closes_at"]):
+        raise MarketClosed(f"market #{market['id']} on that message takes no more notes (bidding has closed)")
+    return market
 
 
 @dataclass(frozen=True)
@@ -140,12 +151,4 @@ def earned(db: Database, account_id: int) -> int:
     row = db.execute(
         "SELECT COALESCE(SUM(price), 0) FROM reveals WHERE informer_id = ?", [account_id]
     ).fetchone()
-    return int(row[0])
-
-
-def prompt_id_for_version(db: Database, version: int, name: str = DEFAULT_NAME) -> int:
-    ensure_default_prompt(db, name)
-    row = db.execute("SELECT id FROM prompts WHERE name = ? AND version = ?", [name, version]).fetchone()
-    if row is None:
-        raise NotFound(f"no version {version} of the {name} prompt")
     return int(row[0])

@@ -61,16 +61,20 @@ class RateButton(
         return cls(int(match["reveal"]), match["level"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        db: Database = interaction.client.db  # type: ignore[attr-defined]
+        client: Any = interaction.client
         async with guarded(interaction, "rate note"):
-            account = account_for_user(db, interaction.user)
-            rating = rate(db, self.reveal_id, account, self.level, surface=PLATFORM)
+            # Off the event loop, like every database call of the bot (notebazaar.bot.discord.offloop).
+            rating = await client.off_loop(_rate_as, client.db, interaction.user, self.reveal_id, self.level)
             verb = "rated" if rating.changed == "new" else "changed your rating of"
             await send(
                 interaction,
                 f"Thanks: you {verb} note #{rating.reveal_id} **{LEVEL_LABELS[rating.level].lower()}**."
                 " Ratings from readers who usually disagree decide which notes stay shown.",
             )
+
+
+def _rate_as(db: Database, user: discord.abc.User, reveal_id: int, level: str) -> Any:
+    return rate(db, reveal_id, account_for_user(db, user), level, surface=PLATFORM)
 
 
 def rating_view(reveal_id: int) -> discord.ui.View:
@@ -92,14 +96,15 @@ def hidden_embed(reveal_id: int, reason: str) -> discord.Embed:
 async def take_down_hidden(client: Any, db: Database) -> list[int]:
     """Edit the message of every delivered note readers hid since; returns the outbox ids done."""
     done: list[int] = []
-    for item in outbox.pending_takedowns(db, PLATFORM):
+    off_loop = client.off_loop  # every database call off the event loop
+    for item in await off_loop(outbox.pending_takedowns, db, PLATFORM):
         try:
             channel_id, message_id = split_external_id(item.external_id)
             channel = client.get_channel(channel_id) or await client.fetch_channel(channel_id)
             message = channel.get_partial_message(message_id)
             await message.edit(embed=hidden_embed(item.reveal_id, item.reason), view=None)
         except discord.NotFound:
-            outbox.mark_taken_down(db, item.outbox_id)  # the message is gone already
+            await off_loop(outbox.mark_taken_down, db, item.outbox_id)  # the message is gone already
             done.append(item.outbox_id)
             continue
         except (discord.HTTPException, ValueError, AttributeError) as exc:
@@ -107,7 +112,7 @@ async def take_down_hidden(client: Any, db: Database) -> list[int]:
                 "could not edit the message of hidden note %s: %s", item.reveal_id, type(exc).__name__
             )
             continue
-        outbox.mark_taken_down(db, item.outbox_id)
+        await off_loop(outbox.mark_taken_down, db, item.outbox_id)
         done.append(item.outbox_id)
         log.info("hidden note %s: its Discord message was edited", item.reveal_id)
     return done

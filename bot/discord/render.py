@@ -1,7 +1,13 @@
 """How market objects look in Discord: embeds and short ephemeral texts.
 
-Discord caps an embed description at 4096 characters and a field at 1024; longer values are cut
-with an ellipsis rather than refused, since the note itself was already validated by the core.
+Discord caps an embed description at 4096 characters, a field at 1024, an embed at 25 fields and
+6000 characters in all; longer values are cut with an ellipsis rather than refused, since the note
+itself was already validated by the core. A note's sources (up to 5 x 500 characters by default)
+are spread over as many fields as they need.
+
+A revealed note is untrusted text: its Markdown is escaped (a masked link ``[x](https://…)`` shows
+as written, not as a link) and mass mentions are defused. The embed's footer carries the reveal's
+marker (:func:`reveal_marker`), by which delivery finds a note it may already have posted.
 """
 
 from __future__ import annotations
@@ -23,19 +29,59 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+FIELD_CHARS = 1024
+EMBED_CHARS = 6000
+EMBED_FIELDS = 25
+
+
+def escape(text: str) -> str:
+    """Untrusted text shown as written: no Markdown, no links of its own, no mass mentions."""
+    return discord.utils.escape_mentions(discord.utils.escape_markdown(text))
+
+
+def reveal_marker(reveal_id: int) -> str:
+    """What the footer of a reveal's message starts with; delivery looks for it."""
+    return f"note #{int(reveal_id)} ·"
+
+
+def _chunks(lines: list[str], limit: int) -> list[str]:
+    """Lines packed into values of at most ``limit`` characters (a longer line is cut)."""
+    chunks: list[str] = []
+    for line in (_cut(line, limit) for line in lines):
+        if chunks and len(chunks[-1]) + 1 + len(line) <= limit:
+            chunks[-1] += "\n" + line
+        else:
+            chunks.append(line)
+    return chunks
+
+
 def reveal_embed(item: PendingReveal) -> discord.Embed:
-    """A revealed note: classification, text, sources, informer and the price the market paid."""
+    """A revealed note: classification, text, sources, informer and the price the market paid.
+
+    The one place a reveal's Discord message is drawn; anything shown with the note extends it."""
+    title = f"Community note: {LABELS.get(item.classification, item.classification)}"
+    informer = _cut(escape(item.informer), 256)
+    footer = f"{reveal_marker(item.reveal_id)} bought by the notebazaar judge"
+    price = f"{item.price} credits"
+    description = _cut(escape(item.text), 4096)
+    fixed = len(title) + len(footer) + len("Informer") + len(informer) + len("Price paid") + len(price)
+    room = EMBED_CHARS - fixed - len(description)
     embed = discord.Embed(
-        title=f"Community note: {LABELS.get(item.classification, item.classification)}",
-        description=_cut(item.text, 4096),
+        title=title,
+        description=description,
         colour=MISLEADING_COLOUR if item.classification == "misleading" else NOT_MISLEADING_COLOUR,
     )
-    if item.sources:
-        sources = "\n".join(f"{i}. {s}" for i, s in enumerate(item.sources, 1))
-        embed.add_field(name="Sources", value=_cut(sources, 1024), inline=False)
-    embed.add_field(name="Informer", value=_cut(item.informer, 256), inline=True)
-    embed.add_field(name="Price paid", value=f"{item.price} credits", inline=True)
-    embed.set_footer(text=f"note #{item.reveal_id} · bought by the notebazaar judge")
+    lines = [f"{i}. {escape(s)}" for i, s in enumerate(item.sources, 1)]
+    for index, value in enumerate(_chunks(lines, FIELD_CHARS)[: EMBED_FIELDS - 2]):
+        name = "Sources" if index == 0 else "Sources (continued)"
+        if room < len(name) + 2:
+            break
+        value = _cut(value, min(len(value), room - len(name)))
+        embed.add_field(name=name, value=value, inline=False)
+        room -= len(name) + len(value)
+    embed.add_field(name="Informer", value=informer, inline=True)
+    embed.add_field(name="Price paid", value=price, inline=True)
+    embed.set_footer(text=footer)
     return embed
 
 

@@ -1,11 +1,11 @@
-"""Sealed notes by private message: read the inbox, submit offers, answer with receipts.
+"""Sealed notes by private message: read the inbox, oldest first, submit offers, answer with receipts.
 
-Processing is idempotent. An accepted offer and the record of the message it came from
-(``bot_state`` key ``msg:<fullname>``) are written in one transaction, so a restart can never
-submit the same message twice; the reply and "mark read" are retried until done. The receipt's
-salt exists only in the first reply (it is never stored), so a reply cut off by a crash is re-sent
-without it. A refused message changes nothing and is simply processed again after a crash.
-The note text is never logged.
+Processing is idempotent. An accepted offer, the record of the message it came from
+(``bot_state`` key ``msg:<fullname>``) and the queued answer carrying the receipt and its salt
+(:mod:`notebazaar.bot.reddit.replies`) are written in one transaction, so a restart never submits
+the same message twice and never loses the salt: the answer is sent from the queue until Reddit
+takes it. A refused message changes nothing but its record and its queued answer. The note text is
+never logged.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sqlite_utils import Database
 from notebazaar.bot.reddit import messages
 from notebazaar.bot.reddit.client import TRANSIENT
 from notebazaar.bot.reddit.ratings import RatingReplies, rate_as
+from notebazaar.bot.reddit.replies import Replies
 from notebazaar.bot.reddit.state import get_state, set_state
 from notebazaar.bot.reddit.watcher import post_text
 from notebazaar.pipeline import ledger
@@ -31,41 +32,51 @@ from notebazaar.pipeline.errors import NotebazaarError, NotFound
 from notebazaar.pipeline.market import get_market, open_market, submit_offer, withdraw_offer
 
 log = logging.getLogger(__name__)
+MAX_UNREAD = 1000  # Reddit lists at most this many
 
 
 class Inbox:
     def __init__(
-        self, reddit: praw.Reddit, db: Database, communities: dict[str, int], *, limits: LimitSettings
+        self,
+        reddit: praw.Reddit,
+        db: Database,
+        communities: dict[str, int],
+        *,
+        limits: LimitSettings,
+        replies: Replies | None = None,
     ) -> None:
         self.reddit = reddit
         self.db = db
         self.communities = {name.lower(): cid for name, cid in communities.items()}
         self.limits = limits
+        self.replies = replies or Replies(reddit, db)
         self.ratings = RatingReplies(db)
 
-    def process(self, limit: int = 100) -> int:
-        """Handle the unread private messages; returns how many were handled.
+    def process(self, limit: int = MAX_UNREAD) -> int:
+        """Send the answers still queued, then handle the unread private messages, oldest first;
+        returns how many messages were handled.
 
-        Stops early on a rate limit or server error (they stay unread and come back next tick).
+        Stops early on a rate limit or server error (the rest stay unread and come back next tick).
         """
+        self.replies.send_due()
+        unread = sorted(
+            self.reddit.inbox.unread(limit=limit),
+            key=lambda item: (float(getattr(item, "created_utc", 0.0) or 0.0), item.fullname),
+        )
         handled = 0
-        for item in self.reddit.inbox.unread(limit=limit):
-            if isinstance(item, praw.models.Comment):
-                try:
-                    handled += self.ratings.handle(item)  # a reply to a note comment: a rating
-                except TRANSIENT as exc:
-                    log.warning("reddit inbox: %s on %s; will retry", type(exc).__name__, item.fullname)
-                    break
-                item.mark_read()
-                continue
-            if (
-                not isinstance(item, praw.models.Message)
-                or isinstance(item, praw.models.SubredditMessage)
-                or item.author is None
-            ):
-                item.mark_read()  # comment replies, mentions, modmail, messages from Reddit itself
-                continue
+        for item in unread:
             try:
+                if isinstance(item, praw.models.Comment):
+                    handled += self.ratings.handle(item)  # a reply to a note comment: a rating
+                    item.mark_read()
+                    continue
+                if (
+                    not isinstance(item, praw.models.Message)
+                    or isinstance(item, praw.models.SubredditMessage)
+                    or item.author is None
+                ):
+                    item.mark_read()  # comment replies, mentions, modmail, messages from Reddit itself
+                    continue
                 self._process_message(item)
             except TRANSIENT as exc:
                 log.warning("reddit inbox: %s on %s; will retry", type(exc).__name__, item.fullname)
@@ -77,68 +88,78 @@ class Inbox:
         key = f"msg:{message.fullname}"
         record = get_state(self.db, key)
         if record is None:
-            reply, record = self._run_command(message, key)
-        elif not record.get("replied") and "reply" in record:
-            reply = record["reply"]
-        elif not record.get("replied") and "withdrawn" in record:
-            reply = f"Offer {record['withdrawn']} is withdrawn: the bid is refunded and the note shredded."
-        elif not record.get("replied"):
-            offer = self.db.execute(
-                "SELECT commitment FROM offers WHERE id = ?", [record.get("offer_id")]
-            ).fetchone()
-            reply = messages.late_receipt_reply(record["offer_id"], offer[0]) if offer else None
-        else:
-            reply = None
-        if reply is not None:
-            self._reply(message, reply)
-            set_state(self.db, key, record | {"replied": True})
+            self._run_command(message, key)
+        elif not record.get("replied") and not record.get("queued"):
+            self._queue_late_answer(message.fullname, key, record)  # recorded by an older version
         message.mark_read()
+        self.replies.send(message.fullname)  # at once if it can; else it stays queued
 
-    def _run_command(self, message: Any, key: str) -> tuple[str, dict[str, Any]]:
-        """Carry out a message's command; the reply to send and the record to keep."""
+    def _run_command(self, message: Any, key: str) -> None:
+        """Carry out a message's command; its record and its answer are written together."""
         author = str(message.author)
+        fullname = message.fullname
         try:
             command = messages.parse_command(message.subject or "", message.body or "")
             informer = account_for_identity(self.db, "reddit", author.lower(), author)
             if isinstance(command, messages.NoteCommand):
-                with write(self.db):
-                    receipt = self._submit(command, informer)
-                    record = {"offer_id": receipt.offer_id, "replied": False}
-                    set_state(self.db, key, record)
-                log.info("reddit inbox: %s became offer %s", message.fullname, receipt.offer_id)
-                return messages.receipt_reply(receipt, command.target), record
+                post = self._post_for(command.target)  # may ask Reddit: outside the transaction
+                with write(self.db):  # a refused offer records no post and opens no market
+                    receipt = self._submit(command, post, informer)
+                    set_state(self.db, key, {"offer_id": receipt.offer_id, "queued": True})
+                    self.replies.queue(fullname, messages.receipt_reply(receipt, command.target))
+                log.info("reddit inbox: %s became offer %s", fullname, receipt.offer_id)
+                return
             if isinstance(command, messages.WithdrawCommand):
                 with write(self.db):
                     withdraw_offer(self.db, command.offer_id, informer)
-                    record = {"withdrawn": command.offer_id, "replied": False}
-                    set_state(self.db, key, record)
-                done = f"Offer {command.offer_id} is withdrawn: the bid is refunded and the note shredded."
-                return done, record
+                    set_state(self.db, key, {"withdrawn": command.offer_id, "queued": True})
+                    self.replies.queue(fullname, messages.withdrawn_reply(command.offer_id))
+                return
             if isinstance(command, messages.RateCommand):
-                with write(self.db):  # the rating and the record of this message: one transaction
+                with write(self.db):  # the rating, the record of this message and its answer: one transaction
                     reply = rate_as(self.db, author, command.reveal_id, command.level)
-                    record = {"rated": command.reveal_id, "replied": False, "reply": reply}
-                    set_state(self.db, key, record)
-                return reply, record
+                    set_state(self.db, key, {"rated": command.reveal_id, "queued": True})
+                    self.replies.queue(fullname, reply)
+                return
             balance = ledger.balance(self.db, ledger.wallet(informer))
-            return f"Your wallet holds {balance} credits.", {"balance": True, "replied": False}
+            self._answer(key, fullname, {"balance": True}, f"Your wallet holds {balance} credits.")
         except NotebazaarError as exc:
-            log.info("reddit inbox: %s refused (%s)", message.fullname, exc.code)
-            return messages.error_reply(str(exc)), {"refused": exc.code, "replied": False}
+            log.info("reddit inbox: %s refused (%s)", fullname, exc.code)
+            self._answer(key, fullname, {"refused": exc.code}, messages.error_reply(str(exc)))
         except TRANSIENT:
             raise
         except (prawcore.exceptions.ResponseException, RedditAPIException) as exc:
-            log.info("reddit inbox: %s refused (reddit %s)", message.fullname, type(exc).__name__)
+            log.info("reddit inbox: %s refused (reddit %s)", fullname, type(exc).__name__)
             problem = f"Reddit would not show the bot the post you named ({type(exc).__name__})."
-            return messages.error_reply(problem), {"refused": "reddit_error", "replied": False}
+            self._answer(key, fullname, {"refused": "reddit_error"}, messages.error_reply(problem))
 
-    def _submit(self, command: messages.NoteCommand, informer: int) -> Any:
-        if command.target.startswith("market:"):
+    def _answer(self, key: str, fullname: str, record: dict[str, Any], text: str) -> None:
+        with write(self.db):
+            set_state(self.db, key, record | {"queued": True})
+            self.replies.queue(fullname, text)
+
+    def _queue_late_answer(self, fullname: str, key: str, record: dict[str, Any]) -> None:
+        """A message an older version accepted but did not answer: its salt was never stored."""
+        if "withdrawn" in record:
+            text = messages.withdrawn_reply(int(record["withdrawn"]))
+        else:
+            offer = self.db.execute(
+                "SELECT commitment FROM offers WHERE id = ?", [record.get("offer_id")]
+            ).fetchone()
+            if offer is None:
+                set_state(self.db, key, record | {"replied": True})
+                return
+            text = messages.late_receipt_reply(int(record["offer_id"]), offer[0])
+        self._answer(key, fullname, record, text)
+
+    def _submit(self, command: messages.NoteCommand, post: int | dict[str, Any] | None, informer: int) -> Any:
+        if post is not None:
+            post_id = post if isinstance(post, int) else add_post(self.db, **post)
+            market_id = open_market(self.db, post_id)
+        else:
             market_id = int(command.target.split(":", 1)[1])
             if int(get_market(self.db, market_id)["community_id"]) not in self.communities.values():
                 raise NotFound(f"market {market_id} is not in a community this bot serves")
-        else:
-            market_id = open_market(self.db, self._post_for(command.target))
         return submit_offer(
             self.db,
             market_id,
@@ -152,8 +173,12 @@ class Inbox:
             limits=self.limits,
         )
 
-    def _post_for(self, fullname: str) -> int:
-        """The post behind a fullname: known already, or fetched from Reddit and recorded."""
+    def _post_for(self, target: str) -> int | dict[str, Any] | None:
+        """The post a note names: its id if known, else what Reddit says about it (recorded only
+        with an accepted offer); None for a note into a market by id."""
+        if target.startswith("market:"):
+            return None
+        fullname = target
         row = self.db.execute(
             "SELECT id FROM posts WHERE platform = 'reddit' AND external_id = ?", [fullname]
         ).fetchone()
@@ -169,20 +194,12 @@ class Inbox:
         text = post_text(item)
         if not text:
             raise NotFound(f"{fullname} has been deleted")
-        return add_post(
-            self.db,
-            community_id,
-            text,
-            platform="reddit",
-            external_id=fullname,
-            url=self.reddit.config.reddit_url + item.permalink,
-            author=str(item.author) if item.author is not None else None,
-            now=float(item.created_utc),
-        )
-
-    def _reply(self, message: Any, text: str) -> None:
-        """Answer a message. A user who blocks the bot, or a suspended account, gets no answer."""
-        try:
-            message.reply(text)
-        except (prawcore.exceptions.Forbidden, RedditAPIException) as exc:
-            log.warning("reddit inbox: cannot answer %s (%s)", message.fullname, type(exc).__name__)
+        return {
+            "community_id": community_id,
+            "text": text,
+            "platform": "reddit",
+            "external_id": fullname,
+            "url": self.reddit.config.reddit_url + item.permalink,
+            "author": str(item.author) if item.author is not None else None,
+            "now": float(item.created_utc),
+        }

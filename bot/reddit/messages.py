@@ -192,9 +192,14 @@ def receipt_reply(receipt: Receipt, target: str) -> str:
         f"    offer: {receipt.offer_id}\n"
         f"    commitment: {receipt.commitment}\n"
         f"    salt: {receipt.salt}\n\n"
-        "The salt is not stored anywhere else. To take the note back before the market closes,"
+        "The salt is kept nowhere else once this message reached you. To take the note back before"
+        " the market closes,"
         f" send `withdraw {receipt.offer_id}`."
     )
+
+
+def withdrawn_reply(offer_id: int) -> str:
+    return f"Offer {offer_id} is withdrawn: the bid is refunded and the note shredded."
 
 
 def late_receipt_reply(offer_id: int, commitment: str) -> str:

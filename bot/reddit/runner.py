@@ -5,13 +5,18 @@ repeats ticks with a pause. Tests drive ticks directly.
 
 Each step of a tick is guarded on its own: a Reddit outage, a rate limit or a bug in one step is
 logged and the others still run; all progress is in the database, so nothing is lost.
+
+SIGTERM (and Ctrl-C) ask the bot to stop: the step in hand is finished (a note being posted is
+posted and recorded; the rest wait), the stop is logged, and the process exits 0.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,9 +28,12 @@ from sqlite_utils import Database
 from notebazaar.bot.reddit.client import RedditSetupError, bot_username, connect
 from notebazaar.bot.reddit.delivery import Delivery
 from notebazaar.bot.reddit.inbox import Inbox
+from notebazaar.bot.reddit.poststate import RedditPostCheck
 from notebazaar.bot.reddit.ratings import take_down_hidden
+from notebazaar.bot.reddit.replies import Replies
 from notebazaar.bot.reddit.watcher import Watcher
 from notebazaar.bot.reddit.wikisync import WikiSync
+from notebazaar.pipeline.backoff import Backoff
 from notebazaar.pipeline.bridging import ScoringSchedule
 from notebazaar.pipeline.community import account_for_identity, get_community, grant
 from notebazaar.pipeline.config import Settings
@@ -36,7 +44,8 @@ from notebazaar.pipeline.settlement import close_due
 
 log = logging.getLogger(__name__)
 
-TICK_SECONDS = 10.0
+MAX_RATE_LIMIT_PAUSE = 600.0
+STOP_POLL_SECONDS = 0.2
 
 
 @dataclass
@@ -87,6 +96,9 @@ class RedditBot:
         self.db = db
         self.judge = judge
         self.recursion = settings.recursion
+        self.tick_seconds = settings.reddit.tick_seconds
+        self._stopping = False
+        self.stop_reason = ""
         communities = map_communities(db, settings)
         self.bot_name = bot_username(reddit)
         self.account_id = account_for_identity(db, "reddit", self.bot_name.lower(), self.bot_name)
@@ -96,19 +108,40 @@ class RedditBot:
         self.watchers = [
             Watcher(reddit, db, communities, kind, **common) for kind in ("submissions", "comments")
         ]
-        self.inbox = Inbox(reddit, db, communities, limits=settings.limits)
+        backoff = Backoff.from_settings(settings.delivery)
+        lifecycle: dict[str, Any] = {"backoff": backoff, "clock": clock, "stopping": lambda: self._stopping}
+        replies = Replies(reddit, db, **lifecycle)
+        self.inbox = Inbox(reddit, db, communities, limits=settings.limits, replies=replies)
         self.wiki = WikiSync(
             reddit,
             db,
             communities,
             page=settings.reddit.wiki_page,
             actor_id=self.account_id,
+            docs_url=settings.reddit.docs_url,
             interval_seconds=wiki_interval_seconds,
             clock=clock,
         )
-        self.delivery = Delivery(reddit, db, bot_name=self.bot_name, clock=clock)
+        self.post_check = RedditPostCheck(reddit)
+        self.delivery = Delivery(reddit, db, bot_name=self.bot_name, **lifecycle)
         self.reddit = reddit
         self.scoring = ScoringSchedule(settings.bridging, clock=clock)
+
+    def stop(self, reason: str = "asked to stop") -> None:
+        """Ask the loop to stop after the step in hand. Called from a signal handler, so it only sets
+        a flag: no I/O, no lock (a handler that logs or takes a lock can deadlock the thread)."""
+        self.stop_reason = reason
+        self._stopping = True
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep between ticks in short slices, so a stop request is noticed within a fraction of a second."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(STOP_POLL_SECONDS, left))
 
     def tick(self) -> TickReport:
         report = TickReport()
@@ -119,7 +152,11 @@ class RedditBot:
             (
                 "close",
                 lambda: setattr(
-                    report, "closed", close_due(self.db, self.judge, recursion_settings=self.recursion)
+                    report,
+                    "closed",
+                    close_due(
+                        self.db, self.judge, recursion_settings=self.recursion, post_check=self.post_check
+                    ),
                 ),
             ),
             ("deliver", lambda: _add(report, "delivered", self.delivery.deliver())),
@@ -127,6 +164,8 @@ class RedditBot:
             ("hide", lambda: _add(report, "hidden", take_down_hidden(self.reddit, self.db))),
         ]
         for name, step in steps:
+            if self.stopping:
+                break
             try:
                 step()
             except prawcore.exceptions.TooManyRequests as exc:
@@ -138,9 +177,11 @@ class RedditBot:
                 log.exception("reddit %s failed; will retry next tick", name)
         return report
 
-    def run(self, *, tick_seconds: float = TICK_SECONDS, max_ticks: int | None = None) -> None:
+    def run(self, *, tick_seconds: float | None = None, max_ticks: int | None = None) -> None:
+        """Tick until stopped (or ``max_ticks``), pausing between ticks (longer after a rate limit)."""
+        pause = self.tick_seconds if tick_seconds is None else tick_seconds
         ticks = 0
-        while max_ticks is None or ticks < max_ticks:
+        while (max_ticks is None or ticks < max_ticks) and not self.stopping:
             report = self.tick()
             ticks += 1
             if report.new_items or report.messages or report.closed or report.delivered:
@@ -151,7 +192,9 @@ class RedditBot:
                     len(report.closed),
                     report.delivered,
                 )
-            time.sleep(max(tick_seconds, min(report.retry_after or 0.0, 600.0)))
+            self._pause(max(pause, min(report.retry_after or 0.0, MAX_RATE_LIMIT_PAUSE)))
+        if self.stopping:
+            log.info("reddit bot stopped (%s): the step in hand was finished", self.stop_reason)
 
 
 def _add(report: TickReport, name: str, value: int) -> None:
@@ -162,8 +205,6 @@ def run_reddit(db_path: Path, settings: Settings, **praw_kwargs: Any) -> None:
     """``notebazaar reddit``: connect, check the setup, then tick until interrupted."""
     from notebazaar.pipeline.judge.factory import make_judge
 
-    # prawcore logs request bodies at DEBUG; a receipt's salt is in one, so keep it at INFO.
-    logging.getLogger("prawcore").setLevel(logging.INFO)
     db = open_db(db_path)
     try:
         map_communities(db, settings)  # before any network call: a config mistake is the likelier one
@@ -173,9 +214,20 @@ def run_reddit(db_path: Path, settings: Settings, **praw_kwargs: Any) -> None:
             raise RedditSetupError(f"cannot build the judge: {exc}") from None
         bot = RedditBot(connect(settings, **praw_kwargs), db, settings, judge)
         log.info("reddit bot u/%s watching %s", bot.bot_name, ", ".join(settings.reddit.subreddits))
-        try:
+        with _stop_on_signals(bot):
             bot.run()
-        except KeyboardInterrupt:
-            log.info("reddit bot stopped")
     finally:
         db.close()
+
+
+@contextlib.contextmanager
+def _stop_on_signals(bot: RedditBot) -> Iterator[None]:
+    """SIGTERM and SIGINT stop the bot after the step in hand; the old handlers come back after."""
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.signal(signum, lambda num, frame: bot.stop(signal.Signals(num).name))
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -32,3 +32,20 @@ def set_state(db: Database, key: str, value: Any) -> None:
             " ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
             [PREFIX + key, json.dumps(value, sort_keys=True), time.time()],
         )
+
+
+def delete_state(db: Database, key: str) -> None:
+    """Forget ``reddit:<key>`` (``secure_delete`` overwrites the freed bytes)."""
+    with write(db):
+        db.execute("DELETE FROM bot_state WHERE key = ?", [PREFIX + key])
+
+
+def states_with_prefix(db: Database, prefix: str) -> list[tuple[str, Any]]:
+    """Every ``(key, value)`` whose key starts with ``reddit:<prefix>``, in key order (a range scan
+    of the primary key, not a scan of the whole table)."""
+    low = PREFIX + prefix
+    high = low[:-1] + chr(ord(low[-1]) + 1)
+    rows = db.execute(
+        "SELECT key, value FROM bot_state WHERE key >= ? AND key < ? ORDER BY key", [low, high]
+    ).fetchall()
+    return [(str(k)[len(PREFIX) :], json.loads(v)) for k, v in rows]

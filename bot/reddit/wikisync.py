@@ -32,6 +32,7 @@ class WikiSync:
         *,
         page: str,
         actor_id: int,
+        docs_url: str = "",
         interval_seconds: float = 300.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -40,6 +41,7 @@ class WikiSync:
         self.communities = communities
         self.page = page
         self.actor_id = actor_id
+        self.docs_url = docs_url
         self.interval = interval_seconds
         self.clock = clock
         self._checked_at = float("-inf")
@@ -76,7 +78,7 @@ class WikiSync:
             changes = apply_wiki_config(self.db, community_id, config, actor_id=self.actor_id)
         except WikiConfigError as exc:
             log.warning("reddit wiki r/%s/%s revision %s refused: %s", name, self.page, revision, exc)
-            self._report(subreddit, revision, str(exc))
+            self._report(subreddit, revision, exc.problems)
             set_state(self.db, key, {"revision": revision, "ok": False, "error": str(exc)})
             return False
         set_state(self.db, key, {"revision": revision, "ok": True})
@@ -86,13 +88,17 @@ class WikiSync:
     def _moderates(self, subreddit: Any, editor: str) -> bool:
         return any(str(m).lower() == editor.lower() for m in subreddit.moderator(redditor=editor))
 
-    def _report(self, subreddit: Any, revision: str, problem: str) -> None:
-        """Tell the subreddit's moderators why the page was not applied."""
+    def _report(self, subreddit: Any, revision: str, problems: list[str]) -> None:
+        """Tell the subreddit's moderators why the page was not applied: one line per problem."""
+        listing = "\n".join(f"* {problem}" for problem in problems)
         text = (
             f"The notebazaar settings page (wiki/{self.page}, revision {revision}) was not applied;"
-            f" the previous settings stay in force.\n\nProblem: {problem}\n\n"
-            "See docs/reddit.md for the format."
+            f" the previous settings stay in force.\n\nWhat is wrong:\n\n{listing}\n\n"
+            "Every key is optional: attention_slots, reserve, window_seconds, price_of_information,"
+            ' budget_per_market (whole numbers), auction ("gsp" or "first_price") and prompt_version.'
         )
+        if self.docs_url:
+            text += f"\n\nThe format: {self.docs_url}"
         try:
             subreddit.message(subject="notebazaar: settings page not applied", message=text)
         except (prawcore.exceptions.ResponseException, RedditAPIException) as exc:

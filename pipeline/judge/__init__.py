@@ -92,7 +92,10 @@ class JudgeError(Exception):
 class Judge(Protocol):
     """A judge. It may also define ``prepare(post, notes)`` and ``forget()``: settlement calls them
     around one market's inspections, so a judge can batch work (the embedded judge embeds all of a
-    market's notes at once) and must drop whatever ``prepare`` computed in ``forget``."""
+    market's notes at once) and must drop whatever ``prepare`` computed in ``forget``. It may define
+    ``catch_up()``, work to do between markets (the embedded judge indexes the notes just revealed),
+    which :func:`notebazaar.pipeline.settlement.close_due` calls after closing markets, so a close
+    does not wait for it."""
 
     name: str
 

@@ -21,7 +21,9 @@ def make_judge(
         from notebazaar.pipeline.judge.llm import LLMJudge
 
         if prompt_text is None:
-            prompt_text = str(prompts.get_version(db, prompts.ensure_default_prompt(db))["text"])
+            prompt_text = str(
+                prompts.get_version(db, prompts.ensure_default_prompt(db), community_id=None)["text"]
+            )
         return LLMJudge(settings.judge.openai, prompt_text)
     if kind == "local":
         from notebazaar.index.retrieval import Retriever

@@ -47,7 +47,7 @@ from sqlite_utils import Database
 
 from notebazaar.pipeline.judge import Context, NoteView, PostView, TrackRecord, Verdict
 from notebazaar.pipeline.judge.spotlight import has_instructions, sanitize
-from notebazaar.pipeline.records import community_track_record
+from notebazaar.pipeline.records import community_track_record, resolved_posts
 from notebazaar.pipeline.rules import clamp, logit
 
 
@@ -127,15 +127,21 @@ class LocalJudge:
 
     def prepare(self, post: PostView, notes: Sequence[NoteView]) -> None:
         """Embed the post and this market's inspected notes in one batch (for throughput)."""
-        self.retriever.refresh()  # new posts and reveals, in one batch; inspections then skip the check
         extra = _topics(post) if post.about is not None else []  # a post is its own topic
         texts = [post.text, *extra] + [residual(sanitize(n.text), post.text) or "." for n in notes]
-        vectors = self.retriever.embedder.encode(texts)
+        # New index rows (the post's own, say) and these texts in one call to the model; inspections
+        # then skip the index's freshness check. The texts are embedded in memory only.
+        vectors = self.retriever.refresh(texts)
         self._post_vector = (post.id, vectors[0])
         self._topic_vectors = (post.id, vectors[1 : 1 + len(extra)] if extra else vectors[:1])
         # Records change only when posts resolve, never during one market's inspections.
         self._community_record = (post.community_id, community_track_record(self.db, post.community_id))
         self._vectors = {n.offer_id: vectors[i + 1 + len(extra)] for i, n in enumerate(notes)}
+
+    def catch_up(self) -> None:
+        """Index the documents written since the last search (notes just revealed), between markets:
+        the worker calls this after settling, so the next close does not wait for it."""
+        self.retriever.refresh()
 
     def forget(self) -> None:
         """Drop every vector of this market's notes."""
@@ -154,11 +160,7 @@ class LocalJudge:
         return self._post_vector[1]
 
     def _base_rate(self, community_id: int) -> float:
-        misleading, resolved = self.db.execute(
-            "SELECT COALESCE(SUM(resolution = 'misleading'), 0), COUNT(*) FROM posts"
-            " WHERE community_id = ? AND resolution IS NOT NULL",
-            [community_id],
-        ).fetchone()
+        misleading, resolved = resolved_posts(self.db, community_id)  # a maintained counter
         return (misleading + 1) / (resolved + 2)
 
     def prior(self, post: PostView, context: Context) -> float:

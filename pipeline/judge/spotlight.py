@@ -117,6 +117,8 @@ def has_instructions(raw: str) -> bool:
     all": caught once they read as spaces), or as tag characters spelling ASCII that a model may
     still read (caught once they read as that ASCII).
     """
+    if raw.isascii():  # no invisible or tag characters: the three readings are the same text
+        return bool(instruction_regions(sanitize(raw)))
     readings = {raw, _invisible_as_space(raw), _tags_as_ascii(raw)}  # one, for ordinary text
     return any(instruction_regions(sanitize(text)) for text in readings)
 
