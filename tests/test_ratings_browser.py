@@ -4,49 +4,32 @@ the page. The reader's own rating is shown either way."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.test_web_browser import CHROMIUM, LAUNCH_ARGS, _log_in, base_url  # noqa: F401  (fixture)
+from tests.browser_fixtures import (  # noqa: F401  (fixtures)
+    BROWSER,
+    base_url_fixture,
+    browser_fixture,
+    log_in,
+    new_page,
+)
 from tests.web_fixtures import READER, fast_hashing_fixture, web_settings_fixture  # noqa: F401  (fixtures)
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (make browser)"
-    ),
-]
-
-
-@pytest.fixture
-def browser(base_url: str) -> Iterator[Any]:  # noqa: F811
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
-        yield chromium, base_url
-        chromium.close()
-
-
-def _note_on_first_settled_post(page: Any) -> Any:
-    page.goto("/")
-    return page.locator("article.note").first
+pytestmark = BROWSER
 
 
 @pytest.mark.parametrize("javascript", [True, False])
-def test_reader_rates_a_note(browser: Any, tmp_path: Path, javascript: bool) -> None:
+def test_reader_rates_a_note(browser: Any, base_url: str, tmp_path: Path, javascript: bool) -> None:
     from playwright.sync_api import expect
 
-    chromium, url = browser
-    context = chromium.new_context(base_url=url, java_script_enabled=javascript)
-    context.set_default_timeout(15_000)
-    page = context.new_page()
+    page = new_page(browser, base_url, javascript=javascript)
     try:
-        _log_in(page, *READER)
-        note = _note_on_first_settled_post(page)
+        log_in(page, *READER)
+        page.goto("/")
+        note = page.locator("article.note").first
         note_id = note.get_attribute("id")
         note.locator("button:has-text('Not helpful')").click()
         card = page.locator(f"#{note_id}")
@@ -63,4 +46,4 @@ def test_reader_rates_a_note(browser: Any, tmp_path: Path, javascript: bool) -> 
         else:
             expect(page.locator("p.error")).to_contain_text("already rated")
     finally:
-        context.close()
+        page.context.close()

@@ -493,7 +493,7 @@ def test_wiki_config_applied_and_bad_page_reported(
     lines = [line for line in report.splitlines() if line.startswith("* ")]
     assert lines == [  # every problem, one line each, in words a moderator can act on
         "* unknown key(s) slots; the keys are attention_slots, reserve, window_seconds,"
-        " price_of_information, budget_per_market, auction, prompt_version",
+        " price_of_information, budget_per_market, auction, payment_hold_hours, prompt_version",
         "* `reserve = -1`: input should be greater than or equal to 0",
     ]
     assert "pydantic" not in report and "docs/reddit.md" not in report and "http" not in report
