@@ -15,6 +15,7 @@ from notebazaar.cli import (  # noqa: F401  (registers commands)
     market,
     measure,
     outbox,
+    ratings,
     surfaces,
     writer,
 )

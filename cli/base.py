@@ -85,6 +85,13 @@ def setup_console_logging(level: str = "INFO") -> None:
     root.addHandler(handler)
 
 
+def db_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--db PATH`` (as ``db_path``, default None: ``db`` in config.toml)."""
+    return click.option(
+        "--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help=help
+    )
+
+
 @contextlib.contextmanager
 def _undone_if_refused(path: Path, enabled: bool) -> Iterator[None]:
     """If the command is refused, remove what it created in the database's folder (the database,
@@ -132,13 +139,7 @@ def with_db(
     if func is None:
         return functools.partial(with_db, reads_only=reads_only, creates=creates)
 
-    @click.option(
-        "--db",
-        "db_path",
-        type=click.Path(dir_okay=False, path_type=Path),
-        default=None,
-        help="SQLite database (default: `db` in config.toml). Its folder holds all state.",
-    )
+    @db_option("SQLite database (default: `db` in config.toml). Its folder holds all state.")
     @functools.wraps(func)
     def wrapper(db_path: Path | None, **kwargs: Any) -> Any:
         settings = _settings()

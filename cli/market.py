@@ -32,6 +32,9 @@ def community_group() -> None:
 @click.option(
     "--writer-offers-per-right-note", type=int, default=None, help="Added to the cap per net right note."
 )
+@click.option(
+    "--payment-hold-hours", type=int, default=None, help="Hours a bought note's price waits for readers."
+)
 @with_db
 def community_create(
     db: Any, db_path: Path, settings: Settings, slug: str, name: str | None, **overrides: Any

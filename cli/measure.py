@@ -10,7 +10,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from notebazaar.cli.base import claims_run_options, console, main, with_db
+from notebazaar.cli.base import claims_run_options, console, db_option, main, with_db
 from notebazaar.pipeline.config import Settings
 
 # --- measuring the product ------------------------------------------------------------------------
@@ -34,11 +34,21 @@ from notebazaar.pipeline.config import Settings
 )
 @click.option(
     "--resolution",
-    type=click.Choice(["label", "none"]),
+    type=click.Choice(["label", "none", "ratings"]),
     default="label",
     show_default=True,
     help="label: each post resolves to its label after its market, so track records grow;"
-    " none: no post ever resolves, every informer stays a newcomer.",
+    " none: no post ever resolves, every informer stays a newcomer;"
+    " ratings: posts never resolve, a rater population rates the shown notes and bridging statuses"
+    " are the only truth (adds rating_status_accuracy and misleading_shown_share).",
+)
+@click.option(
+    "--coordinated-raters",
+    type=click.FloatRange(0.0, 1.0, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="With --resolution ratings: the share of raters who rate misleading informers' notes helpful"
+    " and every other note not helpful.",
 )
 @click.option(
     "--writers",
@@ -61,6 +71,7 @@ def simulate(
     recursion: str | None,
     resolution: str,
     writers: str,
+    coordinated_raters: float,
 ) -> None:
     """Run informer populations against the judge on labelled claims; write a JSON report and a plot.
 
@@ -82,6 +93,7 @@ def simulate(
         recursion=None if recursion is None else recursion == "on",
         resolution=resolution,
         writer_factory=_writers(settings) if writers == "on" else None,
+        coordinated_raters=coordinated_raters,
     )
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
@@ -172,8 +184,10 @@ def eval_command(
     _say_what_failed(runs)
 
 
-@main.command()
-@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@main.group(invoke_without_command=True)
+@click.option(
+    "--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Where to write bench.json."
+)
 @click.option(
     "--markets", type=int, default=None, help="Markets in the end-to-end run (default 40; --scale: 20)."
 )
@@ -197,12 +211,12 @@ def eval_command(
     show_default=True,
     help="With --scale: community sizes (resolved posts), comma-separated.",
 )
-@with_db
+@db_option("SQLite database (default: `db` in config.toml); the bench's state goes in a folder beside it.")
+@click.pass_context
 def bench(
-    db: Any,
-    db_path: Path,
-    settings: Settings,
-    out_path: Path,
+    ctx: click.Context,
+    db_path: Path | None,
+    out_path: Path | None,
     markets: int | None,
     offers: int,
     repeats: int,
@@ -210,12 +224,22 @@ def bench(
     scale: bool,
     sizes: str,
 ) -> None:
-    """Measure embedding throughput, end-to-end market throughput, ledger speed and decision latency."""
+    """Measure embedding throughput, end-to-end market throughput, ledger speed and decision latency.
+
+    ``bench bridging`` measures the bridging scorer."""
+    from notebazaar.cli.base import _settings, setup_logging
     from notebazaar.pipeline.bench import run_bench
 
+    if ctx.invoked_subcommand is not None:
+        return  # `bench bridging`: its own options
+    if out_path is None:
+        raise click.ClickException("Missing option '--out'.")
     if (markets is not None and markets < 1) or offers < 1 or repeats < 1:
         raise click.ClickException("--markets, --offers and --repeats must be at least 1")
-    db.close()
+    settings = _settings()
+    db_path = db_path or Path(settings.db)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    setup_logging(db_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     if scale:
         from notebazaar.pipeline.bench_scale import run_scale

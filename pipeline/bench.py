@@ -292,8 +292,15 @@ def _ratings_run(folder: Path, *, ratings: int, seed: int) -> float:
         reveal_id = reveal_ids[n % len(reveal_ids)]
         with write(db):
             db.execute(
-                "INSERT INTO ratings (reveal_id, account_id, helpful, rated_at) VALUES (?, ?, ?, ?)",
-                [reveal_id, raters[n // len(reveal_ids)], int(rng.random() < 0.5), time.time()],
+                "INSERT INTO ratings (reveal_id, account_id, level, surface, rated_at, updated_at)"
+                " VALUES (?, ?, ?, 'sim', ?, ?)",
+                [
+                    reveal_id,
+                    raters[n // len(reveal_ids)],
+                    "helpful" if rng.random() < 0.5 else "not_helpful",
+                    time.time(),
+                    time.time(),
+                ],
             )
             records.recount_note(db, reveal_id)
     rate = ratings / (time.perf_counter() - started)

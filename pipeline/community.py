@@ -32,6 +32,7 @@ SETTING_KEYS = (
     "auction",
     "writer_offers_per_day",
     "writer_offers_per_right_note",
+    "payment_hold_hours",
 )
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _HANDLE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -48,6 +49,7 @@ class Community:
     price_of_information: int
     budget_per_market: int
     auction: str
+    payment_hold_hours: int
     active_prompt_id: int | None
     writer_offers_per_day: int = 5
     writer_offers_per_right_note: int = 2

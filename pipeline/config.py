@@ -33,6 +33,7 @@ RESERVE_RANGE = (0, 1_000_000)
 WINDOW_RANGE = (60, 30 * 24 * 3600)  # one minute to thirty days
 PRICE_OF_INFORMATION_RANGE = (1, 1_000_000)
 BUDGET_RANGE = (1, 1_000_000_000)
+PAYMENT_HOLD_RANGE = (0, 24 * 365)  # hours: up to a year
 WRITER_OFFERS_RANGE = (0, 1_000_000)  # a writer's offers a day, or more of them per right note
 
 
@@ -48,6 +49,8 @@ class MarketSettings(_Section):
     # (right minus wrong, never below zero). pipeline.market.writer_daily_cap.
     writer_offers_per_day: int = Field(5, ge=WRITER_OFFERS_RANGE[0], le=WRITER_OFFERS_RANGE[1])
     writer_offers_per_right_note: int = Field(2, ge=WRITER_OFFERS_RANGE[0], le=WRITER_OFFERS_RANGE[1])
+    # Hours a bought note's price waits in escrow for readers' verdict (0: paid at purchase).
+    payment_hold_hours: int = Field(0, ge=PAYMENT_HOLD_RANGE[0], le=PAYMENT_HOLD_RANGE[1])
 
 
 class LimitSettings(_Section):
@@ -120,6 +123,29 @@ class WriterSettings(_Section):
     timeout_seconds: float = Field(10.0, gt=0)
     retries: int = Field(3, ge=0)
     openai: WriterModelSettings = WriterModelSettings()
+
+
+class BridgingSettings(_Section):
+    """The bridging scorer over readers' ratings (issue 13; formulas in pipeline/bridging.py)."""
+
+    min_ratings: int = Field(5, ge=1)
+    helpful_intercept: float = 0.40
+    helpful_max_factor: float = Field(0.50, gt=0)
+    not_helpful_intercept: float = -0.05
+    not_helpful_factor_slope: float = Field(0.8, ge=0)
+    intercept_lambda: float = Field(0.15, ge=0)
+    factor_lambda: float = Field(0.03, ge=0)
+    global_lambda: float = Field(0.15, ge=0)
+    min_rater_agreement: float = Field(0.66, ge=0, le=1)
+    min_rater_verdicts: int = Field(5, ge=1)
+    consensus_min_peers: int = Field(4, ge=0)
+    consensus_share: float = Field(0.75, gt=0.5, le=1)
+    consensus_agreement: float = Field(0.5, ge=0, le=1)
+    consensus_min_verdicts: int = Field(3, ge=1)
+    max_iterations: int = Field(500, ge=1)
+    tolerance: float = Field(1e-6, gt=0)
+    seed: int = 0
+    score_interval_seconds: float = Field(300.0, gt=0)
 
 
 class IndexSettings(_Section):
@@ -207,6 +233,7 @@ class Settings(BaseSettings):
     judge: JudgeSettings = JudgeSettings()
     recursion: RecursionSettings = RecursionSettings()
     writer: WriterSettings = WriterSettings()
+    bridging: BridgingSettings = BridgingSettings()
     index: IndexSettings = IndexSettings()
     web: WebSettings = WebSettings()
     discord: DiscordSettings = DiscordSettings()

@@ -6,7 +6,8 @@ The one account allowed below zero is ``issuance``: minting moves credits out of
 all other balances always equals everything ever minted.
 
 Account refs name what an account is: ``wallet:<account id>``, ``pool:<community id>``,
-``escrow:<market id>`` (bids held until close), ``budget:<market id>`` (what a market may spend).
+``escrow:<market id>`` (bids held until close), ``budget:<market id>`` (what a market may spend),
+``escrow:held:<offer id>`` (a bought note's price held for readers' verdict: pipeline/holds.py).
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ def escrow(market_id: int) -> str:
 
 def budget(market_id: int) -> str:
     return f"budget:{market_id}"
+
+
+def held(offer_id: int) -> str:
+    return f"escrow:held:{offer_id}"
 
 
 @dataclass(frozen=True)
@@ -203,6 +208,7 @@ class CheckReport:
     empty_transactions: list[int] = field(default_factory=list)
     drifted_accounts: list[str] = field(default_factory=list)
     negative_accounts: list[str] = field(default_factory=list)
+    held_mismatches: list[str] = field(default_factory=list)  # holds whose escrow disagrees
 
     @property
     def ok(self) -> bool:
@@ -211,6 +217,7 @@ class CheckReport:
             or self.empty_transactions
             or self.drifted_accounts
             or self.negative_accounts
+            or self.held_mismatches
             or self.minted != self.circulating
         )
 
@@ -224,6 +231,8 @@ class CheckReport:
             out.append(f"balances that disagree with their entries: {self.drifted_accounts}")
         if self.negative_accounts:
             out.append(f"accounts below zero: {self.negative_accounts}")
+        if self.held_mismatches:
+            out.append(f"held payments whose escrow disagrees with the hold: {self.held_mismatches}")
         if self.minted != self.circulating:
             out.append(f"balances add up to {self.circulating}, but {self.minted} were minted")
         return out
@@ -261,6 +270,19 @@ def check(db: Database) -> CheckReport:
         for r in db.execute(
             "SELECT a.ref FROM ledger_accounts a JOIN ledger_entries e ON e.account_id = a.id"
             " WHERE a.kind != 'issuance' GROUP BY a.id HAVING SUM(e.amount) < 0 ORDER BY a.id"
+        )
+    ]
+    # A held payment's escrow holds its price until the hold is settled, and nothing after; an
+    # escrow:held account without a hold is a mismatch too.
+    report.held_mismatches = [
+        str(r[0])
+        for r in db.execute(
+            "SELECT a.ref FROM ledger_accounts a LEFT JOIN held_payments h"
+            " ON a.ref = 'escrow:held:' || h.offer_id WHERE a.ref LIKE 'escrow:held:%'"
+            " AND a.balance != COALESCE(CASE WHEN h.settled_at IS NULL THEN h.amount ELSE 0 END, -1)"
+            " UNION SELECT 'escrow:held:' || h.offer_id FROM held_payments h"
+            " LEFT JOIN ledger_accounts a ON a.ref = 'escrow:held:' || h.offer_id"
+            " WHERE a.id IS NULL ORDER BY 1"
         )
     ]
     report.minted = int(

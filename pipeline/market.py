@@ -103,8 +103,8 @@ def open_market(
             planned = min(wanted, ledger.balance(db, source))
         cursor = db.execute(
             "INSERT INTO markets (post_id, community_id, parent_offer_id, depth, status,"
-            " attention_slots, reserve, price_of_information, auction, budget, opened_at, closes_at)"
-            " VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?)",
+            " attention_slots, reserve, price_of_information, auction, budget, opened_at, closes_at,"
+            " payment_hold_hours) VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 post_id,
                 community.id,
@@ -117,6 +117,7 @@ def open_market(
                 planned,
                 now,
                 now + window,
+                community.payment_hold_hours,
             ],
         )
         market_id = int(cursor.lastrowid)  # type: ignore[arg-type]

@@ -328,6 +328,33 @@ def m003_note_statuses(db: Database) -> None:
 
 
 @migrations()
+def m010_idempotency_keys(db: Database) -> None:
+    """Answers to money-moving API calls, kept for a day under the client's ``Idempotency-Key``,
+    so a retried call gets the first answer and moves nothing again (``web/idempotency.py``).
+
+    The key itself is never stored (only a hash of it), and the answer is AES-GCM ciphertext under a
+    key derived from it: an answer can hold a receipt's salt or a new API token, which must not be
+    readable from the database."""
+    _run_script(
+        db,
+        """
+        CREATE TABLE idempotency_keys (
+            scope INTEGER NOT NULL,
+            key_hash TEXT NOT NULL,
+            salt BLOB NOT NULL,
+            fingerprint TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            nonce BLOB NOT NULL,
+            answer BLOB NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (scope, key_hash)
+        ) STRICT;
+        CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);
+        """,
+    )
+
+
+@migrations()
 def m015_prompt_scope(db: Database) -> None:
     """Prompt versions belong to the community whose moderator saved them (NULL: the packaged
     default, which every community shares). Existing versions get the community their creation was
@@ -360,33 +387,6 @@ def m016_sessions(db: Database) -> None:
             expires_at REAL NOT NULL
         ) STRICT;
         CREATE INDEX sessions_account ON sessions(account_id);
-        """,
-    )
-
-
-@migrations()
-def m010_idempotency_keys(db: Database) -> None:
-    """Answers to money-moving API calls, kept for a day under the client's ``Idempotency-Key``,
-    so a retried call gets the first answer and moves nothing again (``web/idempotency.py``).
-
-    The key itself is never stored (only a hash of it), and the answer is AES-GCM ciphertext under a
-    key derived from it: an answer can hold a receipt's salt or a new API token, which must not be
-    readable from the database."""
-    _run_script(
-        db,
-        """
-        CREATE TABLE idempotency_keys (
-            scope INTEGER NOT NULL,
-            key_hash TEXT NOT NULL,
-            salt BLOB NOT NULL,
-            fingerprint TEXT NOT NULL,
-            status INTEGER NOT NULL,
-            nonce BLOB NOT NULL,
-            answer BLOB NOT NULL,
-            created_at REAL NOT NULL,
-            PRIMARY KEY (scope, key_hash)
-        ) STRICT;
-        CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);
         """,
     )
 
@@ -452,6 +452,99 @@ def m032_reveals_by_informer(db: Database) -> None:
 
 
 @migrations()
+def m040_rating_levels(db: Database) -> None:
+    """Readers' ratings as Community Notes has them (issue 13), and what the bridging scorer's
+    statuses drive: hiding a note on every surface, and payments held until readers agree.
+
+    - ``ratings``: a level (``helpful``, ``somewhat_helpful``, ``not_helpful``), optional reason
+      tags (a JSON list, :data:`notebazaar.pipeline.ratings.HELPFUL_TAGS` and
+      ``NOT_HELPFUL_TAGS``), the surface it came from, when it was first given and last changed.
+      Old rows (helpful 0/1, written only by the simulator) become ``helpful`` / ``not_helpful``.
+    - ``reveals.hidden_by``: who hid an unpublished note, a moderator or readers (the scorer); a
+      note readers hid is still listed on the web and in the API, marked hidden with the reason.
+    - ``outbox.takedown``: a delivered note that was hidden is edited or removed on its platform
+      (``pending`` until the bot has done it), with the reason shown to readers.
+    - ``payment_hold_hours`` on communities and (copied at open) on markets; ``held_payments``: the
+      price of a bought note in escrow until its status is settled or the hold ends.
+    - ``cn_notes``: the Community Notes ``noteId`` of an imported note.
+    """
+    _run_script(
+        db,
+        """
+        CREATE TABLE ratings_v2 (
+            reveal_id INTEGER NOT NULL REFERENCES reveals(id),
+            account_id INTEGER NOT NULL REFERENCES accounts(id),
+            level TEXT NOT NULL CHECK (level IN ('helpful', 'somewhat_helpful', 'not_helpful')),
+            tags TEXT NOT NULL DEFAULT '[]',
+            surface TEXT NOT NULL,
+            rated_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (reveal_id, account_id)
+        ) STRICT;
+        INSERT INTO ratings_v2 (reveal_id, account_id, level, tags, surface, rated_at, updated_at)
+            SELECT reveal_id, account_id, CASE helpful WHEN 1 THEN 'helpful' ELSE 'not_helpful' END,
+                   '[]', 'sim', rated_at, rated_at FROM ratings;
+        DROP TABLE ratings;
+        ALTER TABLE ratings_v2 RENAME TO ratings;
+        CREATE INDEX ratings_account ON ratings(account_id);
+
+        ALTER TABLE reveals ADD COLUMN hidden_by TEXT CHECK (hidden_by IN ('moderator', 'readers'));
+        UPDATE reveals SET hidden_by = 'moderator' WHERE unpublished_at IS NOT NULL;
+
+        ALTER TABLE outbox ADD COLUMN takedown TEXT CHECK (takedown IN ('pending', 'done', 'failed'));
+        ALTER TABLE outbox ADD COLUMN takedown_reason TEXT;
+        CREATE INDEX outbox_takedown ON outbox(surface, takedown) WHERE takedown IS NOT NULL;
+
+        ALTER TABLE communities ADD COLUMN payment_hold_hours INTEGER NOT NULL DEFAULT 0
+            CHECK (payment_hold_hours >= 0);
+        ALTER TABLE markets ADD COLUMN payment_hold_hours INTEGER NOT NULL DEFAULT 0
+            CHECK (payment_hold_hours >= 0);
+
+        CREATE TABLE held_payments (
+            offer_id INTEGER PRIMARY KEY REFERENCES offers(id),
+            reveal_id INTEGER NOT NULL UNIQUE REFERENCES reveals(id),
+            market_id INTEGER NOT NULL REFERENCES markets(id),
+            community_id INTEGER NOT NULL REFERENCES communities(id),
+            informer_id INTEGER NOT NULL REFERENCES accounts(id),
+            amount INTEGER NOT NULL CHECK (amount > 0),
+            held_at REAL NOT NULL,
+            release_at REAL NOT NULL,
+            settled_at REAL,
+            outcome TEXT CHECK (outcome IN ('paid', 'returned'))
+        ) STRICT;
+        CREATE INDEX held_payments_open ON held_payments(release_at) WHERE settled_at IS NULL;
+
+        -- Notes imported from Community Notes' TSVs keep their noteId (ratings import-cn / export-cn).
+        CREATE TABLE cn_notes (
+            note_id TEXT PRIMARY KEY,
+            reveal_id INTEGER NOT NULL UNIQUE REFERENCES reveals(id)
+        ) STRICT;
+        """,
+    )
+
+
+@migrations()
+def m050_writers(db: Database) -> None:
+    """Automatic note writers (issue 17): the accounts registered as writers, and the community
+    settings that cap a new writer's offers a day and raise the cap with its track record."""
+    _run_script(
+        db,
+        """
+        CREATE TABLE writers (
+            account_id INTEGER PRIMARY KEY REFERENCES accounts(id),
+            registered_at REAL NOT NULL
+        ) STRICT;
+
+        ALTER TABLE communities ADD COLUMN writer_offers_per_day INTEGER NOT NULL DEFAULT 5
+            CHECK (writer_offers_per_day >= 0);
+        ALTER TABLE communities ADD COLUMN writer_offers_per_right_note INTEGER NOT NULL DEFAULT 2
+            CHECK (writer_offers_per_right_note >= 0);
+        CREATE INDEX offers_informer_time ON offers(informer_id, submitted_at);
+        """,
+    )
+
+
+@migrations()
 def m060_record_counters(db: Database) -> None:
     """Track records as maintained counters (issue 18): reading a record was a scan of every
     revealed note (O(markets) per inspection); now it is one row. ``counted_notes`` holds each
@@ -495,24 +588,3 @@ def m060_record_counters(db: Database) -> None:
     from notebazaar.pipeline.records import recount  # the rule in force, in one place
 
     recount(db)
-
-
-@migrations()
-def m050_writers(db: Database) -> None:
-    """Automatic note writers (issue 17): the accounts registered as writers, and the community
-    settings that cap a new writer's offers a day and raise the cap with its track record."""
-    _run_script(
-        db,
-        """
-        CREATE TABLE writers (
-            account_id INTEGER PRIMARY KEY REFERENCES accounts(id),
-            registered_at REAL NOT NULL
-        ) STRICT;
-
-        ALTER TABLE communities ADD COLUMN writer_offers_per_day INTEGER NOT NULL DEFAULT 5
-            CHECK (writer_offers_per_day >= 0);
-        ALTER TABLE communities ADD COLUMN writer_offers_per_right_note INTEGER NOT NULL DEFAULT 2
-            CHECK (writer_offers_per_right_note >= 0);
-        CREATE INDEX offers_informer_time ON offers(informer_id, submitted_at);
-        """,
-    )

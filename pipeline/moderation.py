@@ -59,7 +59,8 @@ def unpublish(db: Database, moderator_id: int, reveal_id: int, reason: str) -> N
     reason = check_text("reason", reason, max_chars=500, required=True)
     with write(db):
         db.execute(
-            "UPDATE reveals SET unpublished_at = ?, unpublish_reason = ? WHERE id = ?",
+            "UPDATE reveals SET unpublished_at = ?, unpublish_reason = ?, hidden_by = 'moderator'"
+            " WHERE id = ?",
             [time.time(), reason, reveal_id],
         )
         db.execute("DELETE FROM documents WHERE kind = 'reveal' AND ref_id = ?", [reveal_id])

@@ -262,3 +262,37 @@ def delivered_external_id(db: Database, reveal_id: int, surface: str) -> str | N
         [reveal_id, surface],
     ).fetchone()
     return row[0] if row else None
+
+
+@dataclass(frozen=True)
+class PendingTakedown:
+    """A delivered note that was hidden since: its platform message is to be edited or removed."""
+
+    outbox_id: int
+    reveal_id: int
+    external_id: str
+    reason: str
+
+
+def pending_takedowns(db: Database, surface: str, *, limit: int = 50) -> list[PendingTakedown]:
+    rows = db.execute(
+        "SELECT id, reveal_id, external_id, COALESCE(takedown_reason, '') FROM outbox"
+        " WHERE surface = ? AND takedown = 'pending' AND external_id IS NOT NULL ORDER BY id LIMIT ?",
+        [surface, limit],
+    ).fetchall()
+    return [PendingTakedown(int(r[0]), int(r[1]), str(r[2]), str(r[3])) for r in rows]
+
+
+def mark_taken_down(db: Database, outbox_id: int, *, failed: bool = False) -> None:
+    """The platform message was edited or removed (or can never be: ``failed``)."""
+    with write(db):
+        db.execute("UPDATE outbox SET takedown = ? WHERE id = ?", ["failed" if failed else "done", outbox_id])
+
+
+def reveal_for_message(db: Database, surface: str, external_id: str) -> int | None:
+    """The revealed note a surface posted as this platform message, if any."""
+    row = db.execute(
+        "SELECT reveal_id FROM outbox WHERE surface = ? AND external_id = ? AND status = 'delivered'",
+        [surface, external_id],
+    ).fetchone()
+    return int(row[0]) if row else None

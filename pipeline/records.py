@@ -1,11 +1,20 @@
 """Track records: what the market remembers about each informer, and about a community's informers.
 
 The judges weigh a note by its author's record (:attr:`notebazaar.pipeline.judge.TrackRecord.reliability`);
-this module is the one place that says what counts as a right or a wrong note.
+this module is the one place that says what counts as a right or a wrong note (:func:`verdict`). A
+revealed note on a post's own market counts once it has a verdict:
 
-- A revealed note on a resolved post is *right* when its classification matches the post's
-  resolution and readers did not rate it unhelpful by a majority (a note can be "right" yet decide
-  nothing); otherwise it is *wrong* (:func:`verdict`).
+- **A moderator's resolution overrides** (``notebazaar post resolve``; the simulator's label with
+  ``--resolution label``): on a resolved post a note is *right* when its classification matches
+  the resolution and readers did not reject it, and *wrong* otherwise. Readers reject a note when
+  its bridging status is *not helpful*, or, while it has no helpful / not-helpful status yet, when
+  more of its ratings are *not helpful* than anything else (a note can be "right" yet decide
+  nothing). A bridging status of *helpful* never rescues a note whose classification the
+  resolution contradicts.
+- **Otherwise the bridging status decides** (:mod:`notebazaar.pipeline.bridging`, stored in
+  ``note_statuses``): *helpful* is right, *not helpful* is wrong, *needs more ratings* does not
+  count yet. This is the market's truth in production, where posts resolve only when a moderator
+  says so.
 - An offer a sub-market *discredited* counts as wrong for its informer (not for the community):
   see :func:`track_record`.
 - Sub-notes (revealed from sub-markets) classify an offer, not the post: they never count.
@@ -48,19 +57,23 @@ WRONG = "wrong"
 
 
 def verdict(db: Database, reveal_id: int) -> str | None:
-    """What one revealed note counts as: :data:`RIGHT`, :data:`WRONG`, or None (not counted: its
-    post is not resolved, or it is a sub-note)."""
+    """What one revealed note counts as: :data:`RIGHT`, :data:`WRONG`, or None (no verdict yet: its
+    post is not resolved and it has no helpful / not-helpful status; or it is a sub-note)."""
     row = db.execute(
-        "SELECT r.classification, p.resolution, m.parent_offer_id IS NOT NULL, COALESCE("
-        "(SELECT SUM(1 - g.helpful) > SUM(g.helpful) FROM ratings g WHERE g.reveal_id = r.id), 0)"
+        "SELECT r.classification, p.resolution, m.parent_offer_id IS NOT NULL, s.status, COALESCE("
+        "(SELECT SUM(g.level = 'not_helpful') > SUM(g.level != 'not_helpful') FROM ratings g"
+        " WHERE g.reveal_id = r.id), 0)"
         " FROM reveals r JOIN posts p ON p.id = r.post_id JOIN markets m ON m.id = r.market_id"
-        " WHERE r.id = ?",
+        " LEFT JOIN note_statuses s ON s.reveal_id = r.id WHERE r.id = ?",
         [reveal_id],
     ).fetchone()
-    if row is None or row[1] is None or row[2]:
+    if row is None or row[2]:
         return None
-    classification, resolution, _, rated_unhelpful = row
-    return RIGHT if classification == resolution and not rated_unhelpful else WRONG
+    classification, resolution, _, status, rated_unhelpful = row
+    if resolution is not None:  # a moderator's resolution overrides the status
+        rejected = status == "not_helpful" or (status != "helpful" and bool(rated_unhelpful))
+        return RIGHT if classification == resolution and not rejected else WRONG
+    return {"helpful": RIGHT, "not_helpful": WRONG}.get(status or "")
 
 
 def is_discredit(prior: float | None, belief: float | None) -> bool:
@@ -183,7 +196,7 @@ def discredited_offers(db: Database, informer_id: int) -> int:
 
 
 def track_record(db: Database, informer_id: int) -> TrackRecord:
-    """Right and wrong among the informer's revealed notes on resolved posts; its offers that
+    """Right and wrong among the informer's revealed notes with a verdict; its offers that
     sub-markets discredited count as wrong too.
 
     A discredited offer's note is shredded, so the post's resolution can never check it; the
@@ -201,12 +214,13 @@ def track_record(db: Database, informer_id: int) -> TrackRecord:
 
 
 def community_track_record(db: Database, community_id: int) -> TrackRecord:
-    """Right and wrong among all revealed notes on the community's resolved posts: the prior for a
+    """Right and wrong among all the community's revealed notes with a verdict: the prior for a
     newcomer's reliability.
 
-    Ground truth only, without discredits: those are the judge's own judgements, and letting them
-    lower the trust the judge gives every newcomer is a feedback loop. A few early ones can leave it
-    trusting nobody, and a judge that buys nothing learns nothing, so it never recovers."""
+    Verdicts only (resolutions and readers' statuses), without discredits: those are the judge's own
+    judgements, and letting them lower the trust the judge gives every newcomer is a feedback loop.
+    A few early ones can leave it trusting nobody, and a judge that buys nothing learns nothing, so
+    it never recovers."""
     row = db.execute(
         "SELECT notes_right, notes_wrong FROM community_records WHERE community_id = ?", [community_id]
     ).fetchone()
@@ -257,7 +271,8 @@ def recount(db: Database) -> None:
         " WHERE resolution IS NOT NULL GROUP BY community_id"
     )
     for (reveal_id,) in db.execute(
-        "SELECT r.id FROM reveals r JOIN posts p ON p.id = r.post_id WHERE p.resolution IS NOT NULL"
+        "SELECT r.id FROM reveals r JOIN posts p ON p.id = r.post_id LEFT JOIN note_statuses s"
+        " ON s.reveal_id = r.id WHERE p.resolution IS NOT NULL OR s.status IN ('helpful', 'not_helpful')"
     ).fetchall():
         recount_note(db, int(reveal_id))
     for (sub_market_id,) in db.execute(

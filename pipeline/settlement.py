@@ -35,7 +35,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from notebazaar.pipeline import ledger, records, recursion, rules
+from notebazaar.pipeline import holds, ledger, records, recursion, rules
 from notebazaar.pipeline.community import get_post, is_banned
 from notebazaar.pipeline.config import RecursionSettings
 from notebazaar.pipeline.db import checkpoint, rows, write
@@ -459,7 +459,9 @@ def _buy(
     now: float,
 ) -> None:
     market_id = int(market["id"])
-    if offer["price"] > 0:
+    # With a payment hold (top-level notes only) the price waits in escrow for readers' verdict.
+    held = market["parent_offer_id"] is None and int(market.get("payment_hold_hours") or 0) > 0
+    if offer["price"] > 0 and not held:
         ledger.transfer(
             db,
             f"offer:{offer['id']}:purchase",
@@ -471,6 +473,8 @@ def _buy(
         return
     content = NoteContent(note.classification, note.text, note.sources)
     reveal_id = reveal(db, offer, market_id, int(market["post_id"]), content, rationale, now)
+    if offer["price"] > 0 and held:
+        holds.hold(db, market, offer, reveal_id, now)
     platform = db.execute("SELECT platform FROM posts WHERE id = ?", [market["post_id"]]).fetchone()[0]
     db.execute(
         "INSERT INTO outbox (reveal_id, surface, created_at) VALUES (?, ?, ?)",

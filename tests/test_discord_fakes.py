@@ -136,6 +136,8 @@ class FakeMessage:
     deleted: bool = False
     embeds: list[discord.Embed] = field(default_factory=list)
     reference: Any = None
+    view: Any = None
+    edits: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def jump_url(self) -> str:
@@ -145,7 +147,7 @@ class FakeMessage:
         assert kwargs.get("mention_author") is False
         if self.deleted:
             raise discord.NotFound(MagicMock(status=404, reason="Not Found"), {"code": 10008, "message": "x"})
-        return self.channel.post(embed, reply_to=self.id)
+        return self.channel.post(embed, reply_to=self.id, view=kwargs.get("view"))
 
     async def create_thread(self, *, name: str) -> FakeChannel:
         assert self.id not in self.channel.world.channels, "a thread already exists on this message"
@@ -156,6 +158,12 @@ class FakeMessage:
 
     async def delete(self) -> None:
         self.deleted = True
+
+    async def edit(self, **changes: Any) -> FakeMessage:
+        if self.deleted:
+            raise discord.NotFound(MagicMock(status=404, reason="Not Found"), {"code": 10008, "message": "x"})
+        self.edits.append(changes)
+        return self
 
 
 @dataclass
@@ -170,12 +178,14 @@ class FakeChannel:
     def get_partial_message(self, message_id: int) -> FakeMessage:
         return self.messages.setdefault(message_id, FakeMessage(message_id, self))
 
-    def post(self, embed: discord.Embed, *, reply_to: int | None = None) -> FakeMessage:
+    def post(self, embed: discord.Embed, *, reply_to: int | None = None, view: Any = None) -> FakeMessage:
         if self.world.failures:
             raise self.world.failures.pop(0)
         self.posted.append((embed, reply_to))
         reference = MagicMock(message_id=reply_to) if reply_to else None
-        sent = FakeMessage(next_id(), self, author=self.world.user, embeds=[embed], reference=reference)
+        sent = FakeMessage(
+            next_id(), self, author=self.world.user, embeds=[embed], reference=reference, view=view
+        )
         self.messages[sent.id] = sent
         return sent
 
@@ -196,7 +206,7 @@ class FakeChannel:
         return message
 
     async def send(self, *, embed: discord.Embed, **kwargs: Any) -> FakeMessage:
-        return self.post(embed)
+        return self.post(embed, view=kwargs.get("view"))
 
     def message(self, content: str, author: Any, *, guild_id: int = GUILD_ID) -> FakeMessage:
         msg = FakeMessage(next_id(), self, content, author, MagicMock(id=guild_id))

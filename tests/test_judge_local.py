@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from sqlite_utils import Database
 
-from notebazaar.pipeline import community, market, records
+from notebazaar.pipeline import community, market, ratings, records
 from notebazaar.pipeline.config import MarketSettings, Settings
-from notebazaar.pipeline.db import open_db, write
+from notebazaar.pipeline.db import open_db
 from notebazaar.pipeline.judge import Context, NoteView, PostView, TrackRecord
 from notebazaar.pipeline.judge.factory import make_judge
 from notebazaar.pipeline.judge.local import LocalJudge
@@ -177,11 +177,8 @@ def _note_on(post: str) -> str:
 
 def _rate(db: Database, reveal_offer: int, raters: list[int], helpful: bool) -> None:
     reveal_id = db.execute("SELECT id FROM reveals WHERE offer_id = ?", [reveal_offer]).fetchone()[0]
-    with write(db):
-        for rater in raters:
-            db["ratings"].insert(
-                {"reveal_id": reveal_id, "account_id": rater, "helpful": int(helpful), "rated_at": 1.0}
-            )
+    for rater in raters:
+        ratings.rate(db, reveal_id, rater, "helpful" if helpful else "not_helpful", surface="sim", now=1.0)
 
 
 def test_track_record_sets_how_far_a_note_moves(env: Env) -> None:

@@ -20,7 +20,8 @@ CLASSES = ("misleading", "not_misleading")
 # The rule as a scan (what track records were computed from before they were counters).
 _RIGHT = (
     "r.classification = p.resolution AND NOT COALESCE("
-    "(SELECT SUM(1 - g.helpful) > SUM(g.helpful) FROM ratings g WHERE g.reveal_id = r.id), 0)"
+    "(SELECT SUM(g.level = 'not_helpful') > SUM(g.level != 'not_helpful') FROM ratings g"
+    " WHERE g.reveal_id = r.id), 0)"
 )
 
 
@@ -93,9 +94,9 @@ class RecordMachine(RuleBasedStateMachine):
         with write(self.db):
             for rater in self.raters:
                 self.db.execute(
-                    "INSERT OR REPLACE INTO ratings (reveal_id, account_id, helpful, rated_at)"
-                    " VALUES (?, ?, ?, 1)",
-                    [reveal_id, rater, int(helpful)],
+                    "INSERT OR REPLACE INTO ratings (reveal_id, account_id, level, surface, rated_at,"
+                    " updated_at) VALUES (?, ?, ?, 'sim', 1, 1)",
+                    [reveal_id, rater, "helpful" if helpful else "not_helpful"],
                 )
             records.recount_note(self.db, reveal_id)
 

@@ -52,6 +52,7 @@ class FakeReddit:
     read: list[str] = field(default_factory=list)
     fail: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
+    edits: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     next_id: int = 1000
     bot_comments: list[dict[str, Any]] = field(default_factory=list)  # newest first, as Reddit lists them
@@ -99,6 +100,25 @@ class FakeReddit:
         )
         return f"t4_{mid}"
 
+    def comment_reply(self, cid: str, author: str, parent: str, body: str) -> str:
+        """A reply to one of the bot's comments, as it arrives in the bot's inbox."""
+        self.inbox.append(
+            {
+                "id": cid,
+                "name": f"t1_{cid}",
+                "author": author,
+                "body": body,
+                "parent_id": parent,
+                "link_id": "t3_x",
+                "subreddit": SUB,
+                "context": f"/r/{SUB}/comments/x/x/{cid}/?context=3",
+                "new": True,
+                "was_comment": True,
+                "created_utc": time.time(),
+            }
+        )
+        return f"t1_{cid}"
+
     # --- HTTP ------------------------------------------------------------------------------
 
     def handle(self, method: str, path: str, query: dict[str, str], form: dict[str, str]) -> tuple[int, Any]:
@@ -129,6 +149,17 @@ class FakeReddit:
         if path == "/message/unread":  # newest first, as Reddit lists it
             unread = sorted((m for m in self.inbox if m["new"]), key=lambda m: -m["created_utc"])
             return 200, _listing("t4", unread)
+        if path == "/api/editusertext":  # Reddit answers with the edited comment
+            self.edits.append(form)
+            cid = form["thing_id"][3:]
+            data = {
+                "id": cid,
+                "name": form["thing_id"],
+                "body": form["text"],
+                "author": BOT,
+                "subreddit": SUB,
+            }
+            return 200, {"json": {"errors": [], "data": {"things": [{"kind": "t1", "data": data}]}}}
         if path == "/api/read_message":
             for name in form["id"].split(","):
                 self.read.append(name)
@@ -205,6 +236,8 @@ def _listing(kind: str, items: list[dict[str, Any]]) -> dict[str, Any]:
     children = [
         {"kind": kind if kind != "t3" or i["name"].startswith("t3_") else "t1", "data": i} for i in items
     ]
+    if kind == "t4":  # the inbox holds comment replies (t1) beside messages
+        children = [{"kind": i["name"][:2], "data": i} for i in items]
     return {"kind": "Listing", "data": {"children": children, "after": None, "before": None}}
 
 
@@ -461,7 +494,7 @@ def test_wiki_config_applied_and_bad_page_reported(
     assert lines == [  # every problem, one line each, in words a moderator can act on
         "* unknown key(s) slots; the keys are attention_slots, reserve, window_seconds,"
         " price_of_information, budget_per_market, auction, writer_offers_per_day,"
-        " writer_offers_per_right_note, prompt_version",
+        " writer_offers_per_right_note, payment_hold_hours, prompt_version",
         "* `reserve = -1`: input should be greater than or equal to 0",
     ]
     assert "pydantic" not in report and "docs/reddit.md" not in report and "http" not in report

@@ -11,15 +11,26 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import Field, Strict
 from sqlite_utils import Database
 from starlette.concurrency import run_in_threadpool
 
-from notebazaar.pipeline import community, ledger, market, moderation, prompts, records, rewards
+from notebazaar.pipeline import (
+    community,
+    ledger,
+    market,
+    moderation,
+    prompts,
+    ratings,
+    records,
+    rewards,
+    statuses,
+)
 from notebazaar.pipeline.community import SETTING_KEYS, Community
 from notebazaar.pipeline.config import (
     BUDGET_RANGE,
+    PAYMENT_HOLD_RANGE,
     PRICE_OF_INFORMATION_RANGE,
     RESERVE_RANGE,
     SLOTS_RANGE,
@@ -92,6 +103,7 @@ class SettingsChange(Body):
     auction: Literal["gsp", "first_price"] | None = None
     writer_offers_per_day: _ranged(WRITER_OFFERS_RANGE) = None  # type: ignore[valid-type]
     writer_offers_per_right_note: _ranged(WRITER_OFFERS_RANGE) = None  # type: ignore[valid-type]
+    payment_hold_hours: _ranged(PAYMENT_HOLD_RANGE) = None  # type: ignore[valid-type]
 
 
 class PromptVersion(Body):
@@ -103,6 +115,17 @@ class EvalRequest(Body):
     path: str = Field(description="A labelled .jsonl file on the server.")
     judge_kind: Literal["local", "openai", "simple"] = "local"
     limit: Count | None = None
+
+
+class NoteRating(Body):
+    level: Literal["helpful", "somewhat_helpful", "not_helpful"] = Field(examples=["helpful"])
+    tags: list[str] = Field(
+        [],
+        max_length=8,
+        description="Optional reason tags, Community Notes' own: helpful ones (e.g. good_sources,"
+        " clear) with helpful, not-helpful ones (e.g. incorrect, off_topic) with not_helpful, either"
+        " with somewhat_helpful.",
+    )
 
 
 class Reason(Body):
@@ -360,6 +383,45 @@ def _seal(db: Any, user: Any, market_id: int, body: SealedNote, settings: Any) -
     if not user.has_role(int(target["community_id"]), "informer"):
         raise Forbidden("you are not an informer in this community")
     return _receipt(market.submit_offer(db, market_id, user.id, limits=settings.limits, **body.model_dump()))
+
+
+# --- readers' ratings ---------------------------------------------------------------------------------
+
+
+@router.post("/reveals/{reveal_id}/ratings", status_code=201, tags=["ratings"])
+def api_rate(
+    *, reveal_id: PathId, body: NoteRating, user: ApiUser, db: DB, response: Response, once: Idempotent
+) -> dict[str, Any]:
+    """Rate a revealed note (201), or change your rating of it (200). Refused: an unknown or hidden
+    note, your own note, a banned account, the same rating twice. Free: no credits move."""
+
+    def work() -> dict[str, Any]:
+        rating = ratings.rate(db, reveal_id, user.id, body.level, tags=body.tags, surface="api")
+        if rating.changed != "new":
+            response.status_code = 200
+        return rating.as_dict()
+
+    return once(work)  # type: ignore[no-any-return]
+
+
+@router.get("/reveals/{reveal_id}/ratings", tags=["ratings"])
+def api_ratings(*, reveal_id: PathId, user: ApiUser, db: DB) -> dict[str, Any]:
+    """A note's rating counts, its bridging status and your own rating of it."""
+    found = db.execute(
+        "SELECT r.id FROM reveals r JOIN markets m ON m.id = r.market_id"
+        " WHERE r.id = ? AND m.parent_offer_id IS NULL"
+        " AND (r.unpublished_at IS NULL OR r.hidden_by = 'readers')",
+        [reveal_id],
+    ).fetchone()
+    if found is None:
+        raise NotFound(f"no published note {reveal_id}")
+    return {
+        "reveal_id": reveal_id,
+        "counts": ratings.counts(db, [reveal_id])[reveal_id],
+        "status": statuses.status_of(db, reveal_id),
+        "history": statuses.history_of(db, reveal_id),
+        "mine": ratings.rating_of(db, reveal_id, user.id),
+    }
 
 
 # --- moderators ---------------------------------------------------------------------------------------

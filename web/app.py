@@ -77,6 +77,7 @@ def create_app(
                     settings.web.close_poll_seconds,
                     app.state.close_lock,
                     settings.recursion,
+                    settings.bridging,
                 )
                 worker.start()
             yield

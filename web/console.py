@@ -115,6 +115,7 @@ def update_settings(
     budget_per_market: Annotated[str, Form()] = "",
     writer_offers_per_day: Annotated[str, Form()] = "",
     writer_offers_per_right_note: Annotated[str, Form()] = "",
+    payment_hold_hours: Annotated[str, Form()] = "",
     auction: Annotated[str, Form()] = "",
     com: Moderated,
     user: PageUser,
@@ -128,6 +129,7 @@ def update_settings(
         "budget_per_market": budget_per_market,
         "writer_offers_per_day": writer_offers_per_day,
         "writer_offers_per_right_note": writer_offers_per_right_note,
+        "payment_hold_hours": payment_hold_hours,
     }
     try:
         changes: dict[str, Any] = {k: whole_number(k, v) for k, v in numbers.items() if v.strip()}

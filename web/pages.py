@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlite_utils import Database
 
-from notebazaar.pipeline import community, ledger, market, records
+from notebazaar.pipeline import community, ledger, market, ratings, records
 from notebazaar.pipeline.errors import Forbidden, MarketClosed, NotebazaarError, RateLimited, ValidationError
 from notebazaar.web import auth, queries
 from notebazaar.web.confirm import ask, confirmed
@@ -49,6 +49,7 @@ def feed_page(
     *,
     request: Request,
     community_slug: Annotated[str | None, Query(alias="community")] = None,
+    user: MaybeUser,
     db: DB,
 ) -> Response:
     community_id = community.get_community(db, community_slug).id if community_slug else None
@@ -56,7 +57,7 @@ def feed_page(
         request,
         "feed.html",
         {
-            "posts": queries.feed(db, community_id=community_id),
+            "posts": queries.feed(db, community_id=community_id, reader_id=user.id if user else None),
             "communities": queries.communities(db),
             "current": community_slug,
         },
@@ -88,7 +89,7 @@ def new_post(
 
 
 def _post_context(db: Database, post_id: int, user: User | None) -> dict[str, Any]:
-    post = queries.post_detail(db, post_id)
+    post = queries.post_detail(db, post_id, reader_id=user.id if user else None)
     if post is None:
         raise HTTPException(404, f"no post {post_id}")
     mine: list[dict[str, Any]] = []
@@ -190,6 +191,44 @@ def submit_note(
         context |= {"offer_error": str(exc), "form": form}
         return render(request, "post.html", context, status_for(exc))
     return redirect_to_receipt(request, receipt)  # Post/Redirect/Get: a reload cannot submit it again
+
+
+@router.post("/notes/{reveal_id}/ratings", dependencies=CSRF)
+def rate_note(
+    *,
+    request: Request,
+    reveal_id: int,
+    level: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/",
+    user: PageUser,
+    db: DB,
+) -> Response:
+    """A reader rates a note. Without JavaScript: back to the page, with a message. With htmx
+    (``HX-Request``): the note's card, showing the reader's rating (or the refusal)."""
+    htmx = request.headers.get("HX-Request") == "true"
+    try:
+        rating = ratings.rate(db, reveal_id, user.id, level, surface="web")
+    except NotebazaarError as exc:
+        if not htmx:
+            raise
+        note = _note_card(db, reveal_id, user)
+        if note is None:
+            return render(
+                request, "error.html", {"status": status_for(exc), "message": str(exc)}, status_for(exc)
+            )
+        return render(request, "_note.html", {"note": note, "rating_error": str(exc)})
+    if htmx:
+        return render(request, "_note.html", {"note": _note_card(db, reveal_id, user), "rating_error": None})
+    flash(request, f"You rated note {rating.reveal_id} {rating.level.replace('_', ' ')}.")
+    return redirect(safe_next(next))
+
+
+def _note_card(db: Database, reveal_id: int, user: User) -> dict[str, Any] | None:
+    row = db.execute("SELECT post_id FROM reveals WHERE id = ?", [reveal_id]).fetchone()
+    if row is None:
+        return None
+    notes = queries.reveals_for_posts(db, [int(row[0])], reader_id=user.id)[int(row[0])]
+    return next((n for n in notes if n["id"] == reveal_id), None)
 
 
 @router.post("/communities/{slug}/join", dependencies=CSRF)

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from notebazaar.pipeline import ratings
 from notebazaar.pipeline.market import budget_left, get_market
 from notebazaar.pipeline.recursion import sub_markets
 
@@ -26,20 +27,51 @@ def _reveal(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def reveals_for_posts(db: Database, post_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
-    """Published (not unpublished) notes of top-level markets, grouped by post."""
+def reveals_for_posts(
+    db: Database, post_ids: list[int], *, reader_id: int | None = None
+) -> dict[int, list[dict[str, Any]]]:
+    """Published (not unpublished) notes of top-level markets, grouped by post, each with its
+    bridging status (``status``, None before the first scoring), its rating counts and, for a
+    signed-in reader, ``my_rating``."""
+    out: dict[int, list[dict[str, Any]]] = {pid: [] for pid in post_ids}
+    if not post_ids:
+        return out
+    marks = ",".join("?" * len(post_ids))
+    rows = [
+        _reveal(row)
+        for row in db.query(
+            f"SELECT {_REVEAL_COLUMNS}, s.status FROM reveals r JOIN accounts a ON a.id = r.informer_id"
+            " JOIN markets m ON m.id = r.market_id LEFT JOIN note_statuses s ON s.reveal_id = r.id"
+            f" WHERE r.post_id IN ({marks}) AND r.unpublished_at IS NULL AND m.parent_offer_id IS NULL"
+            " ORDER BY r.id",
+            post_ids,
+        )
+    ]
+    ids = [int(r["id"]) for r in rows]
+    counts = ratings.counts(db, ids)
+    mine = ratings.ratings_by(db, reader_id, ids) if reader_id is not None else {}
+    for row in rows:
+        row["ratings"] = counts[int(row["id"])]
+        row["my_rating"] = mine.get(int(row["id"]))
+        out[int(row["post_id"])].append(row)
+    return out
+
+
+def hidden_notes(db: Database, post_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+    """Notes readers' ratings hid (bridging status not helpful), grouped by post: id, when, why and
+    the scores; never their text (a moderator's unpublishing is not listed)."""
     out: dict[int, list[dict[str, Any]]] = {pid: [] for pid in post_ids}
     if not post_ids:
         return out
     marks = ",".join("?" * len(post_ids))
     for row in db.query(
-        f"SELECT {_REVEAL_COLUMNS} FROM reveals r JOIN accounts a ON a.id = r.informer_id"
-        " JOIN markets m ON m.id = r.market_id"
-        f" WHERE r.post_id IN ({marks}) AND r.unpublished_at IS NULL AND m.parent_offer_id IS NULL"
-        " ORDER BY r.id",
+        "SELECT r.id, r.post_id, r.unpublished_at AS hidden_at, r.unpublish_reason AS hidden_reason,"
+        " s.status, s.intercept, s.factor, s.ratings FROM reveals r"
+        " LEFT JOIN note_statuses s ON s.reveal_id = r.id"
+        f" WHERE r.post_id IN ({marks}) AND r.hidden_by = 'readers' ORDER BY r.id",
         post_ids,
     ):
-        out[int(row["post_id"])].append(_reveal(row))
+        out[int(row["post_id"])].append(dict(row) | {"hidden": True})
     return out
 
 
@@ -50,7 +82,9 @@ def _with_time_left(row: dict[str, Any], now: float) -> dict[str, Any]:
     return row
 
 
-def feed(db: Database, *, community_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+def feed(
+    db: Database, *, community_id: int | None = None, limit: int = 50, reader_id: int | None = None
+) -> list[dict[str, Any]]:
     """Newest posts with their market's state and their revealed notes."""
     where, params = ("WHERE p.community_id = ?", [community_id]) if community_id else ("", [])
     posts = [
@@ -64,13 +98,16 @@ def feed(db: Database, *, community_id: int | None = None, limit: int = 50) -> l
             [*params, limit],
         )
     ]
-    notes = reveals_for_posts(db, [int(p["id"]) for p in posts])
+    ids = [int(p["id"]) for p in posts]
+    notes = reveals_for_posts(db, ids, reader_id=reader_id)
+    hidden = hidden_notes(db, ids)
     for post in posts:
         post["notes"] = notes[int(post["id"])]
+        post["hidden_notes"] = hidden[int(post["id"])]
     return posts
 
 
-def post_detail(db: Database, post_id: int) -> dict[str, Any] | None:
+def post_detail(db: Database, post_id: int, *, reader_id: int | None = None) -> dict[str, Any] | None:
     rows = list(
         db.query(
             "SELECT p.id, p.text, p.author, p.url, p.platform, p.created_at, p.community_id,"
@@ -83,7 +120,8 @@ def post_detail(db: Database, post_id: int) -> dict[str, Any] | None:
         return None
     post = dict(rows[0])
     post["market"] = market_state(db, post_id)
-    post["notes"] = reveals_for_posts(db, [post_id])[post_id]
+    post["notes"] = reveals_for_posts(db, [post_id], reader_id=reader_id)[post_id]
+    post["hidden_notes"] = hidden_notes(db, [post_id])[post_id]
     # Sub-markets about the market's offers (recursion): public teaser, status and time left only.
     post["sub_markets"] = sub_markets(db, int(post["market"]["id"])) if post["market"] else []
     return post

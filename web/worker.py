@@ -1,4 +1,5 @@
-"""The pipeline worker that runs beside the web app: it closes markets whose window has elapsed.
+"""The pipeline worker that runs beside the web app: it closes markets whose window has elapsed,
+and runs the bridging scorer over readers' ratings every ``[bridging] score_interval_seconds``.
 
 A thread, not an asyncio task, because settlement is blocking work (SQLite and the judge, which may
 be a slow network call) and must not stall the event loop. It has its own database connection.
@@ -10,7 +11,8 @@ import logging
 import threading
 from pathlib import Path
 
-from notebazaar.pipeline.config import RecursionSettings
+from notebazaar.pipeline.bridging import ScoringSchedule
+from notebazaar.pipeline.config import BridgingSettings, RecursionSettings
 from notebazaar.pipeline.db import open_db
 from notebazaar.pipeline.judge import Judge
 from notebazaar.pipeline.settlement import close_due
@@ -33,12 +35,14 @@ class CloseWorker:
         interval: float,
         lock: threading.Lock,
         recursion: RecursionSettings | None = None,
+        bridging: BridgingSettings | None = None,
     ) -> None:
         self.db_path = db_path
         self.recursion = recursion  # [recursion] settings: sub-markets about uncertain offers
         self.lock = lock
         self.judge = judge
         self.interval = interval
+        self.scoring = ScoringSchedule(bridging) if bridging is not None else None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="notebazaar-close-worker", daemon=True)
 
@@ -60,6 +64,11 @@ class CloseWorker:
                         log.info("worker closed markets %s", closed)
                 except Exception:  # keep the worker alive; the next pass retries
                     log.exception("close worker pass failed")
+                try:
+                    if self.scoring is not None:
+                        self.scoring.run_if_due(db)
+                except Exception:
+                    log.exception("bridging scoring pass failed")
                 self._stop.wait(self.interval)
         finally:
             db.close()

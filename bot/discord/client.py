@@ -24,6 +24,7 @@ from notebazaar.bot.discord.delivery import Delivery
 from notebazaar.bot.discord.interactions import report_error
 from notebazaar.bot.discord.offloop import OffLoop
 from notebazaar.bot.discord.poststate import DiscordPostCheck
+from notebazaar.bot.discord.ratings import RateButton, take_down_hidden
 from notebazaar.pipeline.backoff import Backoff
 from notebazaar.pipeline.config import DiscordSettings, Settings
 from notebazaar.pipeline.db import open_db
@@ -105,6 +106,7 @@ class NotebazaarBot(commands.Bot):
         from notebazaar.bot.discord.commands import NotebazaarCog
 
         await self.add_cog(NotebazaarCog(self), override=True)
+        self.add_dynamic_items(RateButton)  # rating buttons keep working on messages sent before a restart
         await self.sync_commands()
         self.closer.post_check = DiscordPostCheck(self, asyncio.get_running_loop())
         self.settle_loop.change_interval(seconds=self.settings.web.close_poll_seconds)
@@ -128,7 +130,8 @@ class NotebazaarBot(commands.Bot):
         log.info("discord bot connected as %s (%s)", self.user, self.user.id if self.user else "?")
 
     async def settle_and_deliver(self) -> tuple[list[int], list[int]]:
-        """One pass: close due markets, then post revealed notes. Failures are logged and retried."""
+        """One pass: close due markets (and rescore ratings when due), post revealed notes, edit the
+        messages of notes readers hid. Failures are logged and retried."""
         closed: list[int] = []
         delivered: list[int] = []
         try:
@@ -139,6 +142,10 @@ class NotebazaarBot(commands.Bot):
             delivered = await self.delivery.run()
         except Exception:
             log.exception("delivering revealed notes failed; will retry")
+        try:
+            await take_down_hidden(self, self.db)
+        except Exception:
+            log.exception("editing hidden notes' messages failed; will retry")
         return closed, delivered
 
     @tasks.loop(seconds=5.0)

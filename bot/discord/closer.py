@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
+from notebazaar.pipeline.bridging import ScoringSchedule
 from notebazaar.pipeline.config import Settings
 from notebazaar.pipeline.db import open_db
 from notebazaar.pipeline.judge import Judge
@@ -35,6 +36,7 @@ class Closer:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notebazaar-closer")
         self._db: Database | None = None
         self._judge: Judge | None = None
+        self.scoring = ScoringSchedule(settings.bridging)
         self.post_check: PostCheck | None = None  # set by the bot once its event loop runs
 
     def _close_due(self) -> list[int]:
@@ -42,9 +44,11 @@ class Closer:
             self._db = open_db(self.db_path)
             self._judge = self.judge_factory(self.settings, self._db)
         assert self._judge is not None
-        return close_due(
+        closed = close_due(
             self._db, self._judge, recursion_settings=self.settings.recursion, post_check=self.post_check
         )
+        self.scoring.run_if_due(self._db)  # readers' ratings into statuses, every score_interval_seconds
+        return closed
 
     async def close_due(self) -> list[int]:
         """Close every market whose bidding window has ended; returns their ids."""

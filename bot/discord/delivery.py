@@ -35,6 +35,7 @@ from sqlite_utils import Database
 from notebazaar.bot.discord import render
 from notebazaar.bot.discord.interactions import PLATFORM
 from notebazaar.bot.discord.offloop import OffLoop
+from notebazaar.bot.discord.ratings import rating_view
 from notebazaar.bot.discord.refs import external_id, split_external_id
 from notebazaar.pipeline import outbox
 from notebazaar.pipeline.backoff import Backoff
@@ -105,11 +106,12 @@ async def post_reveal(client: ChannelSource, item: outbox.PendingReveal, reply_m
     channel = await channel_of(client, channel_id)
     target = channel.get_partial_message(message_id)  # type: ignore[attr-defined]
     embed = render.reveal_embed(item)
+    view = rating_view(item.reveal_id)  # readers rate the note right under it
     none = discord.AllowedMentions.none()
     if reply_mode == "thread":
         thread = await _thread_under(client, target)
-        return await thread.send(embed=embed, allowed_mentions=none)
-    return await target.reply(embed=embed, mention_author=False, allowed_mentions=none)  # type: ignore[no-any-return]
+        return await thread.send(embed=embed, view=view, allowed_mentions=none)
+    return await target.reply(embed=embed, view=view, mention_author=False, allowed_mentions=none)  # type: ignore[no-any-return]
 
 
 async def find_posted(

@@ -20,6 +20,7 @@ from sqlite_utils import Database
 
 from notebazaar.bot.reddit import messages
 from notebazaar.bot.reddit.client import TRANSIENT
+from notebazaar.bot.reddit.ratings import RatingReplies, rate_as
 from notebazaar.bot.reddit.replies import Replies
 from notebazaar.bot.reddit.state import get_state, set_state
 from notebazaar.bot.reddit.watcher import post_text
@@ -49,6 +50,7 @@ class Inbox:
         self.communities = {name.lower(): cid for name, cid in communities.items()}
         self.limits = limits
         self.replies = replies or Replies(reddit, db)
+        self.ratings = RatingReplies(db)
 
     def process(self, limit: int = MAX_UNREAD) -> int:
         """Send the answers still queued, then handle the unread private messages, oldest first;
@@ -64,6 +66,10 @@ class Inbox:
         handled = 0
         for item in unread:
             try:
+                if isinstance(item, praw.models.Comment):
+                    handled += self.ratings.handle(item)  # a reply to a note comment: a rating
+                    item.mark_read()
+                    continue
                 if (
                     not isinstance(item, praw.models.Message)
                     or isinstance(item, praw.models.SubredditMessage)
@@ -108,6 +114,12 @@ class Inbox:
                     withdraw_offer(self.db, command.offer_id, informer)
                     set_state(self.db, key, {"withdrawn": command.offer_id, "queued": True})
                     self.replies.queue(fullname, messages.withdrawn_reply(command.offer_id))
+                return
+            if isinstance(command, messages.RateCommand):
+                with write(self.db):  # the rating, the record of this message and its answer: one transaction
+                    reply = rate_as(self.db, author, command.reveal_id, command.level)
+                    set_state(self.db, key, {"rated": command.reveal_id, "queued": True})
+                    self.replies.queue(fullname, reply)
                 return
             balance = ledger.balance(self.db, ledger.wallet(informer))
             self._answer(key, fullname, {"balance": True}, f"Your wallet holds {balance} credits.")

@@ -11,6 +11,8 @@ and every refusal names the line at fault. Commands (the subject line):
   "that offer is misleading". Same body as above.
 * ``withdraw <offer id>``: take back a sealed offer before its market closes.
 * ``balance``: the wallet balance.
+* ``rate <note number>``: rate a revealed note; the body starts with ``helpful``,
+  ``somewhat helpful`` or ``not helpful`` (:mod:`notebazaar.bot.reddit.ratings`).
 
 Parsing never logs or echoes the note text.
 """
@@ -44,7 +46,8 @@ HELP = (
     "\n"
     "    The note text, after one blank line.\n\n"
     "To offer a note about an offer (into a sub-market), use the subject `note market <id>`.\n\n"
-    "Other subjects: `withdraw <offer id>`, `balance`."
+    "Other subjects: `withdraw <offer id>`, `balance`, and `rate <note number>` with `helpful`,"
+    " `somewhat helpful` or `not helpful` as the body (or reply to a note with one of those words)."
 )
 
 
@@ -76,7 +79,13 @@ class BalanceCommand:
     pass
 
 
-Command = NoteCommand | WithdrawCommand | BalanceCommand
+@dataclass(frozen=True)
+class RateCommand:
+    reveal_id: int
+    level: str
+
+
+Command = NoteCommand | WithdrawCommand | BalanceCommand | RateCommand
 
 
 def parse_target(value: str) -> str:
@@ -160,7 +169,18 @@ def parse_command(subject: str, body: str) -> Command:
         return WithdrawCommand(int(rest.lstrip("#")))
     if verb == "balance":
         return BalanceCommand()
-    raise MessageFormatError(f"the subject must start with `note`, `withdraw` or `balance`.\n\n{HELP}")
+    if verb == "rate":
+        from notebazaar.bot.reddit.ratings import parse_level
+
+        if not re.fullmatch(r"#?\d{1,12}", rest):
+            raise MessageFormatError("write the note's number after `rate`, e.g. `rate 42`")
+        level = parse_level(body)
+        if level is None:
+            raise MessageFormatError("start the message with `helpful`, `somewhat helpful` or `not helpful`")
+        return RateCommand(int(rest.lstrip("#")), level)
+    raise MessageFormatError(
+        f"the subject must start with `note`, `withdraw`, `balance` or `rate`.\n\n{HELP}"
+    )
 
 
 def receipt_reply(receipt: Receipt, target: str) -> str:

@@ -1,5 +1,6 @@
 """The Reddit bot's loop. One :meth:`RedditBot.tick` does a round of everything (poll the streams,
-answer the inbox, reload the wiki settings, close due markets, post bought notes); the loop only
+answer the inbox (sealed notes, and ratings of notes), reload the wiki settings, close due markets,
+post bought notes, rescore ratings when due, edit the comments of notes readers hid); the loop only
 repeats ticks with a pause. Tests drive ticks directly.
 
 Each step of a tick is guarded on its own: a Reddit outage, a rate limit or a bug in one step is
@@ -28,10 +29,12 @@ from notebazaar.bot.reddit.client import RedditSetupError, bot_username, connect
 from notebazaar.bot.reddit.delivery import Delivery
 from notebazaar.bot.reddit.inbox import Inbox
 from notebazaar.bot.reddit.poststate import RedditPostCheck
+from notebazaar.bot.reddit.ratings import take_down_hidden
 from notebazaar.bot.reddit.replies import Replies
 from notebazaar.bot.reddit.watcher import Watcher
 from notebazaar.bot.reddit.wikisync import WikiSync
 from notebazaar.pipeline.backoff import Backoff
+from notebazaar.pipeline.bridging import ScoringSchedule
 from notebazaar.pipeline.community import account_for_identity, get_community, grant
 from notebazaar.pipeline.config import Settings
 from notebazaar.pipeline.db import open_db
@@ -54,6 +57,7 @@ class TickReport:
     wiki_applied: list[str] = field(default_factory=list)
     closed: list[int] = field(default_factory=list)
     delivered: int = 0
+    hidden: int = 0  # comments of notes readers hid, edited
     errors: list[str] = field(default_factory=list)
     retry_after: float | None = None
 
@@ -120,6 +124,8 @@ class RedditBot:
         )
         self.post_check = RedditPostCheck(reddit)
         self.delivery = Delivery(reddit, db, bot_name=self.bot_name, **lifecycle)
+        self.reddit = reddit
+        self.scoring = ScoringSchedule(settings.bridging, clock=clock)
 
     def stop(self, reason: str = "asked to stop") -> None:
         """Ask the loop to stop after the step in hand. Called from a signal handler, so it only sets
@@ -154,6 +160,8 @@ class RedditBot:
                 ),
             ),
             ("deliver", lambda: _add(report, "delivered", self.delivery.deliver())),
+            ("score", lambda: self.scoring.run_if_due(self.db)),
+            ("hide", lambda: _add(report, "hidden", take_down_hidden(self.reddit, self.db))),
         ]
         for name, step in steps:
             if self.stopping:

@@ -8,6 +8,7 @@ The page body is TOML (optionally inside a code block, so it reads well on the w
     price_of_information = 100
     budget_per_market = 200
     auction = "gsp"
+    payment_hold_hours = 0
     prompt_version = 2
 
 Every key is optional. A page is applied as a whole or not at all: one transaction changes the
