@@ -588,3 +588,12 @@ def m060_record_counters(db: Database) -> None:
     from notebazaar.pipeline.records import recount  # the rule in force, in one place
 
     recount(db)
+
+
+@migrations()
+def m070_reveals_by_market(db: Database) -> None:
+    """A market's revealed notes: settlement reads them before every inspection (the notes the
+    judge already bought in this market), and without this index each read scanned every reveal of
+    every community (`notebazaar bench --scale`: 14 ms per read at 10^5 revealed notes, 33 reads
+    per 32-offer close)."""
+    _run_script(db, "CREATE INDEX IF NOT EXISTS reveals_market ON reveals(market_id, id);")

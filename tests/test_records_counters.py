@@ -4,6 +4,8 @@ judges equal what a scan of every revealed note says (the rule as the scan used 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -186,3 +188,17 @@ def test_the_migration_fills_the_counters_from_existing_rows(resolution: str) ->
         records.recount(db)
     assert records.track_record(db, informer) == expected
     assert records.community_track_record(db, com) == expected
+
+
+def test_a_markets_bought_notes_are_read_through_an_index(tmp_path: Path) -> None:
+    """Settlement reads a market's revealed notes before every inspection; without an index on
+    ``reveals(market_id)`` each read scanned every reveal of every community (bench --scale)."""
+    db = open_db(tmp_path / "n.db")
+    plan = " ".join(
+        str(row[-1])
+        for row in db.execute(
+            "EXPLAIN QUERY PLAN SELECT * FROM reveals WHERE market_id = ? ORDER BY id", [1]
+        ).fetchall()
+    )
+    assert "USING INDEX reveals_market" in plan, plan
+    assert "SCAN reveals" not in plan.replace("USING INDEX", "")
