@@ -212,7 +212,7 @@ def unpublish(
 def retry_delivery(
     *,
     request: Request,
-    outbox_id: int,
+    outbox_id: PathId,
     com: Moderated,
     user: PageUser,
     db: DB,

@@ -197,7 +197,7 @@ def submit_note(
 def rate_note(
     *,
     request: Request,
-    reveal_id: int,
+    reveal_id: PathId,
     level: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/",
     user: PageUser,
