@@ -67,7 +67,7 @@ def _since(value: str | None) -> float | None:
 @export_group.command("rewards")
 @click.option("--informer", "handle", default=None, help="Only this informer's offers.")
 @click.option("--since", default=None, help="Only offers submitted at or after T (Unix seconds or ISO 8601).")
-@with_db
+@with_db(reads_only=True)
 def export_rewards(db: Any, db_path: Path, settings: Settings, handle: str | None, since: str | None) -> None:
     """One JSON line per offer: what it was charged and paid, its outcome, its note's status, and
     its reward (pipeline/rewards.py). Never a note's text: the market keeps none of unbought ones."""

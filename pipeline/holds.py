@@ -53,9 +53,20 @@ def hold(db: Database, market: dict[str, Any], offer: dict[str, Any], reveal_id:
     )
 
 
+def _rejected_at(db: Database, reveal_id: int, now: float) -> float:
+    """When the note's status last became *not helpful* (``now`` when this scoring pass made it so)."""
+    row = db.execute(
+        "SELECT MAX(changed_at) FROM note_status_history WHERE reveal_id = ? AND status = 'not_helpful'",
+        [reveal_id],
+    ).fetchone()
+    return float(row[0]) if row and row[0] is not None else now
+
+
 def settle(db: Database, statuses: Mapping[int, str], now: float) -> tuple[int, int]:
     """Settle open holds by the notes' statuses (reveal id -> status) and the clock; returns how
-    many were paid and how many returned to the pool."""
+    many were paid and how many returned to the pool. Only a *not helpful* verdict reached within
+    the hold returns the price: one that came after its end (the scorer did not run in between)
+    pays, as the end of the hold would have."""
     paid = returned = 0
     with write(db):
         for offer_id, reveal_id, community_id, informer_id, amount, release_at in db.execute(
@@ -63,7 +74,7 @@ def settle(db: Database, statuses: Mapping[int, str], now: float) -> tuple[int, 
             " WHERE settled_at IS NULL ORDER BY offer_id"
         ).fetchall():
             status = statuses.get(int(reveal_id))
-            if status == "not_helpful":
+            if status == "not_helpful" and _rejected_at(db, int(reveal_id), now) <= float(release_at):
                 target, outcome, step = ledger.pool(int(community_id)), "returned", "hold-return"
             elif status == "helpful" or now >= float(release_at):
                 target, outcome, step = ledger.wallet(int(informer_id)), "paid", "hold-release"

@@ -27,13 +27,16 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
-from notebazaar.pipeline import ledger
+from notebazaar.pipeline import ledger, outbox
 from notebazaar.pipeline.community import audit, get_account, is_banned, require_moderator
 from notebazaar.pipeline.db import write
 from notebazaar.pipeline.errors import Conflict, Forbidden, NotFound
 from notebazaar.pipeline.market import shred
 from notebazaar.pipeline.settlement import BANNED
 from notebazaar.pipeline.validation import check_id, check_text
+
+# What the platforms show in place of a note a moderator unpublished; the reason is for the audit log.
+MODERATOR_TAKEDOWN = "a moderator unpublished it"
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ def unpublish(db: Database, moderator_id: int, reveal_id: int, reason: str) -> N
             [time.time(), reason, reveal_id],
         )
         db.execute("DELETE FROM documents WHERE kind = 'reveal' AND ref_id = ?", [reveal_id])
+        outbox.flag_takedown(db, reveal_id, MODERATOR_TAKEDOWN)  # the reason itself stays private
         audit(db, moderator_id, "note.unpublish", f"reveal:{reveal_id}", {"reason": reason}, int(row[1]))
 
 

@@ -274,6 +274,18 @@ class PendingTakedown:
     reason: str
 
 
+def flag_takedown(db: Database, reveal_id: int, reason: str) -> None:
+    """Mark every platform message of a note that was hidden for editing or removal (inside the
+    caller's transaction). Rows still being delivered are flagged too: ``pending`` no longer lists a
+    hidden note, and a delivery already under way when it was hidden is taken down as soon as its
+    message exists (``pending_takedowns`` waits for ``external_id``)."""
+    db.execute(
+        "UPDATE outbox SET takedown = 'pending', takedown_reason = ?"
+        " WHERE reveal_id = ? AND takedown IS NULL",
+        [reason, reveal_id],
+    )
+
+
 def pending_takedowns(db: Database, surface: str, *, limit: int = 50) -> list[PendingTakedown]:
     rows = db.execute(
         "SELECT id, reveal_id, external_id, COALESCE(takedown_reason, '') FROM outbox"

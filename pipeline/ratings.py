@@ -143,12 +143,14 @@ def rateable_note(db: Database, reveal_id: Any) -> dict[str, Any]:
     reveal_id = check_id("note id", reveal_id)
     row = db.execute(
         "SELECT r.id, r.informer_id, r.unpublished_at, r.unpublish_reason, p.community_id,"
-        " m.parent_offer_id FROM reveals r JOIN posts p ON p.id = r.post_id"
+        " m.parent_offer_id, r.hidden_by FROM reveals r JOIN posts p ON p.id = r.post_id"
         " JOIN markets m ON m.id = r.market_id WHERE r.id = ?",
         [reveal_id],
     ).fetchone()
     if row is None or row[5] is not None:  # a sub-note is shown only with its offer, never rated
         raise NotFound(f"no published note {reveal_id}")
+    if row[2] is not None and row[6] != "readers":  # a moderator's reason is for the audit log only
+        raise Conflict(f"note {reveal_id} was unpublished by a moderator; it can no longer be rated")
     if row[2] is not None:
         raise Conflict(f"note {reveal_id} is hidden ({row[3]}); it can no longer be rated")
     return {"id": int(row[0]), "informer_id": int(row[1]), "community_id": int(row[4])}

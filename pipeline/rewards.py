@@ -8,10 +8,13 @@ reward. This module turns the ledger into that signal, one row per offer
 What a row holds, and why each number comes from where it does:
 
 - ``charged``: the attention charge, read from the ledger (the ``offer:<id>:charge`` transfer into
-  the pool), so a second-price charge is what the auction really took, not the bid.
-- ``paid``: what reached the informer's wallet for the note (the ``offer:<id>:purchase`` transfer).
-  A sub-note bought and held sealed (outcome ``held``) is already paid; a refund of an unused bid is
-  neither a charge nor a payment.
+  the pool, less an ``offer:<id>:charge-refund`` to the wallet when the judge could not read the
+  note), so a second-price charge is what the auction really took, not the bid.
+- ``paid``: what reached the informer's wallet for the note (the ``offer:<id>:purchase`` transfer,
+  or ``offer:<id>:hold-release`` once a held payment is released under ``[market]
+  payment_hold_hours``). While the price waits in escrow the row is not ``final``; a price the hold
+  returned to the pool was never paid. A sub-note bought and held sealed (outcome ``held``) is
+  already paid; a refund of an unused bid is neither a charge nor a payment.
 - ``status``: the note's bridging status (``note_statuses``, written by the scorer of readers'
   ratings) when it has one, else null.
 - ``classification``: only for a note that was revealed. An unbought note was shredded, so the
@@ -59,12 +62,19 @@ SELECT o.id AS offer_id, o.commitment, o.market_id, m.post_id, p.text AS post_te
                  JOIN ledger_entries e ON e.transaction_id = t.id
                  JOIN ledger_accounts la ON la.id = e.account_id
                  WHERE t.idempotency_key = 'offer:' || o.id || ':charge'
-                   AND la.ref = 'pool:' || m.community_id), 0) AS charged,
+                   AND la.ref = 'pool:' || m.community_id), 0)
+       - COALESCE((SELECT SUM(e.amount) FROM ledger_transactions t
+                   JOIN ledger_entries e ON e.transaction_id = t.id
+                   JOIN ledger_accounts la ON la.id = e.account_id
+                   WHERE t.idempotency_key = 'offer:' || o.id || ':charge-refund'
+                     AND la.ref = 'wallet:' || o.informer_id), 0) AS charged,
        COALESCE((SELECT SUM(e.amount) FROM ledger_transactions t
                  JOIN ledger_entries e ON e.transaction_id = t.id
                  JOIN ledger_accounts la ON la.id = e.account_id
-                 WHERE t.idempotency_key = 'offer:' || o.id || ':purchase'
-                   AND la.ref = 'wallet:' || o.informer_id), 0) AS paid
+                 WHERE t.idempotency_key IN ('offer:' || o.id || ':purchase',
+                                             'offer:' || o.id || ':hold-release')
+                   AND la.ref = 'wallet:' || o.informer_id), 0) AS paid,
+       EXISTS (SELECT 1 FROM held_payments h WHERE h.offer_id = o.id AND h.settled_at IS NULL) AS held
 FROM offers o
 JOIN markets m ON m.id = o.market_id
 JOIN posts p ON p.id = m.post_id
@@ -114,7 +124,7 @@ def _row(raw: dict[str, Any]) -> dict[str, Any]:
         "charged": charged,
         "paid": paid,
         "outcome": outcome,
-        "final": raw["outcome"] is not None,
+        "final": raw["outcome"] is not None and not raw["held"],  # a held price may still go back
         "status": raw["status"],
         "reveal_id": raw["reveal_id"],
         "submitted_at": raw["submitted_at"],

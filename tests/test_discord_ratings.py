@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 from unittest.mock import AsyncMock, MagicMock
 
+import discord
 import pytest
 from sqlite_utils import Database
 
 from notebazaar.bot.discord.ratings import RateButton, take_down_hidden
-from notebazaar.pipeline import community, moderation, statuses
+from notebazaar.pipeline import community, moderation, outbox, statuses
 from notebazaar.pipeline.config import Settings
 from tests.conftest import World
 from tests.test_core_helpers import snapshot
@@ -122,3 +123,24 @@ def test_a_hidden_note_has_its_embed_edited_once(
     # A press on the old buttons now says why the note can no longer be rated.
     answer = only_answer(_press(bot, f"nb:rate:{reveal_id}:helpful", make_user("late")))
     assert "is hidden" in (answer.content or "")
+
+
+def test_a_refused_edit_is_given_up_and_a_server_error_tried_again(
+    db: Database, db_path: Path, settings: Settings, world: World
+) -> None:
+    """A 4xx Discord will never change is marked failed, so it cannot hold up the later takedowns;
+    a 5xx stays pending for the next pass."""
+    bot, sent, reveal_id = _delivered(db, db_path, settings)
+    com = community.get_community(db, "testers")
+    statuses.hide(db, reveal_id, com.id, statuses.hide_reason(-0.4, 0.0, 7), now=1.0, detail={})
+    unavailable = discord.DiscordServerError(MagicMock(status=503, reason="Service Unavailable"), "x")
+    sent.edit = AsyncMock(side_effect=unavailable)  # type: ignore[method-assign]
+    assert asyncio.run(take_down_hidden(bot, db)) == []
+    assert db.execute("SELECT takedown FROM outbox").fetchone()[0] == "pending"
+    missing_access = discord.Forbidden(
+        MagicMock(status=403, reason="Forbidden"), {"code": 50001, "message": "x"}
+    )
+    sent.edit = AsyncMock(side_effect=missing_access)  # type: ignore[method-assign]
+    assert asyncio.run(take_down_hidden(bot, db)) == []
+    assert db.execute("SELECT takedown FROM outbox").fetchone()[0] == "failed"
+    assert outbox.pending_takedowns(db, "discord") == []

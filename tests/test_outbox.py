@@ -188,3 +188,20 @@ def test_moderators_see_undelivered_notes_on_the_console_and_retry_them(web: Web
         db.close()
     missing = client.post(f"/mod/{SLUG}/deliveries/9999/retry", data={"csrf_token": token})
     assert missing.status_code == 404
+
+
+def test_a_note_hidden_while_its_delivery_is_under_way_is_taken_down_once_delivered(
+    db: Database, world: World
+) -> None:
+    """The bot loaded the note to deliver, then readers hid it, then the platform accepted it: the
+    message must still be taken down."""
+    from notebazaar.pipeline import statuses
+
+    outbox_id = bought_note(db, world)
+    (due,) = outbox.pending(db, "reddit")
+    reveal_id = due.reveal_id
+    statuses.hide(db, reveal_id, world.community_id, "readers rated it not helpful", now=1.0, detail={})
+    assert outbox.pending(db, "reddit") == []  # not started again
+    outbox.mark_delivered(db, outbox_id, "t1_late")
+    (takedown,) = outbox.pending_takedowns(db, "reddit")
+    assert (takedown.outbox_id, takedown.external_id) == (outbox_id, "t1_late")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 from sqlite_utils import Database
 
-from notebazaar.pipeline import bridging, community, ledger, market, moderation, ratings, records
+from notebazaar.pipeline import bridging, community, ledger, market, moderation, ratings, records, statuses
 from notebazaar.pipeline.config import BridgingSettings, MarketSettings
 from notebazaar.pipeline.errors import Conflict, Forbidden, NotFound, ValidationError
 from notebazaar.pipeline.judge import TrackRecord
@@ -104,7 +104,8 @@ def test_rate_change_and_show(db: Database) -> None:
         ("invalid level", ValidationError, "rating level must be one of"),
         ("tag of the other set", ValidationError, "does not fit a helpful rating"),
         ("unknown surface", ValidationError, "surface must be one of"),
-        ("hidden note", Conflict, "is hidden"),
+        ("hidden note", Conflict, r"is hidden \(readers rated it not helpful"),
+        ("unpublished note", Conflict, "note 1 was unpublished by a moderator; it can"),
         ("bad id", ValidationError, "note id must be a positive whole number"),
     ],
 )
@@ -130,7 +131,9 @@ def test_refusals_change_nothing(db: Database, case: str, error: type[Exception]
     elif case == "unknown surface":
         args["surface"] = "fax"
     elif case == "hidden note":
-        moderation.unpublish(db, moderator, note, "off topic")
+        statuses.hide(db, note, notes.community_id, statuses.hide_reason(-0.5, 0.1, 8), now=1.0, detail={})
+    elif case == "unpublished note":  # a moderator's reason is for the audit log, never for raters
+        moderation.unpublish(db, moderator, note, "private: see ticket 77")
     elif case == "bad id":
         args["reveal_id"] = "1; DROP TABLE ratings"
     before = snapshot(db)
@@ -291,3 +294,48 @@ def test_without_statuses_a_resolved_post_counts_as_before(db: Database) -> None
         assert records.track_record(db, informer) == TrackRecord(int(old[0]), int(old[1]))
     counted = [records.track_record(db, i) for i in notes.informers]
     assert sum(t.right + t.wrong for t in counted) >= 5 and any(t.wrong for t in counted)  # exercised
+
+
+def test_rewards_follow_a_held_payment(db: Database) -> None:
+    """The reward export reads what reached the wallet: nothing while the price is held (and the row
+    is not final), the price once the hold releases it, nothing when readers' verdict returned it."""
+    from notebazaar.pipeline import rewards
+
+    notes = _buy_notes(db, hold_hours=24, count=9)
+    kept, rejected, *slanted = notes.reveals
+    offer_of = dict(db.execute("SELECT id, offer_id FROM reveals").fetchall())
+
+    def row(reveal_id: int) -> dict[str, object]:
+        return next(r for r in rewards.offer_rewards(db) if r["offer_id"] == offer_of[reveal_id])
+
+    assert (row(kept)["paid"], row(kept)["final"], row(kept)["reward"]) == (0, False, -2)
+    _camps(db, notes, slanted)
+    _rate_all(db, notes, rejected, "not_helpful")
+    opened = float(db.execute("SELECT MIN(held_at) FROM held_payments").fetchone()[0])
+    bridging.score_db(db, PARAMS, now=opened + 3600)
+    assert (row(rejected)["paid"], row(rejected)["final"], row(rejected)["reward"]) == (0, True, -2)
+    bridging.score_db(db, PARAMS, now=opened + 25 * 3600)  # the hold ended
+    assert (row(kept)["paid"], row(kept)["final"], row(kept)["reward"]) == (10, True, 8)
+    # The dashboard and /api/me count the same: the returned price was never earned.
+    from notebazaar.web.queries import earnings
+
+    rejected_earnings = {"paid": 0, "attention_charges": 2, "net": -2, "notes_bought": 1}
+    assert earnings(db, notes.informers[1]) == rejected_earnings
+    assert earnings(db, notes.informers[0])["paid"] == 10
+    assert ledger.check(db).ok
+
+
+def test_a_verdict_after_the_hold_ended_does_not_take_the_price_back(db: Database) -> None:
+    """Readers reject the note only after its hold ended, and the scorer first runs then: the end of
+    the hold decides, and the informer is paid."""
+    notes = _buy_notes(db, hold_hours=24, count=9)
+    late, *slanted = notes.reveals[:1] + notes.reveals[2:]
+    _camps(db, notes, slanted)
+    _rate_all(db, notes, late, "not_helpful")
+    opened = float(db.execute("SELECT MIN(held_at) FROM held_payments").fetchone()[0])
+    report = bridging.score_db(db, PARAMS, now=opened + 25 * 3600)
+    status = db.execute("SELECT status FROM note_statuses WHERE reveal_id = ?", [late]).fetchone()[0]
+    assert status == "not_helpful"
+    assert ledger.balance(db, ledger.wallet(notes.informers[0])) == 108
+    assert report.holds_returned == 0
+    assert ledger.check(db).ok

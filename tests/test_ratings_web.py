@@ -44,8 +44,11 @@ def test_api_rate_change_and_refusals(web: WebWorld) -> None:
     assert first.json()["tags"] == ["helpful:good_sources"]
     again = client.post(url, headers=reader, json={"level": "helpful", "tags": ["good_sources"]})
     assert again.status_code == 409 and "already rated" in again.json()["detail"]
-    changed = client.post(url, headers=reader, json={"level": "not_helpful", "tags": ["incorrect"]})
+    retry = reader | {"Idempotency-Key": "change-rating-0001"}
+    changed = client.post(url, headers=retry, json={"level": "not_helpful", "tags": ["incorrect"]})
     assert changed.status_code == 200 and changed.json()["changed"] == "changed"
+    replayed = client.post(url, headers=retry, json={"level": "not_helpful", "tags": ["incorrect"]})
+    assert (replayed.status_code, replayed.json()) == (200, changed.json())  # answered as the first call
     shown = client.get(url, headers=reader).json()
     assert shown["mine"]["level"] == "not_helpful" and shown["counts"]["not_helpful"] == 1
     post = client.get(f"/api/posts/{note['post_id']}").json()

@@ -16,6 +16,7 @@ from notebazaar.pipeline.config import Settings
 from tests.test_core_helpers import snapshot as _snapshot
 from tests.test_reddit_e2e import (  # noqa: F401  (fixtures)
     NOTE_BODY,
+    RATELIMIT,
     FakeReddit,
     fake,
     make_bot,
@@ -141,3 +142,54 @@ def test_a_hidden_note_has_its_comment_edited(
     )
     bot.tick()
     assert len(state.edits) == 1  # once
+
+
+def test_a_rate_limited_acknowledgement_is_sent_later(
+    note: tuple[FakeReddit, str, Any, str, int],
+    db: Database,
+) -> None:
+    """The acknowledgement of a rating reply waits in the answers' queue when Reddit limits the bot,
+    instead of being dropped."""
+    state, _, bot, comment, _ = note
+    reply = state.comment_reply("r1", "Bob", comment, "helpful")
+    state.fail["/api/comment"] = [RATELIMIT]
+    bot.tick()
+    assert db.execute("SELECT COUNT(*) FROM ratings").fetchone()[0] == 1
+    assert not [r for r in state.replies if r["thing_id"] == reply]
+    due_now = "UPDATE bot_state SET value = json_set(value, '$.next_at', 0) WHERE key = ?"
+    assert db.execute(due_now, [f"reddit:reply:{reply}"]).rowcount == 1  # the rate limit's wait is over
+    bot.tick()
+    acks = [r for r in state.replies if r["thing_id"] == reply]
+    assert len(acks) == 1 and "recorded as **helpful**" in acks[0]["text"]
+    bot.tick()
+    assert len([r for r in state.replies if r["thing_id"] == reply]) == 1
+
+
+def test_a_comment_reddit_will_not_edit_does_not_hold_up_the_others(
+    note: tuple[FakeReddit, str, Any, str, int],
+    db: Database,
+) -> None:
+    state, _, bot, _, reveal_id = note
+    community_id = int(db.execute("SELECT community_id FROM posts").fetchone()[0])
+    statuses.hide(db, reveal_id, community_id, statuses.hide_reason(-0.5, 0.1, 8), now=1.0, detail={})
+    too_old = (200, {"json": {"errors": [["TOO_OLD", "that's a piece of history now", "parent"]]}})
+    state.fail["/api/editusertext"] = [too_old]
+    bot.tick()
+    assert db.execute("SELECT takedown FROM outbox").fetchone()[0] == "failed"
+    bot.tick()
+    assert state.edits == []  # given up, not retried every pass
+
+
+def test_a_note_a_moderator_unpublished_is_taken_down_without_the_reason(
+    note: tuple[FakeReddit, str, Any, str, int],
+    db: Database,
+) -> None:
+    state, _, bot, comment, reveal_id = note
+    community_id = int(db.execute("SELECT community_id FROM posts").fetchone()[0])
+    moderator = community.create_account(db, "reddit-mod")
+    community.grant(db, moderator, community_id, "moderator")
+    moderation.unpublish(db, moderator, reveal_id, "private: see ticket 77")
+    bot.tick()
+    assert len(state.edits) == 1 and state.edits[0]["thing_id"] == comment
+    assert "a moderator unpublished it" in state.edits[0]["text"]
+    assert "ticket 77" not in state.edits[0]["text"]

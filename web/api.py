@@ -398,7 +398,7 @@ def api_rate(
     def work() -> dict[str, Any]:
         rating = ratings.rate(db, reveal_id, user.id, body.level, tags=body.tags, surface="api")
         if rating.changed != "new":
-            response.status_code = 200
+            response.status_code = once.status = 200  # a replay answers as this call did
         return rating.as_dict()
 
     return once(work)  # type: ignore[no-any-return]

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from notebazaar.pipeline import ratings
+from notebazaar.pipeline import ratings, rewards
 from notebazaar.pipeline.market import budget_left, get_market
 from notebazaar.pipeline.recursion import sub_markets
 
@@ -173,14 +173,18 @@ def informer_offers(db: Database, account_id: int) -> list[dict[str, Any]]:
 
 
 def earnings(db: Database, account_id: int) -> dict[str, int]:
-    """What an informer was paid for bought notes, and what its bids cost in attention charges."""
-    row = db.execute(
-        "SELECT COALESCE(SUM(CASE WHEN o.status = 'bought' THEN o.price END), 0),"
-        " COALESCE(SUM(o.charge), 0), COUNT(CASE WHEN o.status = 'bought' THEN 1 END)"
-        " FROM offers o WHERE o.informer_id = ?",
-        [account_id],
-    ).fetchone()
-    paid, charged, bought = int(row[0]), int(row[1]), int(row[2])
+    """What an informer was paid for bought notes, and what its bids cost in attention charges, as
+    the ledger has them (the rows of the reward export): a price still held under
+    ``payment_hold_hours``, or returned to the pool by readers' verdict, is not counted as paid, and
+    a charge refunded for a note the judge could not read is not counted as charged."""
+    rows = list(rewards.offer_rewards(db, informer_id=account_id))
+    paid = sum(int(r["paid"]) for r in rows)
+    charged = sum(int(r["charged"]) for r in rows)
+    bought = int(
+        db.execute(
+            "SELECT COUNT(*) FROM offers WHERE informer_id = ? AND status = 'bought'", [account_id]
+        ).fetchone()[0]
+    )
     return {"paid": paid, "attention_charges": charged, "net": paid - charged, "notes_bought": bought}
 
 

@@ -7,8 +7,8 @@ messages posted before a restart keep working. A press maps the Discord user to 
 every command does, calls :func:`notebazaar.pipeline.ratings.rate` and answers ephemerally;
 a refusal (own note, banned, the same rating again, a hidden note) is answered with its reason.
 
-When the bridging scorer hides a note, :func:`take_down_hidden` edits its message: the note's text
-is replaced by the reason and the buttons are removed.
+When the bridging scorer (or a moderator) hides a note, :func:`take_down_hidden` edits its message:
+the note's text is replaced by the reason and the buttons are removed.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 import discord
 from sqlite_utils import Database
 
-from notebazaar.bot.discord.interactions import PLATFORM, account_for_user, guarded, send
+from notebazaar.bot.discord.interactions import PLATFORM, account_for_user, defer, guarded, send
 from notebazaar.bot.discord.refs import split_external_id
 from notebazaar.pipeline import outbox
 from notebazaar.pipeline.ratings import rate
@@ -63,6 +63,7 @@ class RateButton(
     async def callback(self, interaction: discord.Interaction) -> None:
         client: Any = interaction.client
         async with guarded(interaction, "rate note"):
+            await defer(interaction)  # the database may be busy for more than Discord's 3 s
             # Off the event loop, like every database call of the bot (notebazaar.bot.discord.offloop).
             rating = await client.off_loop(_rate_as, client.db, interaction.user, self.reveal_id, self.level)
             verb = "rated" if rating.changed == "new" else "changed your rating of"
@@ -93,24 +94,50 @@ def hidden_embed(reveal_id: int, reason: str) -> discord.Embed:
     )
 
 
+THREAD_ARCHIVED = 50083  # Discord's error code for a message edit in an archived thread
+
+
+def _permanent(exc: discord.HTTPException) -> bool:
+    """A refusal that no retry will change (a 4xx other than rate limiting)."""
+    return 400 <= exc.status < 500 and exc.status != 429
+
+
+async def _edit_hidden(client: Any, item: outbox.PendingTakedown) -> None:
+    channel_id, message_id = split_external_id(item.external_id)
+    channel = client.get_channel(channel_id) or await client.fetch_channel(channel_id)
+    message = channel.get_partial_message(message_id)
+    try:
+        await message.edit(embed=hidden_embed(item.reveal_id, item.reason), view=None)
+    except discord.HTTPException as exc:
+        if exc.code != THREAD_ARCHIVED or not isinstance(channel, discord.Thread):
+            raise
+        await channel.edit(archived=False)  # threads archive after a day; a bot must reopen them
+        await message.edit(embed=hidden_embed(item.reveal_id, item.reason), view=None)
+
+
 async def take_down_hidden(client: Any, db: Database) -> list[int]:
-    """Edit the message of every delivered note readers hid since; returns the outbox ids done."""
+    """Edit the message of every delivered note that was hidden since; returns the outbox ids done.
+    A message that is gone counts as done; one Discord refuses for good (a 4xx, a malformed
+    reference) is marked failed, so it never holds up the others; 5xx and 429 are tried again."""
     done: list[int] = []
     off_loop = client.off_loop  # every database call off the event loop
     for item in await off_loop(outbox.pending_takedowns, db, PLATFORM):
         try:
-            channel_id, message_id = split_external_id(item.external_id)
-            channel = client.get_channel(channel_id) or await client.fetch_channel(channel_id)
-            message = channel.get_partial_message(message_id)
-            await message.edit(embed=hidden_embed(item.reveal_id, item.reason), view=None)
+            await _edit_hidden(client, item)
         except discord.NotFound:
             await off_loop(outbox.mark_taken_down, db, item.outbox_id)  # the message is gone already
             done.append(item.outbox_id)
             continue
         except (discord.HTTPException, ValueError, AttributeError) as exc:
+            failed = not isinstance(exc, discord.HTTPException) or _permanent(exc)
             log.warning(
-                "could not edit the message of hidden note %s: %s", item.reveal_id, type(exc).__name__
+                "could not edit the message of hidden note %s: %s%s",
+                item.reveal_id,
+                type(exc).__name__,
+                " (given up)" if failed else " (will retry)",
             )
+            if failed:
+                await off_loop(outbox.mark_taken_down, db, item.outbox_id, failed=True)
             continue
         await off_loop(outbox.mark_taken_down, db, item.outbox_id)
         done.append(item.outbox_id)

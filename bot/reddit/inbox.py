@@ -50,7 +50,7 @@ class Inbox:
         self.communities = {name.lower(): cid for name, cid in communities.items()}
         self.limits = limits
         self.replies = replies or Replies(reddit, db)
-        self.ratings = RatingReplies(db)
+        self.ratings = RatingReplies(db, self.replies)
 
     def process(self, limit: int = MAX_UNREAD) -> int:
         """Send the answers still queued, then handle the unread private messages, oldest first;

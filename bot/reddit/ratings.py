@@ -13,8 +13,8 @@ once: the rating (or the refusal) and the record of the reply (``bot_state`` key
 ``rating:<fullname>``) are written in one transaction, and the acknowledgement is sent once, after
 a restart too.
 
-When the bridging scorer hides a note, :func:`take_down_hidden` edits the bot's comment: the note
-is replaced by the reason it was hidden.
+When the bridging scorer (or a moderator) hides a note, :func:`take_down_hidden` edits the bot's
+comment: the note is replaced by the reason it was hidden.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ import re
 from typing import Any
 
 import prawcore
-from praw.exceptions import RedditAPIException
 from sqlite_utils import Database
 
+from notebazaar.bot.reddit.failures import classify
 from notebazaar.bot.reddit.markdown import escape_markdown
+from notebazaar.bot.reddit.replies import Replies
 from notebazaar.bot.reddit.state import get_state, set_state
 from notebazaar.pipeline import outbox
 from notebazaar.pipeline.community import account_for_identity
@@ -37,7 +38,10 @@ from notebazaar.pipeline.ratings import rate
 
 log = logging.getLogger(__name__)
 SURFACE = "reddit"
-_KEYWORD = re.compile(r"^\s*(?:!rate\s+)?(somewhat[\s_-]+helpful|not[\s_-]+helpful|helpful)\b", re.IGNORECASE)
+# ASCII: case-insensitive matching must not fold look-alikes ("ſomewhat") into a level.
+_KEYWORD = re.compile(
+    r"^\s*(?:!rate\s+)?(somewhat[\s_-]+helpful|not[\s_-]+helpful|helpful)\b", re.IGNORECASE | re.ASCII
+)
 
 
 def parse_level(text: str) -> str | None:
@@ -65,10 +69,13 @@ def rate_as(db: Database, author: str, reveal_id: int, level: str) -> str:
 
 
 class RatingReplies:
-    """Comment replies to the bot's note comments, from the inbox."""
+    """Comment replies to the bot's note comments, from the inbox. The acknowledgement goes through
+    the same queue as every private-message answer (:class:`~notebazaar.bot.reddit.replies.Replies`),
+    so a rate limit or an outage delays it instead of losing it."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, replies: Replies) -> None:
         self.db = db
+        self.replies = replies
 
     def handle(self, comment: Any) -> bool:
         """Rate from one comment reply, acknowledge it once; False if it is not a rating."""
@@ -79,16 +86,15 @@ class RatingReplies:
         key = f"rating:{comment.fullname}"
         record = get_state(self.db, key)
         if record is None:
-            with write(self.db):
+            with write(self.db):  # the rating, the record of this reply and its answer: one transaction
                 reply = rate_as(self.db, str(comment.author), reveal_id, level)
-                record = {"reply": reply, "replied": False}
-                set_state(self.db, key, record)
-        if not record.get("replied"):
-            try:
-                comment.reply(record["reply"])
-            except (prawcore.exceptions.Forbidden, RedditAPIException) as exc:
-                log.warning("reddit rating %s: cannot answer (%s)", comment.fullname, type(exc).__name__)
-            set_state(self.db, key, record | {"replied": True})
+                set_state(self.db, key, {"queued": True})
+                self.replies.queue(comment.fullname, reply)
+        elif not record.get("replied") and not record.get("queued"):
+            with write(self.db):  # recorded by an older version, not answered yet
+                set_state(self.db, key, {"queued": True})
+                self.replies.queue(comment.fullname, str(record["reply"]))
+        self.replies.send(comment.fullname)  # at once if it can; else it stays queued
         log.info("reddit rating %s on note %s handled", comment.fullname, reveal_id)
         return True
 
@@ -96,12 +102,12 @@ class RatingReplies:
 def hidden_comment(reveal_id: int, reason: str) -> str:
     return (
         f"**Community note hidden.** Note {reveal_id} is hidden: {escape_markdown(reason)}.\n\n"
-        "^(Readers' ratings decide which bought notes stay shown.)"
+        "^(A bought note stays shown unless readers' ratings or a moderator hide it.)"
     )
 
 
 def take_down_hidden(reddit: Any, db: Database) -> int:
-    """Edit the bot's comment for every delivered note readers hid since; returns how many."""
+    """Edit the bot's comment for every delivered note hidden since; returns how many."""
     done = 0
     for item in outbox.pending_takedowns(db, SURFACE):
         if not item.external_id.startswith("t1_"):
@@ -111,6 +117,17 @@ def take_down_hidden(reddit: Any, db: Database) -> int:
             reddit.comment(item.external_id[3:]).edit(body=hidden_comment(item.reveal_id, item.reason))
         except (prawcore.exceptions.Forbidden, prawcore.exceptions.NotFound) as exc:
             log.warning("reddit: cannot edit hidden note %s (%s)", item.reveal_id, type(exc).__name__)
+            outbox.mark_taken_down(db, item.outbox_id, failed=True)
+            continue
+        except Exception as exc:
+            failure = classify(exc)
+            if failure is None:
+                raise
+            if failure.transient:
+                log.warning("reddit: editing hidden note %s: %s; will retry", item.reveal_id, failure.reason)
+                break  # Reddit is down or limits the bot: the others wait for the next pass too
+            # refused for good (an archived thread, a deleted comment): never hold up the others
+            log.warning("reddit: cannot edit hidden note %s (%s); given up", item.reveal_id, failure.reason)
             outbox.mark_taken_down(db, item.outbox_id, failed=True)
             continue
         outbox.mark_taken_down(db, item.outbox_id)
