@@ -49,7 +49,11 @@ def judge_check(db: Any, db_path: Path, settings: Settings, judge_kind: str | No
     prompt_text = None
     if kind == "openai" and community_id is not None:
         prompt_text = str(prompts.active_prompt(db, community_id)["text"])
-    report = check_judge(make_judge(settings, db, kind=kind, prompt_text=prompt_text))
+    try:
+        judge = make_judge(settings, db, kind=kind, prompt_text=prompt_text)
+    except ValueError as exc:  # a prompt saved before activation was checked
+        raise click.ClickException(f"the judge cannot work: {exc}") from None
+    report = check_judge(judge)
     out = report.as_dict()
     if kind == "openai":
         out |= {"base_url": settings.judge.openai.base_url, "model": settings.judge.openai.model}

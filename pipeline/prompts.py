@@ -23,7 +23,7 @@ from sqlite_utils import Database
 
 from notebazaar.pipeline.community import audit, get_community, require_moderator
 from notebazaar.pipeline.db import write
-from notebazaar.pipeline.errors import NotFound
+from notebazaar.pipeline.errors import NotFound, ValidationError
 from notebazaar.pipeline.validation import check_id, check_text
 
 DEFAULT_NAME = "judge"
@@ -137,8 +137,13 @@ def diff(db: Database, old_id: int, new_id: int, *, community_id: int | None) ->
 def activate(db: Database, community_id: int, prompt_id: int, *, actor_id: int | None) -> None:
     """Make a prompt version the one the community's judge uses. Moderators only; audited. Only
     the shared default or one of the community's own versions can be activated."""
+    from notebazaar.pipeline.judge.llm import check_prompt  # the LLM judge's rules for its prompt
+
     require_moderator(db, actor_id, community_id)
     prompt = get_version(db, prompt_id, community_id=community_id)
+    problems = check_prompt(str(prompt["text"]))
+    if problems:  # an active prompt the judge cannot use would stop every market from settling
+        raise ValidationError(f"prompt {prompt_id} cannot be activated: {'; '.join(problems)}")
     with write(db):
         db["communities"].update(community_id, {"active_prompt_id": prompt_id})
         audit(

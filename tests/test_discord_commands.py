@@ -146,7 +146,9 @@ def test_moderator_shows_and_activates_judge_prompt_versions(
     mod_user = make_user("modder")
     account = community.account_for_identity(db, "discord", str(mod_user.id), mod_user.name)
     community.grant(db, account, world.community_id, "moderator")
-    v2 = prompts.create_version(db, "Judge prompt, second edition.", note="stricter", actor_id=account)
+    v2 = prompts.create_version(
+        db, "Judge prompt, second edition. Data: $token, $mark.", note="stricter", actor_id=account
+    )
 
     shown = make_interaction(mod_user)
     asyncio.run(cog.judge_prompt.callback(cog, shown))

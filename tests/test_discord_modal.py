@@ -175,3 +175,29 @@ def test_message_references_and_terms_parse() -> None:
     for bad in ("", "5", "5 6 7", "5.5 2", "1e3 2"):
         with pytest.raises(ValidationError):
             parse_terms(bad)
+
+
+def test_a_receipt_discord_refuses_twice_is_sent_as_a_direct_message(
+    db: Database, settings: Settings, opened: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The offer is sealed before its receipt is shown; a failed follow-up must not turn into
+    "try again" (a second offer), and the receipt, the salt's only copy, reaches the informer."""
+    from unittest.mock import AsyncMock, MagicMock
+
+    import discord
+
+    from notebazaar.bot.discord import modal as modal_module
+    from notebazaar.pipeline import community
+
+    user = make_user("informer")
+    user.send = AsyncMock()
+    account = community.account_for_identity(db, "discord", str(user.id), user.name)
+    community.mint(db, account, 100, key="test:discord:mint")
+    unavailable = discord.DiscordServerError(MagicMock(status=503, reason="Service Unavailable"), "x")
+    monkeypatch.setattr(modal_module, "send", AsyncMock(side_effect=unavailable))
+    link = opened["message"].jump_url  # type: ignore[attr-defined]
+    _submit(db, settings, user, modal_payload(link, "misleading", NOTE, "", "bid 5 price 20"))
+    offers = list(db["offers"].rows)
+    assert [o["status"] for o in offers] == ["sealed"]
+    user.send.assert_awaited_once()
+    assert offers[0]["commitment"] in user.send.await_args.args[0]

@@ -198,3 +198,65 @@ def test_judge_check_of_the_embedded_judge(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout.splitlines()[0])
     assert report["ok"] is True and report["judge"] == "local" and report["p_after"] > report["prior"]
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"<html><body>502 Bad Gateway</body></html>", "malformed_answer"),  # a proxy's page, sent as 200
+        (b"[1, 2, 3]", "malformed_answer"),
+        (b'{"choices": [{"finish_reason": "stop"}]}', "malformed_answer"),
+        (b'{"choices": [{"message": {"role": "assistant", "content": ["a", "list"]}}]}', "malformed_answer"),
+    ],
+)
+def test_a_200_that_is_not_a_chat_completion_is_a_counted_judge_error(body: bytes, reason: str) -> None:
+    """Whatever a server or a proxy in front of it answers, the judge fails with a reason (counted
+    in judge_errors) and never with a raw exception that would leave the market unsettled."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        settings = OpenAISettings(
+            base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", model="m", timeout_seconds=5.0
+        )
+        judge = LLMJudge(settings, prompts.packaged_prompt())
+        with pytest.raises(JudgeError) as caught:
+            judge.inspect(POST, Context(), NOTE, 0.5)
+        assert caught.value.reason == reason
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_usage_without_a_total_counts_zero_tokens() -> None:
+    reply = answer(p_after=0.9, span=EVIDENCE, rationale="The minutes record the vote.")
+
+    def no_total(body: dict) -> Reply:
+        return reply
+
+    with FakeOpenAI(no_total) as server:
+        original = server._completion
+
+        def completion(body: dict, r: Reply) -> dict:
+            out = original(body, r)
+            del out["usage"]["total_tokens"]
+            return out
+
+        server._completion = completion  # type: ignore[method-assign]
+        verdict = judge_for(server).inspect(POST, Context(), NOTE, 0.5)
+        assert verdict.tokens == 0

@@ -144,3 +144,20 @@ def test_a_moderator_cannot_ban_himself_and_only_moderators_ban_or_unban(db: Dat
     moderation.ban(db, mod, informer, com, "spam")
     with pytest.raises(Forbidden, match="moderator"):
         moderation.unban(db, informer, informer, com)
+
+
+def test_a_banned_moderator_does_not_moderate_nor_lift_the_ban(db: Database) -> None:
+    com, _, (informer, _, _) = make_market(db)
+    first, second = _moderator(db, com, "mod-a"), _moderator(db, com, "mod-b")
+    moderation.ban(db, first, second, com, "abuse of the tools")
+    for action in (
+        lambda: moderation.unban(db, second, second, com),
+        lambda: moderation.ban(db, second, first, com, "revenge"),
+        lambda: moderation.ban(db, second, informer, com, "spam"),
+    ):
+        with pytest.raises(Forbidden, match="you are banned from this community"):
+            action()
+    assert community.is_banned(db, second, com) and not community.is_banned(db, first, com)
+    assert not community.has_role(db, second, com, "moderator")
+    moderation.unban(db, first, second, com)  # another moderator can lift it, and the role is back
+    assert community.has_role(db, second, com, "moderator")

@@ -6,7 +6,7 @@ import pytest
 from sqlite_utils import Database
 
 from notebazaar.pipeline import community, prompts
-from notebazaar.pipeline.errors import NotFound
+from notebazaar.pipeline.errors import NotFound, ValidationError
 from tests.web_fixtures import (  # noqa: F401  (fixtures)
     MODERATOR,
     SLUG,
@@ -34,11 +34,15 @@ def _two_communities(db: Database) -> tuple[int, int, int, int]:
 def test_a_draft_is_seen_only_by_its_own_community(db: Database) -> None:
     a, b, mod_a, mod_b = _two_communities(db)
     default = prompts.ensure_default_prompt(db)
-    draft = prompts.create_version(db, "Alpha's secret draft.", actor_id=mod_a, community_id=a)
+    draft = prompts.create_version(
+        db, "Alpha's secret draft. Data: $token, $mark.", actor_id=mod_a, community_id=a
+    )
 
     assert [v["id"] for v in prompts.list_versions(db, community_id=a)] == [default, draft]
     assert [v["id"] for v in prompts.list_versions(db, community_id=b)] == [default]
-    assert prompts.get_version(db, draft, community_id=a)["text"] == "Alpha's secret draft."
+    assert (
+        prompts.get_version(db, draft, community_id=a)["text"] == "Alpha's secret draft. Data: $token, $mark."
+    )
     with pytest.raises(NotFound):
         prompts.get_version(db, draft, community_id=b)
     with pytest.raises(NotFound):
@@ -123,3 +127,15 @@ def test_the_api_and_console_keep_another_communitys_drafts_out(web: WebWorld) -
     )
     assert activate.status_code == 404
     assert client.get(f"/api/communities/{SLUG}/prompts/{draft}", headers=demo_mod).status_code == 200
+
+
+def test_a_prompt_the_llm_judge_cannot_use_is_not_activated(db: Database) -> None:
+    """A draft may be anything; the active prompt must name the call's delimiter and datamark, or
+    every market of the community would fail to settle under the LLM judge."""
+    a, _, mod_a, _ = _two_communities(db)
+    draft = prompts.create_version(db, "Judge well.", actor_id=mod_a, community_id=a)
+    with pytest.raises(
+        ValidationError, match=r"cannot be activated: the prompt must contain the placeholder \$token"
+    ):
+        prompts.activate(db, a, draft, actor_id=mod_a)
+    assert community.get_community(db, a).active_prompt_id is None

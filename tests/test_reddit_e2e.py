@@ -458,7 +458,7 @@ def test_wiki_config_applied_and_bad_page_reported(
 ) -> None:
     state, url = fake
     state.moderators[SUB] = [BOT, "modjane"]
-    v2 = prompts.create_version(db, "A stricter judge prompt.")
+    v2 = prompts.create_version(db, "A stricter judge prompt. Data: $token, $mark.")
     assert prompts.get_version(db, v2, community_id=None)["version"] == 2
     state.wiki[f"{SUB}/notebazaar"] = {
         "content": '    reserve = 7\n    auction = "first_price"\n    prompt_version = 2\n',

@@ -30,6 +30,9 @@ GOOD_NOTE = (
 )
 
 
+PROMPT = "Be careful.\nBe fair. Data: $token, $mark."
+
+
 def _wallet(world: WebWorld, account_id: int) -> int:
     db = world.db()
     try:
@@ -168,9 +171,7 @@ def test_moderator_settings_prompts_and_eval(
 
     listing = client.get(f"{base}/prompts", headers=mod).json()
     v1 = listing["versions"][0]["id"]
-    created = client.post(
-        f"{base}/prompts", headers=mod, json={"text": "Be careful.\nBe fair.", "note": "shorter"}
-    )
+    created = client.post(f"{base}/prompts", headers=mod, json={"text": PROMPT, "note": "shorter"})
     assert created.status_code == 201 and created.json()["version"] == 2
     v2 = created.json()["id"]
     assert "+Be fair." in client.get(f"{base}/prompts/diff/{v1}/{v2}", headers=mod).json()["diff"]
@@ -211,7 +212,7 @@ def test_moderator_settings_prompts_and_eval(
     )
     assert result.status_code == 200, result.text
     assert result.json()["result"] == FAKE_EVAL and result.json()["table"] == "table of judge v2 (simple)"
-    assert seen["prompt_text"] == "Be careful.\nBe fair." and seen["limit"] == 2 and seen["path"] == claims
+    assert seen["prompt_text"] == PROMPT and seen["limit"] == 2 and seen["path"] == claims
     for path in (str(tmp_path / "missing.jsonl"), str(tmp_path)):
         bad = client.post(f"{base}/prompts/{v2}/eval", headers=mod, json={"path": path})
         assert bad.status_code == 400, bad.text

@@ -119,7 +119,10 @@ def test_moderator_edits_evaluates_and_activates_a_prompt(
     page.click("#prompts-link")
     expect(page.locator("#active-version")).to_have_text("judge v1")
     page.click("#version-1 a >> nth=0")
-    page.fill("#edit-form textarea[name=text]", "You are a careful judge.\nCite the note's evidence.")
+    page.fill(
+        "#edit-form textarea[name=text]",
+        "You are a careful judge.\nCite the note's evidence. Data: $token, $mark.",
+    )
     page.fill("#edit-form input[name=note]", "shorter prompt")
     page.click("#edit-form button[type=submit]")
     expect(page.locator(".flash")).to_contain_text("Saved as version 2")

@@ -159,3 +159,21 @@ def test_docs_are_served_from_the_package_not_a_cdn(web: WebWorld) -> None:
         asset = client.get(source)
         assert asset.status_code == 200 and len(asset.content) > 30, source
     assert "SwaggerUIBundle" in client.get("/docs-assets/swagger-ui-bundle.js").text
+
+
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        ("/api/tokens", '{"handle": "\\ud800", "password": "x"}'),
+        ("/api/tokens", '{"handle": "demo_reader", "password": "\\ud800abc"}'),
+        (
+            "/api/signup",
+            '{"handle": "new_one", "password": "a long passphrase 42", "community": "de\\ud800"}',
+        ),
+    ],
+)
+def test_a_lone_surrogate_in_a_body_is_a_422_not_a_500(web: WebWorld, url: str, body: str) -> None:
+    """JSON's \\ud800 escape is valid JSON but no text SQLite or the password hasher can store."""
+    answer = web.client.post(url, content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    assert "lone surrogate" in _envelope(answer)["detail"]

@@ -176,7 +176,7 @@ def test_destructive_actions_ask_first_with_and_without_javascript(browser: Any,
 
     # Activating a prompt version asks too.
     plain.goto("/mod/demo/prompts/1")
-    plain.fill("#edit-form textarea[name=text]", "A short prompt for a test.")
+    plain.fill("#edit-form textarea[name=text]", "A short prompt for a test. Data: $token, $mark.")
     plain.click("#edit-form button[type=submit]")
     plain.click("#activate-form button[type=submit]")
     expect(plain.locator("#confirm h1")).to_contain_text("the judge prompt of")

@@ -172,3 +172,22 @@ def test_preference_pairs_and_reward_records_in_trls_formats(tmp_path: Path) -> 
     assert (
         "Classification: misleading" in records[0]["completion"] and "good note" in records[0]["completion"]
     )
+
+
+def test_a_server_that_is_not_notebazaar_is_one_clear_error() -> None:
+    """`--server` pointing at another service that answers 200 JSON: an ApiError naming the
+    problem, not a KeyError traceback."""
+    from unittest.mock import MagicMock
+
+    import httpx2
+
+    from notebazaar.writer.runner import ApiError, MarketApi, WriterRunner
+
+    transport = httpx2.MockTransport(lambda request: httpx2.Response(200, json={"status": "ok"}))
+    api = MarketApi("http://127.0.0.1:9", "token", transport=transport)
+    runner = WriterRunner(api, MagicMock())
+    with pytest.raises(ApiError, match=r"unexpected answer from /api/me .*is --server a notebazaar server"):
+        runner.start("http://127.0.0.1:9")
+    refusing = httpx2.MockTransport(lambda request: httpx2.Response(400, json=["not", "a", "dict"]))
+    with pytest.raises(ApiError, match="400"):
+        MarketApi("http://127.0.0.1:9", "token", transport=refusing).me()

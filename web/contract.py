@@ -16,15 +16,33 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 JSON_MAX = 2**53 - 1
 
 
 class Body(BaseModel):
-    """A request body: unknown fields are refused (``additionalProperties: false``)."""
+    """A request body: unknown fields are refused (``additionalProperties: false``), and so is text
+    that is not Unicode one can store: JSON's ``\\ud800`` escape decodes to a lone surrogate, which
+    SQLite and the password hasher cannot encode (a 422 naming the field, never a 500)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _refuse_lone_surrogates(self) -> Body:
+        for name, value in self:
+            for text in value if isinstance(value, list) else [value]:
+                if isinstance(text, str) and not _encodable(text):
+                    raise ValueError(f"{name} is not valid Unicode text (it holds a lone surrogate)")
+        return self
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 Id = Annotated[int, Strict(), Field(ge=1, le=JSON_MAX, description="An id: a positive whole number.")]

@@ -192,7 +192,10 @@ def roles_of(db: Database, account_id: int) -> list[dict[str, Any]]:
     return list(
         db.query(
             "SELECT c.id AS community_id, c.slug AS community, r.role FROM roles r"
-            " JOIN communities c ON c.id = r.community_id WHERE r.account_id = ? ORDER BY c.slug, r.role",
+            " JOIN communities c ON c.id = r.community_id WHERE r.account_id = ?"
+            " AND NOT (r.role = 'moderator' AND EXISTS (SELECT 1 FROM bans b"
+            " WHERE b.account_id = r.account_id AND b.community_id = r.community_id))"
+            " ORDER BY c.slug, r.role",
             [account_id],
         )
     )
@@ -202,7 +205,10 @@ def moderated_communities(db: Database, account_id: int) -> list[dict[str, Any]]
     return list(
         db.query(
             "SELECT c.id, c.slug, c.name FROM communities c JOIN roles r ON r.community_id = c.id"
-            " WHERE r.account_id = ? AND r.role = 'moderator' ORDER BY c.slug",
+            " WHERE r.account_id = ? AND r.role = 'moderator'"
+            " AND NOT EXISTS (SELECT 1 FROM bans b"
+            " WHERE b.account_id = r.account_id AND b.community_id = c.id)"
+            " ORDER BY c.slug",
             [account_id],
         )
     )

@@ -13,9 +13,11 @@ next round tries again. Nothing here knows how the market settles: it only reads
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +29,18 @@ from notebazaar.writer.core import Writer
 log = logging.getLogger(__name__)
 
 FULL_READ_EVERY = 10  # rounds: then every reward is read again, to catch statuses given after a sale
+
+
+@contextlib.contextmanager
+def _expected_answers(what: str) -> Iterator[None]:
+    """An answer without the fields the market API always sends (``--server`` pointing at another
+    service, say) is one clear error, not a traceback."""
+    try:
+        yield
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ApiError(
+            f"unexpected answer from {what} ({type(exc).__name__}: {exc}); is --server a notebazaar server?"
+        ) from None
 
 
 class ApiError(Exception):
@@ -67,7 +81,8 @@ class MarketApi:
         if response.status_code >= 400:
             try:
                 body = response.json()
-                detail = body.get("detail") or body.get("error") or response.text
+                detail = (body.get("detail") or body.get("error")) if isinstance(body, dict) else None
+                detail = detail or response.text
             except ValueError:
                 detail = response.text
             raise ApiError(f"{method} {path}: {response.status_code} {detail}"[:300], response.status_code)
@@ -122,9 +137,16 @@ class WriterRunner:
         self.community = community
         self.me: dict[str, Any] = {}
         self.rounds = 0
+        # Markets already weighed in this run, offered into or not: the same post at temperature 0
+        # gives the same drafts, so asking the model again each round would only repeat them.
+        self.considered: set[int] = set()
 
     def start(self, server: str) -> None:
         """Who we are; the state folder is tied to this server and account; declare ourselves a writer."""
+        with _expected_answers("/api/me"):
+            self._start(server)
+
+    def _start(self, server: str) -> None:
         self.me = self.api.me()
         self.writer.log.bind("server", server.rstrip("/"))
         self.writer.log.bind("account", str(self.me["account_id"]))
@@ -139,13 +161,17 @@ class WriterRunner:
         return informs
 
     def round(self) -> RoundReport:
+        with _expected_answers("the market API"):
+            return self._round()
+
+    def _round(self) -> RoundReport:
         report = RoundReport()
         self.me = self.api.me()
         wallet = int(self.me["wallet"])
         done = self.writer.log.offered_markets()
         for slug in self._communities():
             for post in self.api.posts(slug):
-                if post.get("market_status") != "open" or post.get("market_id") in done:
+                if post.get("market_status") != "open" or post.get("market_id") in done | self.considered:
                     continue
                 detail = self.api.post(int(post["id"]))
                 market = detail.get("market") or {}
@@ -163,6 +189,7 @@ class WriterRunner:
                         "sealed_offers": market["sealed_offers"],
                     }
                 )
+                self.considered.add(int(market["id"]))
                 for choice in self.writer.choose(context, wallet=wallet):
                     wallet -= self._offer(context, choice, report)
         self.rounds += 1

@@ -103,6 +103,8 @@ def require_moderator(db: Database, interaction: discord.Interaction, com: Commu
     permission is granted that role on first use (audited), so a server's admins need no CLI step.
     """
     account = account_for_user(db, interaction.user)
+    if community.is_banned(db, account, com.id):
+        raise Forbidden("you are banned from this community, so you cannot moderate it")
     if community.has_role(db, account, com.id, "moderator"):
         return account
     permissions = getattr(interaction.user, "guild_permissions", None)

@@ -12,6 +12,7 @@ logged.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,26 @@ def parse_terms(value: str) -> tuple[int, int]:
             "terms must be two whole numbers of credits, your bid then your price, e.g. '5 20'"
         )
     return int(tokens[0]), int(tokens[1])
+
+
+log = logging.getLogger(__name__)
+
+
+async def deliver_receipt(interaction: discord.Interaction, offer_id: int, text: str) -> None:
+    """Show a sealed offer's receipt, which carries the only copy of its salt. The offer is sealed
+    already, so a failed answer must not read as "try again" (a second offer, a second bid in
+    escrow): the follow-up is tried twice, then a direct message; only the offer id is logged."""
+    for where in ("follow-up", "follow-up", "direct message"):
+        try:
+            if where == "direct message":
+                await interaction.user.send(text)
+            else:
+                await send(interaction, text)
+            return
+        except discord.HTTPException as exc:
+            failure = type(exc).__name__
+            log.warning("offer %s is sealed; its receipt (%s) failed: %s", offer_id, where, failure)
+    log.error("offer %s is sealed, but Discord refused every way to show its receipt", offer_id)
 
 
 class _SealedNoteForm(ui.Modal):
@@ -143,7 +164,7 @@ class _SealedNoteForm(ui.Modal):
         async with guarded(interaction, self.action):
             await defer(interaction)
             receipt = await self.off_loop(self.seal, interaction)
-            await send(interaction, self.receipt_text(receipt))
+            await deliver_receipt(interaction, receipt.offer_id, self.receipt_text(receipt))
 
     async def on_error(self, interaction: discord.Interaction, error: Exception) -> None:
         await report_error(interaction, "note modal", error)

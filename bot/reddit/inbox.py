@@ -78,6 +78,8 @@ class Inbox:
                     item.mark_read()  # comment replies, mentions, modmail, messages from Reddit itself
                     continue
                 self._process_message(item)
+            except prawcore.exceptions.TooManyRequests:
+                raise  # the runner honours Reddit's wait (what this message did is recorded already)
             except TRANSIENT as exc:
                 log.warning("reddit inbox: %s on %s; will retry", type(exc).__name__, item.fullname)
                 break

@@ -17,8 +17,9 @@ Real servers differ, and this judge copes with each (see docs/judge-llm.md):
 * runaway answers: every request caps its completion (``max_tokens``) and every schema field is
   bounded (strings by length, probabilities to [0, 1]); an answer cut at the cap is refused as
   ``answer_truncated`` and not retried (temperature 0: it would run away again);
-* time: one inspection, every attempt included, never outlasts ``inspection_seconds``; a timeout
-  is not retried, transport failures (refused connection, 429, 502-504) are, with backoff.
+* time: one inspection, every attempt included, gets at most ``inspection_seconds`` (each request
+  the time left, as the HTTP client's read timeout: a server trickling bytes can outlast it); a
+  timeout is not retried, transport failures (refused connection, 429, 502-504) are, with backoff.
 
 Failures of any kind raise :class:`~notebazaar.pipeline.judge.JudgeError` with a short reason and
 the tokens the failed call spent; the offer is then not bought and the market still settles.
@@ -389,8 +390,11 @@ class LLMJudge:
                 log.warning("the judge's server refused response_format %s (HTTP %s)", fmt, exc.status)
                 refused.append(fmt)
                 continue
+            if not isinstance(getattr(completion, "choices", None), list):
+                raise JudgeError("malformed_answer")  # not a chat completion (an HTML page, say)
             self.support.learned(fmt, refused)
-            tokens = completion.usage.total_tokens if completion.usage else 0
+            usage = getattr(completion, "usage", None)
+            tokens = int(getattr(usage, "total_tokens", 0) or 0)
             return _parse(completion, schema, tokens), tokens
         raise JudgeError("format_refused")  # unreachable: the last format is never skipped
 
@@ -443,6 +447,8 @@ class LLMJudge:
             reason = f"http_{exc.status_code}"
         except openai.OpenAIError:
             reason = "client_error"
+        except ValueError:  # a 200 whose body is not JSON: the client's decoder gives up
+            reason = "malformed_answer"
         raise JudgeError(reason or "timeout") from None
 
 
@@ -456,7 +462,9 @@ def _parse(completion: Any, schema: type[AnswerT], tokens: int) -> AnswerT:
     if not completion.choices:
         raise JudgeError("malformed_answer", tokens)
     choice = completion.choices[0]
-    message = choice.message
+    message = getattr(choice, "message", None)
+    if message is None or not isinstance(getattr(message, "content", None), str | None):
+        raise JudgeError("malformed_answer", tokens)
     if getattr(message, "refusal", None):
         raise JudgeError("refused", tokens)
     if choice.finish_reason == "length":
@@ -470,7 +478,7 @@ def _parse(completion: Any, schema: type[AnswerT], tokens: int) -> AnswerT:
     try:
         obj, _ = json.JSONDecoder().raw_decode(content[start:])
         return schema.model_validate(obj)
-    except (json.JSONDecodeError, pydantic.ValidationError):
+    except (json.JSONDecodeError, pydantic.ValidationError, RecursionError):
         raise JudgeError("malformed_answer", tokens) from None
 
 
