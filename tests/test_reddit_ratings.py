@@ -158,6 +158,14 @@ def test_a_rate_limited_acknowledgement_is_sent_later(
     assert not [r for r in state.replies if r["thing_id"] == reply]
     due_now = "UPDATE bot_state SET value = json_set(value, '$.next_at', 0) WHERE key = ?"
     assert db.execute(due_now, [f"reddit:reply:{reply}"]).rowcount == 1  # the rate limit's wait is over
+    assert bot.inbox.replies.hold_until > 0  # every answer waits for it, not only this one:
+    posts_before = sum(1 for r in state.requests if r.endswith("/api/comment"))
+    second = state.comment_reply("r2", "Carol", comment, "not helpful")
+    bot.tick()
+    assert db.execute("SELECT COUNT(*) FROM ratings").fetchone()[0] == 2  # rated, answer queued
+    assert sum(1 for r in state.requests if r.endswith("/api/comment")) == posts_before
+    bot.inbox.replies.hold_until = 0.0
+    db.execute(due_now, [f"reddit:reply:{second}"])
     bot.tick()
     acks = [r for r in state.replies if r["thing_id"] == reply]
     assert len(acks) == 1 and "recorded as **helpful**" in acks[0]["text"]

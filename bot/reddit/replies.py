@@ -44,6 +44,9 @@ class Replies:
         self.backoff = backoff or Backoff()
         self.clock = clock
         self.stopping = stopping
+        # Until when Reddit asked the bot to wait (a rate limit, an outage): every answer waits,
+        # not only the one that met it, or each new message would spend a request on a refusal.
+        self.hold_until = 0.0
 
     def queue(self, message_fullname: str, body: str) -> None:
         """Queue the answer to a message (joins the caller's transaction)."""
@@ -56,6 +59,8 @@ class Replies:
         """Send every queued answer that is due; returns how many Reddit accepted."""
         sent = 0
         now = self.clock()
+        if now < self.hold_until:
+            return 0
         for key, entry in states_with_prefix(self.db, PREFIX):
             if entry.get("undeliverable") or float(entry.get("next_at", 0.0)) > now:
                 continue
@@ -70,7 +75,12 @@ class Replies:
     def send(self, message_fullname: str) -> bool:
         """Send one queued answer now if it is due; True once Reddit accepted it."""
         entry = get_state(self.db, PREFIX + message_fullname)
-        if entry is None or entry.get("undeliverable") or float(entry.get("next_at", 0.0)) > self.clock():
+        now = self.clock()
+        if (
+            entry is None
+            or entry.get("undeliverable")
+            or max(float(entry.get("next_at", 0.0)), self.hold_until) > now
+        ):
             return False
         return bool(self._send(message_fullname, entry))
 
@@ -93,6 +103,7 @@ class Replies:
                 set_state(self.db, key, entry)
                 return False
             entry["next_at"] = now + self.backoff.delay(attempts, at_least=failure.retry_after)
+            self.hold_until = max(self.hold_until, float(entry["next_at"]))
             set_state(self.db, key, entry)
             log.warning(
                 "reddit reply to %s: %s; next attempt in %.0fs",
