@@ -183,29 +183,17 @@ def is_writer(db: Database, account_id: int) -> bool:
     return bool(db.execute("SELECT 1 FROM writers WHERE account_id = ?", [account_id]).fetchone())
 
 
-# A moderator banned from a community does not moderate it (nor lift the ban, nor ban back).
-BANNED_MODERATOR = (
-    " AND NOT (role = 'moderator' AND EXISTS (SELECT 1 FROM bans b"
-    " WHERE b.account_id = roles.account_id AND b.community_id = roles.community_id))"
-)
-
-
 def has_role(db: Database, account_id: int, community_id: int, role: str) -> bool:
-    return bool(
-        db.execute(
-            "SELECT 1 FROM roles WHERE account_id = ? AND community_id = ? AND role = ?" + BANNED_MODERATOR,
-            [account_id, community_id, role],
-        ).fetchone()
-    )
+    """Whether the account holds the role in the community. A moderator banned from a community does
+    not moderate it (nor lift the ban, nor ban back); the grant stays, for when the ban is lifted."""
+    if role == "moderator" and is_banned(db, account_id, community_id):
+        return False
+    return _holds_role(db, account_id, community_id, role)
 
 
 def require_moderator(db: Database, account_id: int | None, community_id: int) -> None:
     if account_id is None or not has_role(db, account_id, community_id, "moderator"):
-        if (
-            account_id is not None
-            and is_banned(db, account_id, community_id)
-            and _holds_role(db, account_id, community_id, "moderator")
-        ):
+        if account_id is not None and _holds_role(db, account_id, community_id, "moderator"):
             raise Forbidden("you are banned from this community, so you cannot moderate it")
         raise Forbidden("only a moderator of this community may do that")
 
