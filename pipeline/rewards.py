@@ -54,26 +54,24 @@ def reward(*, paid: int, charged: int, status: str | None) -> int:
 
 
 # The ledger transfers behind ``charged`` and ``paid``, by the idempotency keys settlement uses.
-_ROWS = """
+def _moved(steps: tuple[str, ...], account: str) -> str:
+    """SQL: what the offer's transfers ``offer:<id>:<step>`` moved into ``account``."""
+    keys = ", ".join(f"'offer:' || o.id || ':{step}'" for step in steps)
+    return (
+        "COALESCE((SELECT SUM(e.amount) FROM ledger_transactions t"
+        " JOIN ledger_entries e ON e.transaction_id = t.id"
+        " JOIN ledger_accounts la ON la.id = e.account_id"
+        f" WHERE t.idempotency_key IN ({keys}) AND la.ref = {account}), 0)"
+    )
+
+
+_POOL, _WALLET = "'pool:' || m.community_id", "'wallet:' || o.informer_id"
+_ROWS = f"""
 SELECT o.id AS offer_id, o.commitment, o.market_id, m.post_id, p.text AS post_text,
        m.parent_offer_id, a.handle AS informer, o.informer_id, o.bid, o.price, o.submitted_at,
        o.status AS offer_status, o.outcome, r.id AS reveal_id, r.classification, ns.status,
-       COALESCE((SELECT SUM(e.amount) FROM ledger_transactions t
-                 JOIN ledger_entries e ON e.transaction_id = t.id
-                 JOIN ledger_accounts la ON la.id = e.account_id
-                 WHERE t.idempotency_key = 'offer:' || o.id || ':charge'
-                   AND la.ref = 'pool:' || m.community_id), 0)
-       - COALESCE((SELECT SUM(e.amount) FROM ledger_transactions t
-                   JOIN ledger_entries e ON e.transaction_id = t.id
-                   JOIN ledger_accounts la ON la.id = e.account_id
-                   WHERE t.idempotency_key = 'offer:' || o.id || ':charge-refund'
-                     AND la.ref = 'wallet:' || o.informer_id), 0) AS charged,
-       COALESCE((SELECT SUM(e.amount) FROM ledger_transactions t
-                 JOIN ledger_entries e ON e.transaction_id = t.id
-                 JOIN ledger_accounts la ON la.id = e.account_id
-                 WHERE t.idempotency_key IN ('offer:' || o.id || ':purchase',
-                                             'offer:' || o.id || ':hold-release')
-                   AND la.ref = 'wallet:' || o.informer_id), 0) AS paid,
+       {_moved(("charge",), _POOL)} - {_moved(("charge-refund",), _WALLET)} AS charged,
+       {_moved(("purchase", "hold-release"), _WALLET)} AS paid,
        EXISTS (SELECT 1 FROM held_payments h WHERE h.offer_id = o.id AND h.settled_at IS NULL) AS held
 FROM offers o
 JOIN markets m ON m.id = o.market_id

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from notebazaar.pipeline import ratings, rewards
+from notebazaar.pipeline import community, ratings, rewards
 from notebazaar.pipeline.market import budget_left, get_market
 from notebazaar.pipeline.recursion import sub_markets
 
@@ -189,29 +189,29 @@ def earnings(db: Database, account_id: int) -> dict[str, int]:
 
 
 def roles_of(db: Database, account_id: int) -> list[dict[str, Any]]:
-    return list(
-        db.query(
+    """The roles the account holds, as :func:`notebazaar.pipeline.community.has_role` counts them
+    (a moderator banned from a community does not moderate it)."""
+    return [
+        r
+        for r in db.query(
             "SELECT c.id AS community_id, c.slug AS community, r.role FROM roles r"
-            " JOIN communities c ON c.id = r.community_id WHERE r.account_id = ?"
-            " AND NOT (r.role = 'moderator' AND EXISTS (SELECT 1 FROM bans b"
-            " WHERE b.account_id = r.account_id AND b.community_id = r.community_id))"
-            " ORDER BY c.slug, r.role",
+            " JOIN communities c ON c.id = r.community_id WHERE r.account_id = ? ORDER BY c.slug, r.role",
             [account_id],
         )
-    )
+        if community.has_role(db, account_id, int(r["community_id"]), str(r["role"]))
+    ]
 
 
 def moderated_communities(db: Database, account_id: int) -> list[dict[str, Any]]:
-    return list(
-        db.query(
+    return [
+        c
+        for c in db.query(
             "SELECT c.id, c.slug, c.name FROM communities c JOIN roles r ON r.community_id = c.id"
-            " WHERE r.account_id = ? AND r.role = 'moderator'"
-            " AND NOT EXISTS (SELECT 1 FROM bans b"
-            " WHERE b.account_id = r.account_id AND b.community_id = c.id)"
-            " ORDER BY c.slug",
+            " WHERE r.account_id = ? AND r.role = 'moderator' ORDER BY c.slug",
             [account_id],
         )
-    )
+        if community.has_role(db, account_id, int(c["id"]), "moderator")
+    ]
 
 
 def communities(db: Database) -> list[dict[str, Any]]:

@@ -23,7 +23,6 @@ import logging
 import re
 from typing import Any
 
-import prawcore
 from sqlite_utils import Database
 
 from notebazaar.bot.reddit.failures import classify
@@ -115,10 +114,6 @@ def take_down_hidden(reddit: Any, db: Database) -> int:
             continue
         try:
             reddit.comment(item.external_id[3:]).edit(body=hidden_comment(item.reveal_id, item.reason))
-        except (prawcore.exceptions.Forbidden, prawcore.exceptions.NotFound) as exc:
-            log.warning("reddit: cannot edit hidden note %s (%s)", item.reveal_id, type(exc).__name__)
-            outbox.mark_taken_down(db, item.outbox_id, failed=True)
-            continue
         except Exception as exc:
             failure = classify(exc)
             if failure is None:
@@ -126,7 +121,7 @@ def take_down_hidden(reddit: Any, db: Database) -> int:
             if failure.transient:
                 log.warning("reddit: editing hidden note %s: %s; will retry", item.reveal_id, failure.reason)
                 break  # Reddit is down or limits the bot: the others wait for the next pass too
-            # refused for good (an archived thread, a deleted comment): never hold up the others
+            # refused for good (Forbidden, a deleted comment, an archived thread): never hold up the others
             log.warning("reddit: cannot edit hidden note %s (%s); given up", item.reveal_id, failure.reason)
             outbox.mark_taken_down(db, item.outbox_id, failed=True)
             continue
