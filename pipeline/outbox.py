@@ -60,6 +60,8 @@ class PendingReveal:
     informer: str
     price: int
     attempts: int
+    queued_at: float = 0.0  # when settlement queued the row: nothing was posted for it before
+    last_attempt_at: float | None = None
 
     def __repr__(self) -> str:  # the note's text stays out of logs and tracebacks
         return f"PendingReveal(outbox_id={self.outbox_id}, reveal_id={self.reveal_id}, text=<hidden>)"
@@ -70,7 +72,7 @@ def pending(db: Database, surface: str, *, now: float | None = None, limit: int 
     now = time.time() if now is None else now
     rows = db.execute(
         "SELECT o.id, r.id, p.id, p.platform, p.external_id, p.url, r.classification, r.text,"
-        " r.sources, a.handle, r.price, o.attempts"
+        " r.sources, a.handle, r.price, o.attempts, o.created_at, o.last_attempt_at"
         " FROM outbox o JOIN reveals r ON r.id = o.reveal_id JOIN posts p ON p.id = r.post_id"
         " JOIN accounts a ON a.id = r.informer_id"
         " WHERE o.surface = ? AND o.status = 'pending' AND r.unpublished_at IS NULL"
@@ -92,6 +94,8 @@ def pending(db: Database, surface: str, *, now: float | None = None, limit: int 
             informer=r[9],
             price=r[10],
             attempts=r[11],
+            queued_at=r[12],
+            last_attempt_at=r[13],
         )
         for r in rows
     ]

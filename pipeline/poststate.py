@@ -10,7 +10,8 @@ platform adapter supplies; the pipeline imports no bot) what the platform says a
 * ``gone``: cancel the market: every sealed offer's bid is refunded and its note shredded, the
   budget returns to the pool, and the market ends ``settled`` with ``cancel_reason`` set.
 
-An adapter answers ``open`` for posts of other platforms, which it cannot check.
+An adapter answers ``open`` for posts of other platforms, which it cannot check; so each bot closes
+only its own platform's markets, and the web worker leaves the :data:`CHECKED_PLATFORMS` to them.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ class PostState:
         """What a failed lookup says: ask again later if it was transient, else the post is gone."""
         return cls.unknown(reason) if transient else cls.gone(reason)
 
+
+# Platforms whose bot checks a post before its market settles (and closes those markets itself).
+CHECKED_PLATFORMS = ("discord", "reddit")
 
 # Given the post's row (id, platform, external_id, community_id, url, ...), what the platform says.
 PostCheck = Callable[[dict[str, Any]], PostState]

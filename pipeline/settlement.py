@@ -28,7 +28,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -523,19 +523,34 @@ def _parent_market(db: Database, offer_id: int) -> int:
     return int(db.execute("SELECT market_id FROM offers WHERE id = ?", [offer_id]).fetchone()[0])
 
 
-def due_markets(db: Database, now: float | None = None) -> list[int]:
+def due_markets(
+    db: Database,
+    now: float | None = None,
+    *,
+    platforms: Collection[str] | None = None,
+    other_than: Collection[str] = (),
+) -> list[int]:
     """Markets and sub-markets whose window has elapsed, and any left mid-settlement (by a crash, or
     paused on sub-markets that have all settled since). Deepest first, so sub-markets settle before
-    the parents that wait on them."""
+    the parents that wait on them. ``platforms`` keeps only markets on posts of those platforms,
+    ``other_than`` leaves those platforms' markets out (see :func:`close_due`)."""
     now = time.time() if now is None else now
+    where, params = "", [now]
+    if platforms is not None:
+        where += f" AND p.platform IN ({', '.join('?' * len(platforms)) or 'NULL'})"
+        params += list(platforms)
+    if other_than:
+        where += f" AND p.platform NOT IN ({', '.join('?' * len(other_than))})"
+        params += list(other_than)
     return [
         int(r[0])
         for r in db.execute(
-            "SELECT m.id FROM markets m WHERE ((m.status = 'open' AND m.closes_at <= ?)"
+            "SELECT m.id FROM markets m JOIN posts p ON p.id = m.post_id"
+            " WHERE ((m.status = 'open' AND m.closes_at <= ?)"
             " OR (m.status = 'closing' AND NOT EXISTS (SELECT 1 FROM markets s JOIN offers o"
             " ON o.id = s.parent_offer_id WHERE o.market_id = m.id AND s.status != 'settled')))"
-            " ORDER BY m.depth DESC, m.closes_at, m.id",
-            [now],
+            f"{where} ORDER BY m.depth DESC, m.closes_at, m.id",
+            params,
         )
     ]
 
@@ -548,17 +563,25 @@ def close_due(
     recursion_settings: RecursionSettings | None = None,
     post_check: PostCheck | None = None,
     lock: AbstractContextManager[Any] | None = None,
+    platforms: Collection[str] | None = None,
+    other_than: Collection[str] = (),
 ) -> list[int]:
     """Close every due market (the worker's loop body), then any parent its sub-markets just
     released. A failure in one market does not stop the others; it is logged by id and retried on
     the next pass. No market is closed twice in one pass. ``post_check``: see :func:`close_market`;
     a market skipped because its post could not be checked is not in the returned list.
 
+    ``platforms`` / ``other_than`` choose whose markets this closer settles: a platform's bot closes
+    only its own platform's markets, with its post check, and the web worker leaves them to it, so
+    no market on a Discord or Reddit post settles without the post being checked.
+
     ``lock`` (the judge's lock, shared with "close now") is held around each market's close and
     released between markets, so a close asked for meanwhile waits for one market, not a pass."""
     closed: list[int] = []
     tried: set[int] = set()
-    while batch := [m for m in due_markets(db, now) if m not in tried]:
+    while batch := [
+        m for m in due_markets(db, now, platforms=platforms, other_than=other_than) if m not in tried
+    ]:
         for market_id in batch:
             tried.add(market_id)
             try:

@@ -237,6 +237,42 @@ def test_a_note_posted_before_a_crash_is_found_and_adopted_not_posted_again(
     assert "found already posted" in caplog.text and fake.history_reads == 1
 
 
+def test_a_note_posted_before_a_crash_in_a_busy_channel_is_found_past_the_chatter(
+    db: Database, db_path: Path, world: World, settings: Settings
+) -> None:
+    # The post is two hours old and 150 messages came after it before the note was bought: one page
+    # of history after the post (100 messages) ends before the bot's note, which used to be posted
+    # again. The search starts at the moment the row was queued instead.
+    bot, cog = make_bot(db_path, settings, db)
+    fake = FakeDiscord()
+    attach(bot, fake)
+    channel = fake.channel(QUIET)
+    hours_ago = time.time() - 7200
+    message = channel.message(CLAIM, make_user("poster"), at=hours_ago)
+    asyncio.run(cog.request_notes(make_interaction(make_user("reader")), message))  # type: ignore[arg-type]
+    _offer(db, settings, message, "informer0")
+    chatter = make_user("chatty")
+    for i in range(150):
+        channel.message(f"chatter {i}", chatter, at=hours_ago + 3600 + i)
+    market_id = int(db.execute("SELECT id FROM markets").fetchone()[0])
+    close_market(db, market_id, SimpleJudge(), force=True)
+    [item] = _pending(db)
+    outbox.begin_attempt(db, item.outbox_id)
+    sent = asyncio.run(post_reveal(bot, item, "reply"))
+    for i in range(3):  # and the channel goes on
+        channel.message(f"later {i}", chatter)
+    restarted, _ = make_bot(db_path, settings)
+    attach(restarted, fake)
+    try:
+        assert len(asyncio.run(restarted.delivery.run())) == 1
+    finally:
+        restarted.db.close()
+    assert len(channel.posted) == 1  # adopted, not posted twice
+    row = db["outbox"].get(item.outbox_id)
+    assert row["status"] == "delivered" and row["external_id"] == f"{sent.channel.id}:{sent.id}"
+    assert fake.history_reads == 1  # one page, from the moment the row was queued
+
+
 def test_the_first_attempt_does_not_search_history(
     db: Database, db_path: Path, settings: Settings, world: World
 ) -> None:

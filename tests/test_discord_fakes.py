@@ -10,7 +10,9 @@ with the errors Discord raises.
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from unittest.mock import AsyncMock, MagicMock
@@ -28,11 +30,19 @@ WATCHED = 222_222_222_222_222_222
 QUIET = 333_333_333_333_333_333
 BOT_USER_ID = 444_444_444_444_444_444
 CLAIM = "A new study shows that 97 percent of scientists agree the vaccine causes autism in children."
-_ids = itertools.count(900_000_000_000_000_000)
+_sequence = itertools.count()
+_last_id = 0
 
 
-def next_id() -> int:
-    return next(_ids)
+def next_id(at: float | None = None) -> int:
+    """A snowflake as Discord makes them: the time in its top bits (``at``, default now), so that
+    searching history from a moment works as on Discord; ids made now keep growing."""
+    global _last_id
+    when = datetime.fromtimestamp(time.time() if at is None else at, tz=UTC)
+    snowflake = discord.utils.time_snowflake(when) + next(_sequence) % (1 << 22)
+    if at is None:
+        snowflake = _last_id = max(snowflake, _last_id + 1)
+    return snowflake
 
 
 def discord_settings(**discord: Any) -> Settings:
@@ -208,8 +218,10 @@ class FakeChannel:
     async def send(self, *, embed: discord.Embed, **kwargs: Any) -> FakeMessage:
         return self.post(embed, view=kwargs.get("view"))
 
-    def message(self, content: str, author: Any, *, guild_id: int = GUILD_ID) -> FakeMessage:
-        msg = FakeMessage(next_id(), self, content, author, MagicMock(id=guild_id))
+    def message(
+        self, content: str, author: Any, *, guild_id: int = GUILD_ID, at: float | None = None
+    ) -> FakeMessage:
+        msg = FakeMessage(next_id(at), self, content, author, MagicMock(id=guild_id))
         self.messages[msg.id] = msg
         return msg
 

@@ -51,6 +51,9 @@ class FakeReddit:
     composed: list[dict[str, str]] = field(default_factory=list)
     read: list[str] = field(default_factory=list)
     fail: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)
+    # Answers given after the request was carried out (Reddit saved the comment, then a 502).
+    fail_after: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
     edits: list[dict[str, str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -128,7 +131,9 @@ class FakeReddit:
             planned = self.fail.get(path)
             if planned:
                 return planned.pop(0)
-            return self._route(method, path, query, form)
+            answer = self._route(method, path, query, form)
+            after = self.fail_after.get(path)
+            return after.pop(0) if after else answer
 
     def _route(self, method: str, path: str, query: dict[str, str], form: dict[str, str]) -> tuple[int, Any]:
         parts = path.strip("/").split("/")
@@ -169,6 +174,11 @@ class FakeReddit:
             return 200, {}
         if path == "/api/comment":
             return self._comment(form)
+        if path == "/api/del":
+            self.deleted.append(form["id"])
+            self.bot_comments = [c for c in self.bot_comments if c["name"] != form["id"]]
+            self.replies = [r for r in self.replies if r.get("name") != form["id"]]
+            return 200, {}
         if path == "/api/distinguish":
             self.distinguished.append(form)
             return 200, {"json": {"errors": [], "data": {"things": []}}}
@@ -212,11 +222,12 @@ class FakeReddit:
 
     def _comment(self, form: dict[str, str]) -> tuple[int, Any]:
         thing = form["thing_id"]
-        self.replies.append({"thing_id": thing, "text": form["text"]})
         if thing.startswith("t4_"):
+            self.replies.append({"thing_id": thing, "text": form["text"]})
             return 200, {"json": {"errors": [], "data": {"things": []}}}
         self.next_id += 1
         cid = f"c{self.next_id}"
+        self.replies.append({"thing_id": thing, "text": form["text"], "name": f"t1_{cid}"})
         data = {
             "id": cid,
             "name": f"t1_{cid}",
@@ -664,6 +675,52 @@ def test_server_error_bursts_are_ridden_out_with_growing_waits(
     assert row["status"] == "delivered" and row["attempts"] == 5
     assert len(_notes_on(state, post)) == 1  # the failed attempts had posted nothing, and nothing twice
     assert ledger.check(db).ok
+
+
+BAD_GATEWAY = (502, {"message": "Bad Gateway", "error": 502})
+
+
+def test_a_comment_prawcore_resent_after_reddit_saved_it_is_kept_once(
+    fake: tuple[FakeReddit, str], db: Database, world: Any, reddit_settings: Settings, no_prawcore_sleep: None
+) -> None:
+    # Reddit saves the note and answers 502; prawcore sends it again inside the same reply() and
+    # the second one succeeds. Two copies were left under the post.
+    state, url = fake
+    bot = make_bot(url, db, reddit_settings)
+    bot.tick()
+    post = _open_post_with_offer(state, bot, db, "abc", "Alice")
+    db.execute("UPDATE markets SET closes_at = 0")
+    state.fail_after["/api/comment"] = [BAD_GATEWAY]
+    sends_before = state.requests.count("POST /api/comment")
+    assert bot.tick().delivered == 1
+    [note] = _notes_on(state, post)  # one copy left
+    assert state.requests.count("POST /api/comment") - sends_before == 2 and len(state.deleted) == 1
+    [row] = _outbox(db)
+    assert row["status"] == "delivered" and row["external_id"] == note["name"]  # the one kept
+    assert note["name"] != state.deleted[0]
+
+
+def test_copies_saved_by_failed_sends_are_reduced_to_one_on_the_next_attempt(
+    fake: tuple[FakeReddit, str], db: Database, world: Any, reddit_settings: Settings, no_prawcore_sleep: None
+) -> None:
+    # All three of prawcore's sends are saved and answered 502: the attempt fails with three copies
+    # on Reddit. The next attempt adopts the oldest and deletes the other two.
+    state, url = fake
+    clock = Clock()
+    bot = make_bot(url, db, reddit_settings, clock)
+    bot.tick()
+    post = _open_post_with_offer(state, bot, db, "abc", "Alice")
+    db.execute("UPDATE markets SET closes_at = 0")
+    state.fail_after["/api/comment"] = [BAD_GATEWAY] * 3
+    assert bot.tick().delivered == 0
+    assert len(_notes_on(state, post)) == 3
+    [row] = _outbox(db)
+    clock.advance(row["next_attempt_at"] - clock() + 1)
+    assert bot.tick().delivered == 1
+    [note] = _notes_on(state, post)
+    [row] = _outbox(db)
+    assert row["status"] == "delivered" and row["external_id"] == note["name"] == "t1_c1001"  # the oldest
+    assert sorted(state.deleted) == ["t1_c1002", "t1_c1003"]
 
 
 def test_ratelimit_wait_is_honoured_for_every_note(

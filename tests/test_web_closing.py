@@ -4,8 +4,10 @@ market at a time, and closing a market that is already settled answers at once."
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlite_utils import Database
@@ -13,7 +15,9 @@ from sqlite_utils import Database
 from notebazaar.pipeline import community, market
 from notebazaar.pipeline.db import write
 from notebazaar.pipeline.judge import Context, NoteView, PostView, Verdict
+from notebazaar.pipeline.poststate import CHECKED_PLATFORMS
 from notebazaar.pipeline.settlement import close_due
+from notebazaar.web.worker import CloseWorker
 from tests.test_core_helpers import ScriptedJudge, make_market
 from tests.web_fixtures import (  # noqa: F401  (fixtures)
     MODERATOR,
@@ -91,3 +95,41 @@ def _held(lock: threading.Lock) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def test_each_closer_settles_only_the_markets_it_can_check(db: Database) -> None:
+    # A Discord or Reddit market settled by another process would skip its post check (a note
+    # bought on a deleted post, paid for and never shown): the web worker leaves them to the bots,
+    # and each bot closes only its own platform's markets.
+    com, web_market, _ = make_market(db, slots=1, reserve=2)
+    on = {
+        platform: market.open_market(
+            db, community.add_post(db, com, f"a {platform} post", platform=platform, external_id="x")
+        )
+        for platform in ("discord", "reddit")
+    }
+    with write(db):
+        db.execute("UPDATE markets SET closes_at = 0")
+    assert close_due(db, ScriptedJudge(), other_than=CHECKED_PLATFORMS) == [web_market]
+    assert close_due(db, ScriptedJudge(), platforms=("reddit",)) == [on["reddit"]]
+    assert close_due(db, ScriptedJudge(), platforms=("discord",)) == [on["discord"]]
+    assert close_due(db, ScriptedJudge()) == []  # nothing left
+
+
+def test_the_web_worker_leaves_bot_markets_to_their_bots(db: Database, db_path: Path) -> None:
+    com, web_market, _ = make_market(db, slots=1, reserve=2)
+    discord_market = market.open_market(
+        db, community.add_post(db, com, "a discord post", platform="discord", external_id="1:2")
+    )
+    with write(db):
+        db.execute("UPDATE markets SET closes_at = 0")
+    worker = CloseWorker(db_path, ScriptedJudge(), interval=0.05, lock=threading.Lock())
+    worker.start()
+    try:
+        deadline = time.monotonic() + 20
+        while market.get_market(db, web_market)["status"] != "settled" and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+    assert market.get_market(db, web_market)["status"] == "settled"
+    assert market.get_market(db, discord_market)["status"] == "open"  # the Discord bot's to close

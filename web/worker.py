@@ -1,5 +1,6 @@
-"""The pipeline worker that runs beside the web app: it closes markets whose window has elapsed,
-and runs the bridging scorer over readers' ratings every ``[bridging] score_interval_seconds``.
+"""The pipeline worker that runs beside the web app: it closes markets whose window has elapsed
+(except those on Discord and Reddit posts, which their bots close after checking the post), and
+runs the bridging scorer over readers' ratings every ``[bridging] score_interval_seconds``.
 
 A thread, not an asyncio task, because settlement is blocking work (SQLite and the judge, which may
 be a slow network call) and must not stall the event loop. It has its own database connection.
@@ -15,6 +16,7 @@ from notebazaar.pipeline.bridging import ScoringSchedule
 from notebazaar.pipeline.config import BridgingSettings, RecursionSettings
 from notebazaar.pipeline.db import open_db
 from notebazaar.pipeline.judge import Judge
+from notebazaar.pipeline.poststate import CHECKED_PLATFORMS
 from notebazaar.pipeline.settlement import close_due
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,14 @@ class CloseWorker:
             while not self._stop.is_set():
                 try:
                     # The lock is taken per market inside close_due, and released between markets.
-                    closed = close_due(db, self.judge, recursion_settings=self.recursion, lock=self.lock)
+                    # Markets on Discord and Reddit posts are the bots': they check the post first.
+                    closed = close_due(
+                        db,
+                        self.judge,
+                        recursion_settings=self.recursion,
+                        lock=self.lock,
+                        other_than=CHECKED_PLATFORMS,
+                    )
                     if closed:
                         log.info("worker closed markets %s", closed)
                 except Exception:  # keep the worker alive; the next pass retries

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
+from notebazaar.bot.discord.interactions import PLATFORM
 from notebazaar.pipeline.bridging import ScoringSchedule
 from notebazaar.pipeline.config import Settings
 from notebazaar.pipeline.db import open_db
@@ -44,8 +45,12 @@ class Closer:
             self._db = open_db(self.db_path)
             self._judge = self.judge_factory(self.settings, self._db)
         assert self._judge is not None
-        closed = close_due(
-            self._db, self._judge, recursion_settings=self.settings.recursion, post_check=self.post_check
+        closed = close_due(  # only Discord's markets: the post check answers for Discord posts alone
+            self._db,
+            self._judge,
+            recursion_settings=self.settings.recursion,
+            post_check=self.post_check,
+            platforms=(PLATFORM,),
         )
         self.scoring.run_if_due(self._db)  # readers' ratings into statuses, every score_interval_seconds
         return closed

@@ -6,8 +6,10 @@ with the id of the message it sent; a lock keeps two passes in one process from 
 
 * **Idempotent on Discord's side.** An attempt is recorded before the message is sent. A row that
   was attempted before (the bot may have died between Discord accepting the message and the
-  database recording it) is first looked for among the messages after the post, by the bot's own
-  author id and the reveal's marker in the embed footer, and adopted if found.
+  database recording it) is first looked for among the messages sent since the row was queued and
+  since its last attempt (by their snowflakes' time, so a busy channel's chatter during the bidding
+  window is skipped), by the bot's own author id and the reveal's marker in the embed footer, and
+  adopted if found.
 * **Transient errors** (Discord's 5xx, a rate limit longer than discord.py waits by itself, the
   network) schedule the row by exponential backoff with jitter (never earlier than Discord's
   ``retry_after``) and hold the other rows until then. The schedule is in the outbox.
@@ -26,6 +28,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Protocol
 
 import aiohttp
@@ -43,7 +46,8 @@ from notebazaar.pipeline.outbox import Failure
 
 log = logging.getLogger(__name__)
 THREAD_NAME = "Community notes"
-HISTORY_SEARCHED = 100  # how many messages after the post are searched for one already posted
+HISTORY_SEARCHED = 100  # messages searched from each start (see _search_from): one page of history
+CLOCK_SKEW = 300.0  # seconds by which the bot's clock may run ahead of Discord's
 NETWORK_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
 
@@ -114,10 +118,28 @@ async def post_reveal(client: ChannelSource, item: outbox.PendingReveal, reply_m
     return await target.reply(embed=embed, view=view, mention_author=False, allowed_mentions=none)  # type: ignore[no-any-return]
 
 
+def _search_from(item: outbox.PendingReveal, post_id: int) -> list[int]:
+    """Where to start looking for a message posted for ``item``: the snowflake of the moment the
+    row was queued and of its last attempt (less :data:`CLOCK_SKEW`), never before the post itself.
+
+    Every message the bot sent for the row was sent after it was queued, and the one a crash left
+    unrecorded was sent at the last attempt, so a busy channel's chatter between the post and the
+    note (a whole bidding window) is not searched through."""
+    starts = [post_id]
+    for moment in (item.queued_at, item.last_attempt_at):
+        if moment:
+            when = datetime.fromtimestamp(moment - CLOCK_SKEW, tz=UTC)
+            starts.append(max(post_id, discord.utils.time_snowflake(when)))
+    return sorted(set(starts[1:] or starts))
+
+
 async def find_posted(
     client: ChannelSource, item: outbox.PendingReveal, reply_mode: str
 ) -> discord.Message | None:
-    """The bot's own message for this reveal after the post (reply) or in its thread, if any."""
+    """The bot's own message for this reveal in the channel (reply) or the post's thread, if any.
+
+    Searched from :func:`_search_from`'s first start; the later start (the last attempt) is searched
+    too when the first page of messages did not reach it."""
     if client.user is None:
         return None
     channel_id, message_id = split_external_id(item.post_external_id)
@@ -128,11 +150,20 @@ async def find_posted(
     else:
         where = await channel_of(client, channel_id)
     marker = render.reveal_marker(item.reveal_id)
-    async for message in where.history(limit=HISTORY_SEARCHED, after=discord.Object(id=message_id)):  # type: ignore[attr-defined]
-        if message.author.id != client.user.id:
-            continue
-        if any((embed.footer.text or "").startswith(marker) for embed in message.embeds):
-            return message  # type: ignore[no-any-return]
+    reached = 0  # the newest message id seen so far
+    for start in _search_from(item, message_id):
+        if start <= reached:
+            continue  # the window searched already covered this start
+        seen = 0
+        async for message in where.history(limit=HISTORY_SEARCHED, after=discord.Object(id=start)):  # type: ignore[attr-defined]
+            seen += 1
+            reached = max(reached, message.id)
+            if message.author.id != client.user.id:
+                continue
+            if any((embed.footer.text or "").startswith(marker) for embed in message.embeds):
+                return message  # type: ignore[no-any-return]
+        if seen < HISTORY_SEARCHED:
+            return None  # the window reached the newest message: nothing later to search
     return None
 
 

@@ -7,6 +7,7 @@ is read from config.toml.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import praw
@@ -24,6 +25,31 @@ TRANSIENT = (
 )
 
 
+_sent = threading.local()
+
+
+class CountingRequestor(prawcore.Requestor):
+    """prawcore's requestor, counting in each thread the comments it sends (``POST /api/comment``).
+
+    prawcore sends a request again, inside one call, when Reddit answers 5xx or 408 or the network
+    times out; Reddit may have saved the comment the first time, so one ``reply()`` can leave two.
+    Delivery reads :func:`comments_sent` around a reply and looks for a duplicate only when the
+    comment was sent more than once. Plugged in through praw's documented ``requestor_class``.
+    """
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        method = str(kwargs.get("method", args[0] if args else ""))
+        url = str(kwargs.get("url", args[1] if len(args) > 1 else ""))
+        if method.upper() == "POST" and url.rstrip("/").endswith("/api/comment"):
+            _sent.comments = comments_sent() + 1
+        return super().request(*args, **kwargs)
+
+
+def comments_sent() -> int:
+    """How many comments this thread has sent through :class:`CountingRequestor` so far."""
+    return int(getattr(_sent, "comments", 0))
+
+
 class RedditSetupError(NotebazaarError):
     """The bot cannot start: missing credentials, an empty mapping, an unknown community."""
 
@@ -38,6 +64,7 @@ _CREDENTIALS_HELP = (
 
 def connect(settings: Settings, **praw_kwargs: Any) -> praw.Reddit:
     """A logged-in praw client. ``praw_kwargs`` reach praw as is (tests point it at loopback)."""
+    praw_kwargs.setdefault("requestor_class", CountingRequestor)
     try:
         reddit = praw.Reddit(user_agent=settings.reddit.user_agent, check_for_updates=False, **praw_kwargs)
     except ClientException as exc:  # MissingRequiredAttributeException and friends

@@ -5,6 +5,11 @@ moderates, exactly once whatever Reddit does.
   attempted before (the bot may have died between Reddit accepting the comment and the database
   recording it, or Reddit may have posted despite an error) is first looked for among the bot's own
   recent comments, by the hidden marker every note comment carries, and adopted if found.
+* **One comment, even when prawcore resent it.** prawcore sends a request again inside one call on
+  a 5xx, a 408 or a timeout, and Reddit may have saved the first: after a reply that was sent more
+  than once (:func:`~notebazaar.bot.reddit.client.comments_sent`), and whenever an earlier attempt
+  is adopted, the bot's comments with the reveal's marker are listed, the oldest is kept and the
+  others are deleted.
 * **Transient errors** (server errors, HTTP 429, the ``RATELIMIT`` API error, network) schedule the
   row by exponential backoff with jitter, never earlier than Reddit asked, and hold the other rows
   until then: the bot's account or Reddit as a whole is the problem. The schedule is in the outbox,
@@ -28,6 +33,7 @@ import prawcore
 from praw.exceptions import RedditAPIException
 from sqlite_utils import Database
 
+from notebazaar.bot.reddit.client import comments_sent
 from notebazaar.bot.reddit.failures import classify
 from notebazaar.bot.reddit.markdown import note_comment, note_marker
 from notebazaar.pipeline import outbox
@@ -89,9 +95,9 @@ class Delivery:
 
     def _deliver_one(self, row: outbox.PendingReveal) -> int:
         if row.attempts > 0:
-            found = self._find_posted(row)
-            if found is not None:
-                self._delivered(row, found, adopted=True)
+            found = self._posted(row)
+            if found:
+                self._delivered(row, self._keep_one(row, found), adopted=True)
                 return 1
         outbox.begin_attempt(self.db, row.outbox_id, now=self.clock())
         body = note_comment(
@@ -102,10 +108,13 @@ class Delivery:
             informer=row.informer,
             price=row.price,
         )
+        sent_before = comments_sent()
         comment = self._target(row).reply(body)
         if comment is None:  # Reddit accepts replies to some archived items silently
             self._fail(row, "reddit accepted the reply but returned no comment (archived?)")
             return 0
+        if comments_sent() - sent_before > 1:  # prawcore resent it: Reddit may hold it twice
+            comment = self._keep_one(row, [comment, *self._posted(row)])
         self._delivered(row, comment, adopted=False)
         return 1
 
@@ -115,13 +124,39 @@ class Delivery:
             return self.reddit.submission(fullname[3:])
         return self.reddit.comment(fullname[3:])
 
-    def _find_posted(self, row: outbox.PendingReveal) -> Any | None:
-        """The bot's own comment under the post that carries this reveal's marker, if any."""
+    def _posted(self, row: outbox.PendingReveal) -> list[Any]:
+        """The bot's own comments under the post that carry this reveal's marker."""
         marker = note_marker(row.reveal_id)
-        for comment in self.reddit.redditor(self.bot_name).comments.new(limit=OWN_COMMENTS_SEARCHED):
-            if comment.parent_id == row.post_external_id and marker in (comment.body or ""):
-                return comment
-        return None
+        return [
+            comment
+            for comment in self.reddit.redditor(self.bot_name).comments.new(limit=OWN_COMMENTS_SEARCHED)
+            if comment.parent_id == row.post_external_id and marker in (comment.body or "")
+        ]
+
+    def _keep_one(self, row: outbox.PendingReveal, comments: list[Any]) -> Any:
+        """The oldest of the note's comments; the others are deleted (best effort: a duplicate
+        Reddit will not delete is logged and left)."""
+        unique = {comment.fullname: comment for comment in comments}
+        oldest, *others = sorted(unique.values(), key=lambda c: (c.created_utc, int(c.id, 36)))
+        for duplicate in others:
+            try:
+                duplicate.delete()
+                log.warning(
+                    "reddit outbox %s: deleted %s, a second copy of note %s (kept %s)",
+                    row.outbox_id,
+                    duplicate.fullname,
+                    row.reveal_id,
+                    oldest.fullname,
+                )
+            except (prawcore.exceptions.PrawcoreException, RedditAPIException) as exc:
+                log.warning(
+                    "reddit outbox %s: cannot delete %s, a second copy of note %s (%s)",
+                    row.outbox_id,
+                    duplicate.fullname,
+                    row.reveal_id,
+                    type(exc).__name__,
+                )
+        return oldest
 
     def _delivered(self, row: outbox.PendingReveal, comment: Any, *, adopted: bool) -> None:
         outbox.mark_delivered(self.db, row.outbox_id, comment.fullname, now=self.clock())

@@ -26,7 +26,7 @@ import prawcore
 from sqlite_utils import Database
 
 from notebazaar.bot.reddit.client import RedditSetupError, bot_username, connect
-from notebazaar.bot.reddit.delivery import Delivery
+from notebazaar.bot.reddit.delivery import SURFACE, Delivery
 from notebazaar.bot.reddit.inbox import Inbox
 from notebazaar.bot.reddit.poststate import RedditPostCheck
 from notebazaar.bot.reddit.ratings import take_down_hidden
@@ -154,8 +154,12 @@ class RedditBot:
                 lambda: setattr(
                     report,
                     "closed",
-                    close_due(
-                        self.db, self.judge, recursion_settings=self.recursion, post_check=self.post_check
+                    close_due(  # only Reddit's markets: the post check answers for Reddit posts alone
+                        self.db,
+                        self.judge,
+                        recursion_settings=self.recursion,
+                        post_check=self.post_check,
+                        platforms=(SURFACE,),
                     ),
                 ),
             ),
