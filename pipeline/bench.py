@@ -15,6 +15,8 @@
   its note's track-record contribution (:func:`notebazaar.pipeline.records.recount_note`);
 - ``decision_latency_ms``: close to reveal for one market (``p50``, ``p99``): the ``close_market``
   call; the index catching up with the notes it revealed comes after (``catch_up``, between markets);
+- ``decision_model_ms``: the model's part of those closes (``p50``, ``p99``), and for the slowest
+  closes (the top 1%, at least one) their latency beside the model's part of it: what a tail is made of;
 - ``load_average``: the machine's 1-minute load average at the start and the end (other people's
   work shares the cores; the ratios above are what stays comparable).
 
@@ -32,7 +34,7 @@ import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -87,17 +89,30 @@ def sentences(n: int, *, seed: int = 0, words: int = 24) -> list[str]:
 
 
 class CountingEmbedder:
-    """Wraps an embedder and counts the texts it encodes."""
+    """Wraps an embedder and counts the texts it encodes and the seconds it spends on them."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.dim = inner.dim
         self.name = inner.name
         self.count = 0
+        self.seconds = 0.0
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         self.count += len(texts)
-        return self.inner.encode(texts)
+        started = time.perf_counter()
+        try:
+            return self.inner.encode(texts)
+        finally:
+            self.seconds += time.perf_counter() - started
+
+
+class MarketTiming(NamedTuple):
+    """One market's close: the close-to-reveal latency, and how much of it the model took (when
+    the judge's embedder is a :class:`CountingEmbedder`; else 0)."""
+
+    latency_ms: float
+    model_ms: float
 
 
 def _embed_rate(embedder: Any, texts: list[str]) -> float:
@@ -162,9 +177,10 @@ def run_market(
     notes: list[str],
     rng: random.Random,
     external_id: str,
-) -> float:
+    counter: CountingEmbedder | None = None,
+) -> MarketTiming:
     """One market end to end (post, open, an offer per informer, close, index catch-up); returns
-    the close-to-reveal latency in milliseconds."""
+    the close-to-reveal latency in milliseconds, and the model's part of it read from ``counter``."""
     post_id = community.add_post(db, community_id, post, platform="bench", external_id=external_id)
     market_id = market.open_market(db, post_id)
     for informer, note in zip(informers, notes, strict=True):
@@ -179,11 +195,13 @@ def run_market(
             price=rng.randint(1, 30),
             limits=settings.limits,
         )
+    model_before = counter.seconds if counter is not None else 0.0
     closing = time.perf_counter()
     close_market(db, market_id, judge, force=True)
     latency = (time.perf_counter() - closing) * 1000
+    model = (counter.seconds - model_before) * 1000 if counter is not None else 0.0
     judge.catch_up()  # between markets, as the worker does after closing
-    return latency
+    return MarketTiming(latency, model)
 
 
 def _markets_run(
@@ -208,12 +226,12 @@ def _markets_run(
     rng = random.Random(seed)
     posts = sentences(markets, seed=seed + 1)
     notes = sentences(markets * offers, seed=seed + 2)
-    latencies = []
+    timings: list[MarketTiming] = []
     counter.count = 0
     elapsed = 0.0
     for m in range(markets):
         started = time.perf_counter()
-        latencies.append(
+        timings.append(
             run_market(
                 db,
                 judge,
@@ -224,6 +242,7 @@ def _markets_run(
                 notes[m * offers : (m + 1) * offers],
                 rng,
                 f"b{m}",
+                counter,
             )
         )
         elapsed += time.perf_counter() - started
@@ -237,7 +256,8 @@ def _markets_run(
     return {
         "markets_per_second": markets / elapsed,
         "embeds": counter.count / markets,
-        "latencies": latencies,
+        "latencies": [t.latency_ms for t in timings],
+        "model_ms": [t.model_ms for t in timings],
     }
 
 
@@ -354,6 +374,8 @@ def run_bench(
     markets_per_second = statistics.median(r["markets_per_second"] for r in runs)
     embeds_per_market = statistics.median(r["embeds"] for r in runs)
     latencies = [x for r in runs for x in r["latencies"]]
+    model_ms = [x for r in runs for x in r["model_ms"]]
+    slowest = sorted(range(len(latencies)), key=lambda i: -latencies[i])[: max(1, len(latencies) // 100)]
     result: dict[str, Any] = {
         "embed_per_second": embed_per_second,
         "markets_per_second": markets_per_second,
@@ -364,6 +386,12 @@ def run_bench(
         "decision_latency_ms": {
             "p50": float(np.percentile(latencies, 50)),
             "p99": float(np.percentile(latencies, 99)),
+        },
+        "decision_model_ms": {  # the model's part of each close: its batch of the post and notes
+            "p50": float(np.percentile(model_ms, 50)),
+            "p99": float(np.percentile(model_ms, 99)),
+            "in_slowest_closes": [round(model_ms[i], 1) for i in slowest],
+            "slowest_closes": [round(latencies[i], 1) for i in slowest],
         },
         "ratio_per_repeat": [
             r["markets_per_second"] * r["embeds"] / rate for r, rate in zip(runs, embed_rates, strict=True)

@@ -203,7 +203,7 @@ def measure(
     for m in range(total):
         if m == WARMUP_MARKETS:
             inspections.clear()
-        latency = bench.run_market(
+        timing = bench.run_market(
             db,
             judge,
             settings,
@@ -215,7 +215,7 @@ def measure(
             f"s{m}",
         )
         if m >= WARMUP_MARKETS:
-            latencies.append(latency)
+            latencies.append(timing.latency_ms)
     db.close()
     return {
         "posts": posts,

@@ -251,6 +251,11 @@ def test_bench_reports_consistent_positive_figures_and_cleans_up(tmp_path: Path)
     assert bench["pipeline_vs_embed_ratio"] == pytest.approx(expected, rel=1e-9)
     latency = bench["decision_latency_ms"]
     assert 0 < latency["p50"] <= latency["p99"]
+    model = bench["decision_model_ms"]  # the model's part of each close, timed at the embedder
+    assert 0 < model["p50"] <= model["p99"] <= latency["p99"]
+    assert len(model["slowest_closes"]) == len(model["in_slowest_closes"]) == 1
+    assert 0 < model["in_slowest_closes"][0] < model["slowest_closes"][0]  # the slowest close, and
+    assert model["slowest_closes"][0] >= round(latency["p99"], 1) - 0.1  # no close is slower
     # Each market embeds at least its post and the inspected notes (4 slots): the counter is real.
     assert bench["embeds_per_market"] >= 2
     assert bench["markets"] == 3 and bench["offers_per_market"] == 4 and bench["repeats"] == 1
