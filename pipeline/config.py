@@ -178,6 +178,7 @@ class WebSettings(_Section):
     signup_credits: int = Field(0, ge=0, le=1_000_000)
     demo_signup_credits: int = Field(100, ge=0, le=1_000_000)
     session_days: int = Field(14, ge=1, le=365)
+    https_only: bool = False  # mark the session cookie Secure: set it when served over HTTPS
     login_rate_per_handle: str = "10 per 10 minutes"
     login_rate_per_address: str = "100 per 10 minutes"
 

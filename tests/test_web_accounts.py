@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest.mock import MagicMock
 
 import pytest
 from argon2 import PasswordHasher
@@ -17,6 +18,7 @@ from notebazaar.pipeline.config import Settings
 from notebazaar.pipeline.judge.simple import SimpleJudge
 from notebazaar.web import auth
 from notebazaar.web.app import create_app
+from notebazaar.web.deps import client_address
 from tests.web_fixtures import (  # noqa: F401  (fixtures)
     INFORMER,
     MODERATOR,
@@ -60,6 +62,49 @@ def test_logout_ends_the_session_on_the_server(web: WebWorld) -> None:
         assert db["sessions"].count == 0
     finally:
         db.close()
+
+
+def test_signing_in_as_someone_else_ends_the_first_session(web: WebWorld) -> None:
+    client = web.client
+    log_in(client, *INFORMER)
+    saved = client.cookies[COOKIE]
+    log_in(client, *READER)  # the same browser, without logging out
+    assert not _signed_in(_with_cookie(web, saved))  # the informer's session is gone on the server
+    db = web.db()
+    try:
+        [handle] = [
+            r[0] for r in db.execute("SELECT a.handle FROM sessions s JOIN accounts a ON a.id = s.account_id")
+        ]
+    finally:
+        db.close()
+    assert handle == READER[0]
+
+
+def test_the_session_cookie_is_secure_only_when_configured(tmp_path: Path, fast_hashing: None) -> None:
+    for https_only in (False, True):
+        settings = Settings(web={"https_only": https_only})
+        db_path = tmp_path / f"{https_only}.db"
+        seeded_db(db_path, settings)
+        app = create_app(db_path, settings, judge=SimpleJudge(), key="k")
+        with TestClient(app, base_url="https://testserver") as client:
+            page = client.get("/login")
+            cookie = page.headers["set-cookie"]
+            assert cookie.startswith(COOKIE) and ("; secure" in cookie.lower()) is https_only, cookie
+
+
+@pytest.mark.parametrize(
+    ("host", "counted_as"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("testclient", "testclient"),
+    ],
+)
+def test_the_login_limit_counts_an_ipv6_visitor_by_its_64(host: str, counted_as: str) -> None:
+    request = MagicMock(client=MagicMock(host=host))
+    assert client_address(request) == counted_as
 
 
 def test_a_password_change_ends_every_session_and_keeps_this_one(web: WebWorld) -> None:

@@ -111,6 +111,7 @@ def create_app(
         secret_key=app.state.secret_key,
         session_cookie="notebazaar_session",
         same_site="lax",
+        https_only=settings.web.https_only,  # Secure: the cookie never travels over plain HTTP
         max_age=settings.web.session_days * 24 * 3600,  # the server-side session expires then too
     )
     app.add_middleware(security.SecurityHeaders)

@@ -8,6 +8,7 @@ the app migrates once at start-up).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,7 +106,12 @@ def page_user(request: Request, db: DB) -> User | None:
 
 
 def start_session(request: Request, db: Database, account_id: int) -> None:
-    """Sign the browser in: a fresh cookie session (and CSRF token) around a new server session."""
+    """Sign the browser in: a fresh cookie session (and CSRF token) around a new server session.
+    A session the browser already had ends on the server too (signing in as someone else does
+    not leave the first account's session alive behind a saved copy of the cookie)."""
+    earlier = request.session.get(SESSION_KEY)
+    if isinstance(earlier, str):
+        auth.end_session(db, earlier)
     request.session.clear()
     days = request.app.state.settings.web.session_days
     request.session[SESSION_KEY] = auth.start_session(db, account_id, days=days)
@@ -120,7 +126,19 @@ def end_session(request: Request, db: Database) -> None:
 
 
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """Who is asking, for the per-address login limit: the IPv4 address, or the /64 of an IPv6
+    address (one subscriber commonly holds a whole /64, so counting single addresses would let one
+    visitor rotate through 2^64 of them)."""
+    host = request.client.host if request.client else "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host  # not an address (a test client's name, a Unix socket)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:  # an IPv4 visitor on a dual-stack socket
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 def checked_log_in(request: Request, db: Database, handle: str, password: str) -> int:
