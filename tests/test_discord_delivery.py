@@ -6,14 +6,20 @@ import asyncio
 import logging
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from unittest.mock import MagicMock
 
+import aiohttp
 import pytest
+from multidict import CIMultiDict
 from sqlite_utils import Database
+from yarl import URL
 
 from notebazaar.bot.discord.commands import NotebazaarCog
 from notebazaar.bot.discord.delivery import post_reveal
 from notebazaar.bot.discord.modal import NoteModal
 from notebazaar.bot.discord.poststate import DiscordPostCheck
+from notebazaar.bot.discord.sends import MessageSends
 from notebazaar.pipeline import community, ledger, outbox
 from notebazaar.pipeline.config import Settings
 from notebazaar.pipeline.judge.simple import SimpleJudge
@@ -271,6 +277,89 @@ def test_a_note_posted_before_a_crash_in_a_busy_channel_is_found_past_the_chatte
     row = db["outbox"].get(item.outbox_id)
     assert row["status"] == "delivered" and row["external_id"] == f"{sent.channel.id}:{sent.id}"
     assert fake.history_reads == 1  # one page, from the moment the row was queued
+
+
+def test_a_note_posted_in_a_busy_minute_before_a_crash_is_found(
+    db: Database, db_path: Path, world: World, settings: Settings
+) -> None:
+    # 150 messages in the five minutes before the note (the clock-skew margin): more than one page
+    # of history. The search pages on to the moment of the last attempt instead of stopping.
+    bot, cog = make_bot(db_path, settings, db)
+    fake = FakeDiscord()
+    attach(bot, fake)
+    channel, _, _ = _market_with_reveals(db, settings, cog, fake)
+    chatter = make_user("chatty")
+    for i in range(150):
+        channel.message(f"chatter {i}", chatter, at=time.time() - 200 + i)
+    [item] = _pending(db)
+    outbox.begin_attempt(db, item.outbox_id)
+    sent = asyncio.run(post_reveal(bot, item, "reply"))
+    restarted, _ = make_bot(db_path, settings)
+    attach(restarted, fake)
+    try:
+        assert len(asyncio.run(restarted.delivery.run())) == 1
+    finally:
+        restarted.db.close()
+    assert [m.id for m in channel.shown()] == [sent.id]  # adopted, not posted twice
+
+
+@pytest.mark.parametrize("mode", ["reply", "thread"])
+def test_a_message_discord_kept_twice_is_kept_once(
+    db: Database, db_path: Path, world: World, mode: str
+) -> None:
+    # Discord saves the note and answers 502; discord.py sends it again by itself. The bot counts
+    # the sends (http_trace), sees two, keeps the oldest copy and deletes the other.
+    settings = _discord_settings(reply_mode=mode)
+    bot, cog = make_bot(db_path, settings, db)
+    fake = FakeDiscord()
+    attach(bot, fake)
+    channel, message, _ = _market_with_reveals(db, settings, cog, fake)
+    fake.resends = 1
+    assert len(asyncio.run(bot.delivery.run())) == 1
+    where = fake.channels[message.id] if mode == "thread" else channel
+    first, second = (m for m in where.messages.values() if m.author is fake.user)
+    assert first.id < second.id and second.deleted and not first.deleted
+    [row] = db["outbox"].rows
+    assert row["status"] == "delivered" and row["external_id"] == f"{where.id}:{first.id}"
+
+
+def test_copies_left_by_an_earlier_attempt_are_reduced_to_one(
+    db: Database, db_path: Path, world: World, settings: Settings
+) -> None:
+    bot, cog = make_bot(db_path, settings, db)
+    fake = FakeDiscord()
+    attach(bot, fake)
+    channel, _, _ = _market_with_reveals(db, settings, cog, fake)
+    [item] = _pending(db)
+    outbox.begin_attempt(db, item.outbox_id)
+    fake.resends = 1
+    asyncio.run(post_reveal(bot, item, "reply"))  # two copies, then the bot died
+    assert len(channel.shown()) == 2
+    assert len(asyncio.run(bot.delivery.run())) == 1
+    [kept] = channel.shown()
+    assert db["outbox"].get(item.outbox_id)["external_id"] == f"{channel.id}:{kept.id}"
+    assert kept.id == min(m.id for m in channel.messages.values() if m.author is fake.user)
+
+
+def test_message_sends_are_counted_per_channel_from_the_http_trace() -> None:
+    sends = MessageSends()
+    trace = sends.trace_config()
+    [hook] = trace.on_request_start
+
+    def start(method: str, url: str) -> aiohttp.TraceRequestStartParams:
+        return aiohttp.TraceRequestStartParams(method, URL(url), CIMultiDict())
+
+    api = "https://discord.com/api/v10"
+    for method, url in [
+        ("POST", f"{api}/channels/123/messages"),
+        ("POST", f"{api}/channels/123/messages"),  # the resend
+        ("POST", f"{api}/channels/456/messages"),
+        ("GET", f"{api}/channels/123/messages"),  # reading history
+        ("POST", f"{api}/channels/123/messages/789/threads"),  # starting a thread
+        ("PATCH", f"{api}/channels/123/messages/789"),
+    ]:
+        asyncio.run(hook(MagicMock(), SimpleNamespace(), start(method, url)))
+    assert (sends.count(123), sends.count(456), sends.count(789)) == (2, 1, 0)
 
 
 def test_the_first_attempt_does_not_search_history(

@@ -22,6 +22,7 @@ from sqlite_utils import Database
 
 from notebazaar.bot.discord.client import NotebazaarBot
 from notebazaar.bot.discord.commands import NotebazaarCog
+from notebazaar.bot.discord.sends import MessageSends
 from notebazaar.pipeline.config import DiscordSettings, Settings
 from notebazaar.pipeline.judge.simple import SimpleJudge
 
@@ -191,6 +192,15 @@ class FakeChannel:
     def post(self, embed: discord.Embed, *, reply_to: int | None = None, view: Any = None) -> FakeMessage:
         if self.world.failures:
             raise self.world.failures.pop(0)
+        sent = self._save(embed, reply_to, view)
+        if self.world.resends:  # Discord kept it and answered 502; discord.py sent it again
+            self.world.resends -= 1
+            sent = self._save(embed, reply_to, view)
+        return sent
+
+    def _save(self, embed: discord.Embed, reply_to: int | None, view: Any) -> FakeMessage:
+        if self.world.sends is not None:  # what the bot's http_trace counts for each HTTP send
+            self.world.sends.record(self.id)
         self.posted.append((embed, reply_to))
         reference = MagicMock(message_id=reply_to) if reply_to else None
         sent = FakeMessage(
@@ -198,6 +208,10 @@ class FakeChannel:
         )
         self.messages[sent.id] = sent
         return sent
+
+    def shown(self) -> list[FakeMessage]:
+        """The bot's messages still there."""
+        return [m for m in self.messages.values() if m.author is self.world.user and not m.deleted]
 
     async def history(self, *, limit: int = 100, after: Any = None) -> Any:
         """The channel's messages after ``after``, oldest first (ids grow with time)."""
@@ -234,6 +248,8 @@ class FakeDiscord:
         self.user = MagicMock(id=BOT_USER_ID, bot=True)
         self.user.name = "notebazaar"
         self.failures: list[BaseException] = []  # raised, in order, by the next posts
+        self.resends = 0  # the next posts that Discord keeps twice (a 5xx, then discord.py's resend)
+        self.sends: MessageSends | None = None  # the bot's counter, as its http_trace would feed it
         self.history_reads = 0
 
     def channel(self, channel_id: int) -> FakeChannel:
@@ -253,6 +269,7 @@ def attach(bot: NotebazaarBot, fake: FakeDiscord) -> None:
     bot.get_channel = fake.get_channel  # type: ignore[method-assign]
     bot.fetch_channel = fake.fetch_channel  # type: ignore[method-assign]
     bot._connection.user = fake.user  # what ``bot.user`` answers: the bot's own account
+    fake.sends = bot.message_sends
 
 
 def make_bot(

@@ -25,6 +25,7 @@ from notebazaar.bot.discord.interactions import report_error
 from notebazaar.bot.discord.offloop import OffLoop
 from notebazaar.bot.discord.poststate import DiscordPostCheck
 from notebazaar.bot.discord.ratings import RateButton, take_down_hidden
+from notebazaar.bot.discord.sends import MessageSends
 from notebazaar.pipeline.backoff import Backoff
 from notebazaar.pipeline.config import DiscordSettings, Settings
 from notebazaar.pipeline.db import open_db
@@ -79,13 +80,16 @@ class NotebazaarBot(commands.Bot):
         db: Database | None = None,
         judge_factory: JudgeFactory = make_judge,
     ) -> None:
+        sends = MessageSends()  # discord.py resends a message on 5xx: delivery keeps one copy
         super().__init__(
             command_prefix=commands.when_mentioned,
             help_command=None,
             intents=intents_for(settings.discord),
             allowed_mentions=discord.AllowedMentions.none(),
             tree_cls=NotebazaarTree,
+            http_trace=sends.trace_config(),
         )
+        self.message_sends = sends
         self.settings = settings
         self.db = db if db is not None else open_db(db_path)
         self._owns_db = db is None
@@ -96,6 +100,7 @@ class NotebazaarBot(commands.Bot):
             settings.discord.reply_mode,
             backoff=Backoff.from_settings(settings.delivery),
             off_loop=self.off_loop,
+            sends=sends,
         )
         self.closer = Closer(db_path, settings, judge_factory)
         self._stop_task: asyncio.Task[None] | None = None

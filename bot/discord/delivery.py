@@ -40,13 +40,14 @@ from notebazaar.bot.discord.interactions import PLATFORM
 from notebazaar.bot.discord.offloop import OffLoop
 from notebazaar.bot.discord.ratings import rating_view
 from notebazaar.bot.discord.refs import external_id, split_external_id
+from notebazaar.bot.discord.sends import MessageSends
 from notebazaar.pipeline import outbox
 from notebazaar.pipeline.backoff import Backoff
 from notebazaar.pipeline.outbox import Failure
 
 log = logging.getLogger(__name__)
 THREAD_NAME = "Community notes"
-HISTORY_SEARCHED = 100  # messages searched from each start (see _search_from): one page of history
+MESSAGES_SEARCHED = 500  # at most, from each start (see posted_copies): five pages of history
 CLOCK_SKEW = 300.0  # seconds by which the bot's clock may run ahead of Discord's
 NETWORK_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
@@ -118,6 +119,10 @@ async def post_reveal(client: ChannelSource, item: outbox.PendingReveal, reply_m
     return await target.reply(embed=embed, view=view, mention_author=False, allowed_mentions=none)  # type: ignore[no-any-return]
 
 
+def _snowflake(moment: float, *, high: bool = False) -> int:
+    return discord.utils.time_snowflake(datetime.fromtimestamp(moment, tz=UTC), high=high)
+
+
 def _search_from(item: outbox.PendingReveal, post_id: int) -> list[int]:
     """Where to start looking for a message posted for ``item``: the snowflake of the moment the
     row was queued and of its last attempt (less :data:`CLOCK_SKEW`), never before the post itself.
@@ -125,46 +130,106 @@ def _search_from(item: outbox.PendingReveal, post_id: int) -> list[int]:
     Every message the bot sent for the row was sent after it was queued, and the one a crash left
     unrecorded was sent at the last attempt, so a busy channel's chatter between the post and the
     note (a whole bidding window) is not searched through."""
-    starts = [post_id]
-    for moment in (item.queued_at, item.last_attempt_at):
-        if moment:
-            when = datetime.fromtimestamp(moment - CLOCK_SKEW, tz=UTC)
-            starts.append(max(post_id, discord.utils.time_snowflake(when)))
-    return sorted(set(starts[1:] or starts))
+    starts = [
+        max(post_id, _snowflake(moment - CLOCK_SKEW))
+        for moment in (item.queued_at, item.last_attempt_at)
+        if moment
+    ]
+    return sorted(set(starts)) or [post_id]
+
+
+def _search_until(item: outbox.PendingReveal) -> int | None:
+    """The newest snowflake a message for ``item`` can have: its last attempt, plus the skew."""
+    last = max(item.queued_at or 0.0, item.last_attempt_at or 0.0)
+    return _snowflake(last + CLOCK_SKEW, high=True) if last else None
+
+
+async def _where_posted(
+    client: ChannelSource, item: outbox.PendingReveal, reply_mode: str
+) -> discord.abc.Messageable | None:
+    """The channel (reply) or the post's thread (thread) a note for ``item`` goes to, if it exists."""
+    channel_id, message_id = split_external_id(item.post_external_id)
+    if reply_mode == "thread":
+        return await _existing_thread(client, message_id)  # type: ignore[return-value]
+    return await channel_of(client, channel_id)  # type: ignore[return-value]
+
+
+async def _scan(
+    where: discord.abc.Messageable, start: int, until: int | None, marker: str, me: int
+) -> tuple[list[discord.Message], int, bool]:
+    """The bot's messages carrying ``marker`` after ``start`` and up to ``until``, oldest first; the
+    newest id seen; and whether the scan got to ``until`` (or to the newest message)."""
+    found: list[discord.Message] = []
+    seen, newest = 0, start
+    async for message in where.history(limit=MESSAGES_SEARCHED, after=discord.Object(id=start)):
+        if until is not None and message.id > until:
+            return found, newest, True
+        seen, newest = seen + 1, max(newest, message.id)
+        if message.author.id == me and any(
+            (embed.footer.text or "").startswith(marker) for embed in message.embeds
+        ):
+            found.append(message)
+    return found, newest, seen < MESSAGES_SEARCHED
+
+
+async def posted_copies(
+    client: ChannelSource, item: outbox.PendingReveal, reply_mode: str, *, since: float | None = None
+) -> list[discord.Message]:
+    """Every message of the bot's own for this reveal (by the footer's marker), oldest first.
+
+    Scanned forward from the first of :func:`_search_from`'s starts to :func:`_search_until`, up to
+    :data:`MESSAGES_SEARCHED` messages; when that many did not reach the end, from the later start
+    (the last attempt) again, which is where a crash leaves its unrecorded message. With ``since``
+    (an attempt just made), from that moment to the newest message."""
+    if client.user is None:
+        return []
+    where = await _where_posted(client, item, reply_mode)
+    if where is None:
+        return []
+    _, post_id = split_external_id(item.post_external_id)
+    marker, me = render.reveal_marker(item.reveal_id), client.user.id
+    if since is not None:
+        starts, until = [max(post_id, _snowflake(since - CLOCK_SKEW))], None
+    else:
+        starts, until = _search_from(item, post_id), _search_until(item)
+    found, newest, finished = await _scan(where, starts[0], until, marker, me)
+    if not finished and starts[-1] > starts[0]:
+        more, _, _ = await _scan(where, max(starts[-1], newest), until, marker, me)
+        found += more
+    return found
 
 
 async def find_posted(
     client: ChannelSource, item: outbox.PendingReveal, reply_mode: str
 ) -> discord.Message | None:
-    """The bot's own message for this reveal in the channel (reply) or the post's thread, if any.
+    """The oldest of :func:`posted_copies`, if any."""
+    copies = await posted_copies(client, item, reply_mode)
+    return copies[0] if copies else None
 
-    Searched from :func:`_search_from`'s first start; the later start (the last attempt) is searched
-    too when the first page of messages did not reach it."""
-    if client.user is None:
-        return None
-    channel_id, message_id = split_external_id(item.post_external_id)
-    if reply_mode == "thread":
-        where = await _existing_thread(client, message_id)
-        if where is None:
-            return None
-    else:
-        where = await channel_of(client, channel_id)
-    marker = render.reveal_marker(item.reveal_id)
-    reached = 0  # the newest message id seen so far
-    for start in _search_from(item, message_id):
-        if start <= reached:
-            continue  # the window searched already covered this start
-        seen = 0
-        async for message in where.history(limit=HISTORY_SEARCHED, after=discord.Object(id=start)):  # type: ignore[attr-defined]
-            seen += 1
-            reached = max(reached, message.id)
-            if message.author.id != client.user.id:
-                continue
-            if any((embed.footer.text or "").startswith(marker) for embed in message.embeds):
-                return message  # type: ignore[no-any-return]
-        if seen < HISTORY_SEARCHED:
-            return None  # the window reached the newest message: nothing later to search
-    return None
+
+async def keep_oldest(item: outbox.PendingReveal, copies: list[discord.Message]) -> discord.Message:
+    """The oldest copy of a note; the others are deleted (best effort: a copy Discord will not
+    delete now is logged and left)."""
+    oldest, *others = sorted(copies, key=lambda m: m.id)
+    for copy in others:
+        try:
+            await copy.delete()
+            log.warning(
+                "reveal %s (outbox %s): deleted message %s, a second copy (kept %s)",
+                item.reveal_id,
+                item.outbox_id,
+                copy.id,
+                oldest.id,
+            )
+        except (discord.HTTPException, *NETWORK_ERRORS) as exc:
+            log.warning(
+                "reveal %s (outbox %s): cannot delete message %s, a second copy (%s)",
+                item.reveal_id,
+                item.outbox_id,
+                copy.id,
+                type(exc).__name__,
+            )
+    return oldest
 
 
 class Delivery:
@@ -179,8 +244,10 @@ class Delivery:
         backoff: Backoff | None = None,
         off_loop: OffLoop | None = None,
         clock: Callable[[], float] = time.time,
+        sends: MessageSends | None = None,
     ) -> None:
         self.client = client
+        self.sends = sends  # the bot's HTTP client's message sends (discord.py resends on 5xx)
         self.db = db
         self.reply_mode = reply_mode
         self.backoff = backoff or Backoff()
@@ -237,12 +304,20 @@ class Delivery:
 
     async def _deliver(self, item: outbox.PendingReveal) -> discord.Message:
         if item.attempts > 0:
-            found = await find_posted(self.client, item, self.reply_mode)
-            if found is not None:
+            copies = await posted_copies(self.client, item, self.reply_mode)
+            if copies:
+                found = await keep_oldest(item, copies)
                 await self._delivered(item, found, "found already posted as")
                 return found
-        await self.off_loop(outbox.begin_attempt, self.db, item.outbox_id, now=self.clock())
+        attempt_at = self.clock()
+        await self.off_loop(outbox.begin_attempt, self.db, item.outbox_id, now=attempt_at)
+        channel_id, message_id = split_external_id(item.post_external_id)
+        sent_to = message_id if self.reply_mode == "thread" else channel_id  # a thread has its message's id
+        before = self.sends.count(sent_to) if self.sends is not None else 0
         sent = await post_reveal(self.client, item, self.reply_mode)
+        if self.sends is not None and self.sends.count(sent_to) - before > 1:  # discord.py resent it
+            copies = await posted_copies(self.client, item, self.reply_mode, since=attempt_at)
+            sent = await keep_oldest(item, [sent, *(c for c in copies if c.id != sent.id)])
         await self._delivered(item, sent, "delivered as")
         return sent
 
