@@ -106,12 +106,7 @@ def test_reveals_are_posted_once_as_replies_even_across_restarts(
     row = db["outbox"].get(first[0])
     assert row["status"] == "delivered" and row["external_id"].startswith(f"{QUIET}:")
 
-    restarted, _ = make_bot(db_path, settings)  # a new process: its own connection to the same file
-    attach(restarted, fake)
-    try:
-        assert asyncio.run(restarted.delivery.run()) == []
-    finally:
-        restarted.db.close()
+    assert _delivered_after_a_restart(db_path, settings, fake) == []
     assert len(channel.posted) == 1
 
 
@@ -210,6 +205,16 @@ def test_the_bot_closes_due_markets_and_delivers(
     assert ledger.check(db).ok
 
 
+def _delivered_after_a_restart(db_path: Path, settings: Settings, fake: FakeDiscord) -> list[int]:
+    """A new bot process (its own connection to the same file) runs one delivery pass."""
+    restarted, _ = make_bot(db_path, settings)
+    attach(restarted, fake)
+    try:
+        return asyncio.run(restarted.delivery.run())
+    finally:
+        restarted.db.close()
+
+
 def _pending(db: Database) -> list[outbox.PendingReveal]:
     return outbox.pending(db, "discord", now=float("inf"))
 
@@ -231,12 +236,7 @@ def test_a_note_posted_before_a_crash_is_found_and_adopted_not_posted_again(
     where = fake.channels[message.id] if mode == "thread" else channel
     assert len(where.posted) == 1
     caplog.set_level(logging.INFO)
-    restarted, _ = make_bot(db_path, settings)
-    attach(restarted, fake)
-    try:
-        assert len(asyncio.run(restarted.delivery.run())) == 1
-    finally:
-        restarted.db.close()
+    assert len(_delivered_after_a_restart(db_path, settings, fake)) == 1
     assert len(where.posted) == 1  # adopted, not posted twice
     row = db["outbox"].get(item.outbox_id)
     assert row["status"] == "delivered" and row["external_id"] == f"{sent.channel.id}:{sent.id}"
@@ -267,12 +267,7 @@ def test_a_note_posted_before_a_crash_in_a_busy_channel_is_found_past_the_chatte
     sent = asyncio.run(post_reveal(bot, item, "reply"))
     for i in range(3):  # and the channel goes on
         channel.message(f"later {i}", chatter)
-    restarted, _ = make_bot(db_path, settings)
-    attach(restarted, fake)
-    try:
-        assert len(asyncio.run(restarted.delivery.run())) == 1
-    finally:
-        restarted.db.close()
+    assert len(_delivered_after_a_restart(db_path, settings, fake)) == 1
     assert len(channel.posted) == 1  # adopted, not posted twice
     row = db["outbox"].get(item.outbox_id)
     assert row["status"] == "delivered" and row["external_id"] == f"{sent.channel.id}:{sent.id}"
@@ -294,12 +289,7 @@ def test_a_note_posted_in_a_busy_minute_before_a_crash_is_found(
     [item] = _pending(db)
     outbox.begin_attempt(db, item.outbox_id)
     sent = asyncio.run(post_reveal(bot, item, "reply"))
-    restarted, _ = make_bot(db_path, settings)
-    attach(restarted, fake)
-    try:
-        assert len(asyncio.run(restarted.delivery.run())) == 1
-    finally:
-        restarted.db.close()
+    assert len(_delivered_after_a_restart(db_path, settings, fake)) == 1
     assert [m.id for m in channel.shown()] == [sent.id]  # adopted, not posted twice
 
 

@@ -628,6 +628,17 @@ def _open_post_with_offer(state: FakeReddit, bot: RedditBot, db: Database, sid: 
     return post
 
 
+def _a_note_due(
+    state: FakeReddit, url: str, db: Database, settings: Settings, clock: Callable[[], float] = time.time
+) -> tuple[RedditBot, str]:
+    """A bot, and a post whose market (one sealed offer from Alice) is due to close on the next tick."""
+    bot = make_bot(url, db, settings, clock)
+    bot.tick()
+    post = _open_post_with_offer(state, bot, db, "abc", "Alice")
+    db.execute("UPDATE markets SET closes_at = 0")
+    return bot, post
+
+
 def _notes_on(state: FakeReddit, post: str) -> list[dict[str, str]]:
     return [r for r in state.replies if r["thing_id"] == post]
 
@@ -647,10 +658,7 @@ def test_server_error_bursts_are_ridden_out_with_growing_waits(
 ) -> None:
     state, url = fake
     clock = Clock()
-    bot = make_bot(url, db, reddit_settings, clock)
-    bot.tick()
-    post = _open_post_with_offer(state, bot, db, "abc", "Alice")
-    db.execute("UPDATE markets SET closes_at = 0")
+    bot, post = _a_note_due(state, url, db, reddit_settings, clock)
     # Four of the bot's attempts fail (prawcore tries each one three times); the old bot gave up
     # after five attempts ten seconds apart, so a minute of 500s lost the note for good.
     state.fail["/api/comment"] = [SERVER_ERROR] * 12
@@ -686,10 +694,7 @@ def test_a_comment_prawcore_resent_after_reddit_saved_it_is_kept_once(
     # Reddit saves the note and answers 502; prawcore sends it again inside the same reply() and
     # the second one succeeds. Two copies were left under the post.
     state, url = fake
-    bot = make_bot(url, db, reddit_settings)
-    bot.tick()
-    post = _open_post_with_offer(state, bot, db, "abc", "Alice")
-    db.execute("UPDATE markets SET closes_at = 0")
+    bot, post = _a_note_due(state, url, db, reddit_settings)
     state.fail_after["/api/comment"] = [BAD_GATEWAY]
     sends_before = state.requests.count("POST /api/comment")
     assert bot.tick().delivered == 1
@@ -707,10 +712,7 @@ def test_copies_saved_by_failed_sends_are_reduced_to_one_on_the_next_attempt(
     # on Reddit. The next attempt adopts the oldest and deletes the other two.
     state, url = fake
     clock = Clock()
-    bot = make_bot(url, db, reddit_settings, clock)
-    bot.tick()
-    post = _open_post_with_offer(state, bot, db, "abc", "Alice")
-    db.execute("UPDATE markets SET closes_at = 0")
+    bot, post = _a_note_due(state, url, db, reddit_settings, clock)
     state.fail_after["/api/comment"] = [BAD_GATEWAY] * 3
     assert bot.tick().delivered == 0
     assert len(_notes_on(state, post)) == 3
@@ -787,10 +789,7 @@ def test_a_post_that_cannot_be_checked_now_waits_for_the_next_pass(
     fake: tuple[FakeReddit, str], db: Database, world: Any, reddit_settings: Settings, no_prawcore_sleep: None
 ) -> None:
     state, url = fake
-    bot = make_bot(url, db, reddit_settings)
-    bot.tick()
-    post = _open_post_with_offer(state, bot, db, "abc", "Alice")
-    db.execute("UPDATE markets SET closes_at = 0")
+    bot, post = _a_note_due(state, url, db, reddit_settings)
     state.fail["/api/info"] = [SERVER_ERROR] * 3
     assert bot.tick().closed == []
     assert db.execute("SELECT status FROM markets").fetchone()[0] == "open"
@@ -868,10 +867,7 @@ def test_the_inbox_is_handled_oldest_first(
 
 def _bought_note_waiting(state: FakeReddit, url: str, db: Database, reddit_settings: Settings) -> str:
     """A settled market whose bought note waits in the outbox (the test settles it, not the bot)."""
-    bot = make_bot(url, db, reddit_settings)
-    bot.tick()
-    post = _open_post_with_offer(state, bot, db, "abc", "Alice")
-    db.execute("UPDATE markets SET closes_at = 0")
+    _, post = _a_note_due(state, url, db, reddit_settings)
     assert close_due(db, BuyingJudge()) != []
     [row] = _outbox(db)
     assert row["status"] == "pending" and row["attempts"] == 0
