@@ -211,25 +211,6 @@ def test_track_record_sets_how_far_a_note_moves(env: Env) -> None:
     assert moved["wrong"] == 0.0, moved  # a proven liar is not believed at all
 
 
-def test_a_record_of_too_few_notes_cannot_lock_an_informer_out(env: Env) -> None:
-    # One unlucky first note used to leave an honest informer at 0.525 for good (its notes moved
-    # nobody, so none was bought and its record could never change). Below record_min_notes
-    # resolved notes a record lifts trust but cannot lower it below a stranger's.
-    com = new_community(env)
-    stranger = env.judge.newcomer_reliability(com.id)
-    minimum = env.judge.params.record_min_notes
-    assert minimum == 3
-
-    def trust(right: int, wrong: int) -> float:
-        note = NoteView(1, com.informer("x"), "misleading", RELEVANT, track=TrackRecord(right, wrong))
-        return env.judge.reliability(note, com.id)
-
-    assert trust(0, 1) == trust(0, 2) == pytest.approx(stranger)
-    assert trust(2, 0) > stranger  # a good start still counts
-    assert trust(0, 3) < 0.5 < stranger  # three wrong notes: the record speaks
-    assert trust(1, 2) < stranger
-
-
 # --- reference support ------------------------------------------------------------------------------
 
 SUPPORTED = "Council minutes from 3 May show the bus fare vote was postponed until next year."

@@ -225,16 +225,10 @@ class LocalJudge:
         return max(p.newcomer_floor, estimate)
 
     def reliability(self, note: NoteView, community_id: int) -> float:
-        """The informer's record, shrunk toward the stranger's trust; a record of fewer than
-        ``record_min_notes`` resolved notes cannot take it below the stranger's trust (one unlucky
-        first note would otherwise lock an honest informer out for good: below about 0.6 a note
-        moves a reader too little to be worth a price, and only bought notes change a record)."""
         p = self.params
         stranger = self.newcomer_reliability(community_id)
         own = note.track
         r = (own.right + p.informer_shrinkage * stranger) / (own.right + own.wrong + p.informer_shrinkage)
-        if own.right + own.wrong < p.record_min_notes:
-            r = max(r, stranger)
         return min(p.max_reliability, r)
 
     def _topic_vecs(self, post: PostView) -> np.ndarray:

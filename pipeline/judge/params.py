@@ -64,7 +64,6 @@ class LocalJudgeParams:
     # that buys nothing learns nothing (a few early wrong notes would stall the market for good)
     prior_strength: float = 4.0  # pseudo-notes behind the newcomers' reliability
     informer_shrinkage: float = 3.0  # pseudo-notes pulling an informer toward the newcomers'
-    record_min_notes: int = 3  # below this many resolved notes a record cannot lower the trust
     max_reliability: float = 0.97
     support_threshold: float = 0.80  # cosine above which a passage counts as corroboration
     knn_k: int = 8
@@ -74,8 +73,6 @@ class LocalJudgeParams:
     def __post_init__(self) -> None:
         if not 0.0 <= self.rel_floor < self.rel_full <= 1.0:
             raise ValidationError("judge parameters need 0 <= rel_floor < rel_full <= 1")
-        if self.record_min_notes < 0:
-            raise ValidationError("judge parameters need record_min_notes >= 0")
         reliabilities = (self.newcomer_reliability, self.newcomer_floor, self.max_reliability)
         if not all(0.5 <= r < 1.0 for r in reliabilities) or self.newcomer_floor > self.newcomer_reliability:
             raise ValidationError(
