@@ -199,14 +199,6 @@ async def posted_copies(
     return found
 
 
-async def find_posted(
-    client: ChannelSource, item: outbox.PendingReveal, reply_mode: str
-) -> discord.Message | None:
-    """The oldest of :func:`posted_copies`, if any."""
-    copies = await posted_copies(client, item, reply_mode)
-    return copies[0] if copies else None
-
-
 async def keep_oldest(item: outbox.PendingReveal, copies: list[discord.Message]) -> discord.Message:
     """The oldest copy of a note; the others are deleted (best effort: a copy Discord will not
     delete now is logged and left)."""
