@@ -15,6 +15,7 @@ from multidict import CIMultiDict
 from sqlite_utils import Database
 from yarl import URL
 
+from notebazaar.bot.discord.client import NotebazaarBot
 from notebazaar.bot.discord.commands import NotebazaarCog
 from notebazaar.bot.discord.delivery import post_reveal
 from notebazaar.bot.discord.modal import NoteModal
@@ -49,6 +50,16 @@ NOTE = (
 @pytest.fixture
 def settings() -> Settings:
     return _discord_settings()
+
+
+def _bot_on_fake_discord(
+    db_path: Path, settings: Settings, db: Database
+) -> tuple[NotebazaarBot, NotebazaarCog, FakeDiscord]:
+    """A bot and its cog on the test's database, its channel lookups routed to a fresh fake Discord."""
+    bot, cog = make_bot(db_path, settings, db)
+    fake = FakeDiscord()
+    attach(bot, fake)
+    return bot, cog, fake
 
 
 def _offer(
@@ -88,9 +99,7 @@ def _market_with_reveals(
 def test_reveals_are_posted_once_as_replies_even_across_restarts(
     db: Database, db_path: Path, settings: Settings, world: World
 ) -> None:
-    bot, cog = make_bot(db_path, settings, db)
-    fake = FakeDiscord()
-    attach(bot, fake)
+    bot, cog, fake = _bot_on_fake_discord(db_path, settings, db)
     channel, message, _ = _market_with_reveals(db, settings, cog, fake)
 
     first = asyncio.run(bot.delivery.run())
@@ -113,9 +122,7 @@ def test_reveals_are_posted_once_as_replies_even_across_restarts(
 def test_concurrent_delivery_passes_post_once(
     db: Database, db_path: Path, settings: Settings, world: World
 ) -> None:
-    bot, cog = make_bot(db_path, settings, db)
-    fake = FakeDiscord()
-    attach(bot, fake)
+    bot, cog, fake = _bot_on_fake_discord(db_path, settings, db)
     channel, _, _ = _market_with_reveals(db, settings, cog, fake, informers=2)
 
     async def both() -> list[list[int]]:
@@ -128,9 +135,7 @@ def test_concurrent_delivery_passes_post_once(
 
 def test_thread_mode_posts_in_one_thread_under_the_message(db: Database, db_path: Path, world: World) -> None:
     settings = _discord_settings(reply_mode="thread")
-    bot, cog = make_bot(db_path, settings, db)
-    fake = FakeDiscord()
-    attach(bot, fake)
+    bot, cog, fake = _bot_on_fake_discord(db_path, settings, db)
     channel, message, _ = _market_with_reveals(db, settings, cog, fake, informers=2)
 
     # the second note finds the thread the first one created (a thread has its message's id)
@@ -165,9 +170,7 @@ def test_failed_delivery_is_retried_then_delivered(
 def test_unpublish_takes_the_message_down_and_it_is_never_reposted(
     db: Database, db_path: Path, settings: Settings, world: World
 ) -> None:
-    bot, cog = make_bot(db_path, settings, db)
-    fake = FakeDiscord()
-    attach(bot, fake)
+    bot, cog, fake = _bot_on_fake_discord(db_path, settings, db)
     channel, _, _ = _market_with_reveals(db, settings, cog, fake)
     asyncio.run(bot.delivery.run())
     reveal_id = int(db.execute("SELECT id FROM reveals").fetchone()[0])
@@ -185,9 +188,7 @@ def test_unpublish_takes_the_message_down_and_it_is_never_reposted(
 def test_the_bot_closes_due_markets_and_delivers(
     db: Database, db_path: Path, settings: Settings, world: World
 ) -> None:
-    bot, cog = make_bot(db_path, settings, db)
-    fake = FakeDiscord()
-    attach(bot, fake)
+    bot, cog, fake = _bot_on_fake_discord(db_path, settings, db)
     channel = fake.channel(QUIET)
     message = channel.message(CLAIM, make_user("poster"))
     asyncio.run(cog.request_notes(make_interaction(make_user("reader")), message))  # type: ignore[arg-type]
@@ -224,9 +225,7 @@ def test_a_note_posted_before_a_crash_is_found_and_adopted_not_posted_again(
     db: Database, db_path: Path, world: World, mode: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = _discord_settings(reply_mode=mode)
-    bot, cog = make_bot(db_path, settings, db)
-    fake = FakeDiscord()
-    attach(bot, fake)
+    bot, cog, fake = _bot_on_fake_discord(db_path, settings, db)
     channel, message, _ = _market_with_reveals(db, settings, cog, fake)
     [item] = _pending(db)
     # The crash: the attempt was recorded, Discord accepted the message, the process died before
@@ -249,9 +248,7 @@ def test_a_note_posted_before_a_crash_in_a_busy_channel_is_found_past_the_chatte
     # The post is two hours old and 150 messages came after it before the note was bought: one page
     # of history after the post (100 messages) ends before the bot's note, which used to be posted
     # again. The search starts at the moment the row was queued instead.
-    bot, cog = make_bot(db_path, settings, db)
-    fake = FakeDiscord()
-    attach(bot, fake)
+    bot, cog, fake = _bot_on_fake_discord(db_path, settings, db)
     channel = fake.channel(QUIET)
     hours_ago = time.time() - 7200
     message = channel.message(CLAIM, make_user("poster"), at=hours_ago)
@@ -279,9 +276,7 @@ def test_a_note_posted_in_a_busy_minute_before_a_crash_is_found(
 ) -> None:
     # 150 messages in the five minutes before the note (the clock-skew margin): more than one page
     # of history. The search pages on to the moment of the last attempt instead of stopping.
-    bot, cog = make_bot(db_path, settings, db)
-    fake = FakeDiscord()
-    attach(bot, fake)
+    bot, cog, fake = _bot_on_fake_discord(db_path, settings, db)
     channel, _, _ = _market_with_reveals(db, settings, cog, fake)
     chatter = make_user("chatty")
     for i in range(150):
@@ -300,9 +295,7 @@ def test_a_message_discord_kept_twice_is_kept_once(
     # Discord saves the note and answers 502; discord.py sends it again by itself. The bot counts
     # the sends (http_trace), sees two, keeps the oldest copy and deletes the other.
     settings = _discord_settings(reply_mode=mode)
-    bot, cog = make_bot(db_path, settings, db)
-    fake = FakeDiscord()
-    attach(bot, fake)
+    bot, cog, fake = _bot_on_fake_discord(db_path, settings, db)
     channel, message, _ = _market_with_reveals(db, settings, cog, fake)
     fake.resends = 1
     assert len(asyncio.run(bot.delivery.run())) == 1
@@ -316,9 +309,7 @@ def test_a_message_discord_kept_twice_is_kept_once(
 def test_copies_left_by_an_earlier_attempt_are_reduced_to_one(
     db: Database, db_path: Path, world: World, settings: Settings
 ) -> None:
-    bot, cog = make_bot(db_path, settings, db)
-    fake = FakeDiscord()
-    attach(bot, fake)
+    bot, cog, fake = _bot_on_fake_discord(db_path, settings, db)
     channel, _, _ = _market_with_reveals(db, settings, cog, fake)
     [item] = _pending(db)
     outbox.begin_attempt(db, item.outbox_id)
@@ -355,9 +346,7 @@ def test_message_sends_are_counted_per_channel_from_the_http_trace() -> None:
 def test_the_first_attempt_does_not_search_history(
     db: Database, db_path: Path, settings: Settings, world: World
 ) -> None:
-    bot, cog = make_bot(db_path, settings, db)
-    fake = FakeDiscord()
-    attach(bot, fake)
+    bot, cog, fake = _bot_on_fake_discord(db_path, settings, db)
     _market_with_reveals(db, settings, cog, fake)
     assert len(asyncio.run(bot.delivery.run())) == 1
     assert fake.history_reads == 0  # nothing can have been posted before the first attempt
@@ -366,9 +355,7 @@ def test_the_first_attempt_does_not_search_history(
 def test_a_deleted_message_fails_the_note_at_once_and_it_can_be_retried(
     db: Database, db_path: Path, settings: Settings, world: World
 ) -> None:
-    bot, cog = make_bot(db_path, settings, db)
-    fake = FakeDiscord()
-    attach(bot, fake)
+    bot, cog, fake = _bot_on_fake_discord(db_path, settings, db)
     channel, message, _ = _market_with_reveals(db, settings, cog, fake)
     message.deleted = True
     assert asyncio.run(bot.delivery.run()) == []
@@ -387,9 +374,7 @@ def test_a_transient_failure_holds_the_other_notes_and_the_horizon_gives_up(
 ) -> None:
     settings = _discord_settings()
     settings.delivery.give_up_after_hours = 2.0
-    bot, cog = make_bot(db_path, settings, db)
-    fake = FakeDiscord()
-    attach(bot, fake)
+    bot, cog, fake = _bot_on_fake_discord(db_path, settings, db)
     _market_with_reveals(db, settings, cog, fake, informers=2)
     start = now = time.time()
     bot.delivery.clock = lambda: now
@@ -419,9 +404,7 @@ def test_a_transient_failure_holds_the_other_notes_and_the_horizon_gives_up(
 def test_closing_finishes_the_note_in_hand_and_leaves_the_rest(
     db: Database, db_path: Path, settings: Settings, world: World
 ) -> None:
-    bot, cog = make_bot(db_path, settings, db)
-    fake = FakeDiscord()
-    attach(bot, fake)
+    bot, cog, fake = _bot_on_fake_discord(db_path, settings, db)
     channel, message, _ = _market_with_reveals(db, settings, cog, fake, informers=2)
 
     async def scenario() -> list[int]:
@@ -450,9 +433,7 @@ def test_closing_finishes_the_note_in_hand_and_leaves_the_rest(
 def test_a_market_on_a_deleted_message_is_cancelled_before_settling(
     db: Database, db_path: Path, settings: Settings, world: World
 ) -> None:
-    bot, cog = make_bot(db_path, settings, db)
-    fake = FakeDiscord()
-    attach(bot, fake)
+    bot, cog, fake = _bot_on_fake_discord(db_path, settings, db)
     channel = fake.channel(QUIET)
     message = channel.message(CLAIM, make_user("poster"))
     pool_before = ledger.balance(db, ledger.pool(world.community_id))
