@@ -72,6 +72,9 @@ class Reply:
     runaway: str = ""
     closing: str = ""
     cached_tokens: int = 0
+    # A server that trickles its answer: headers at once, then the body a byte at a time, this
+    # many seconds apart (each read arrives well within any read timeout).
+    trickle: float = 0.0
 
 
 Script = Reply | Callable[[Body], Reply]
@@ -323,9 +326,9 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 error = {"error": {"message": reply.error, "type": "scripted", "param": None, "code": None}}
                 self._send(reply.status, error, reply.headers)
                 return
-            self._send(200, server._completion(body, reply), reply.headers)
+            self._send(200, server._completion(body, reply), reply.headers, trickle=reply.trickle)
 
-        def _send(self, status: int, payload: Body, headers: dict[str, str]) -> None:
+        def _send(self, status: int, payload: Body, headers: dict[str, str], trickle: float = 0.0) -> None:
             data = json.dumps(payload).encode()
             try:
                 self.send_response(status)
@@ -334,7 +337,13 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 for key, value in headers.items():
                     self.send_header(key, value)
                 self.end_headers()
-                self.wfile.write(data)
+                if not trickle:
+                    self.wfile.write(data)
+                for i in range(len(data) if trickle else 0):
+                    self.wfile.write(data[i : i + 1])
+                    self.wfile.flush()
+                    if server._stopping.wait(trickle):
+                        return
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (a timeout test)
 

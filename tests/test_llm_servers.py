@@ -118,6 +118,20 @@ def test_an_inspection_never_outlasts_its_cap_and_a_timeout_is_not_retried() -> 
         assert len(server.requests) == 1  # the same prompt would be as slow again
 
 
+def test_a_server_trickling_bytes_cannot_hold_an_inspection_past_its_cap() -> None:
+    # Every byte arrives within the 5 s read timeout, so only the inspection's own cap can stop it.
+    trickling = answer(p_after=0.9, span=EVIDENCE, rationale="r")
+    trickling.trickle = 0.05
+    with FakeOpenAI(trickling) as server:
+        judge = judge_for(server, timeout_seconds=5.0, inspection_seconds=1.0, max_retries=3)
+        started = time.monotonic()
+        with pytest.raises(JudgeError) as caught:
+            judge.inspect(POST, Context(), NOTE, 0.5)
+        elapsed = time.monotonic() - started
+        assert caught.value.reason == "timeout" and elapsed < 2.0
+        assert len(server.requests) == 1
+
+
 def test_a_malformed_answer_is_not_retried() -> None:
     with FakeOpenAI(Reply(content="Sure! The note is decisive.")) as server:
         with pytest.raises(JudgeError) as caught:

@@ -17,9 +17,11 @@ Real servers differ, and this judge copes with each (see docs/judge-llm.md):
 * runaway answers: every request caps its completion (``max_tokens``) and every schema field is
   bounded (strings by length, probabilities to [0, 1]); an answer cut at the cap is refused as
   ``answer_truncated`` and not retried (temperature 0: it would run away again);
-* time: one inspection, every attempt included, gets at most ``inspection_seconds`` (each request
-  the time left, as the HTTP client's read timeout: a server trickling bytes can outlast it); a
-  timeout is not retried, transport failures (refused connection, 429, 502-504) are, with backoff.
+* time: one inspection, every attempt and wait included, gets at most ``inspection_seconds``, a
+  hard cap: the requests run on an event loop (:func:`_event_loop`) under ``asyncio.timeout``,
+  which cancels a request at the deadline even while a server trickles bytes (httpx's timeouts
+  are per read, so a blocking request could outlast any of them). A timeout is not retried;
+  transport failures (refused connection, 429, 502-504) are, with backoff.
 
 Failures of any kind raise :class:`~notebazaar.pipeline.judge.JudgeError` with a short reason and
 the tokens the failed call spent; the offer is then not bought and the market still settles.
@@ -27,6 +29,7 @@ the tokens the failed call spent; the offer is then not bought and the market st
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -39,7 +42,13 @@ from typing import Any, TypeVar
 import openai
 import pydantic
 from pydantic import BaseModel, ConfigDict
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_before_delay, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_exponential,
+)
 
 from notebazaar.pipeline.config import OpenAISettings
 from notebazaar.pipeline.judge import Context, JudgeError, NoteView, PostView, TrackRecord, Verdict
@@ -230,7 +239,7 @@ class LLMJudge:
         self.settings = settings
         self._system = Template(prompt_text).safe_substitute(STABLE_NAMES)
         self.support = ServerSupport(settings.response_format)
-        self._client = openai.OpenAI(
+        self._client = openai.AsyncOpenAI(
             base_url=settings.base_url,
             api_key=os.environ.get(settings.api_key_env) or PLACEHOLDER_KEY,
             timeout=settings.timeout_seconds,
@@ -407,14 +416,27 @@ class LLMJudge:
         *,
         last: bool,
     ) -> Any:
-        """One request in format ``fmt``, retried on transport failures only, never past ``deadline``."""
+        """One request in format ``fmt``, retried on transport failures only, never past ``deadline``:
+        it runs on the judges' event loop and is cancelled there when the deadline comes."""
+        request = self._request(messages, fmt, schema, deadline, last=last)
+        return asyncio.run_coroutine_threadsafe(request, _event_loop()).result()
+
+    async def _request(
+        self,
+        messages: list[dict[str, str]],
+        fmt: str,
+        schema: type[BaseModel],
+        deadline: float,
+        *,
+        last: bool,
+    ) -> Any:
         kwargs: dict[str, Any] = {}
         if fmt == "json_schema":
             kwargs["response_format"] = {"type": "json_schema", "json_schema": SCHEMAS[schema]}
         elif fmt == "json_object":  # llama-cpp-python reads the schema beside it; others ignore it
             kwargs["response_format"] = {"type": "json_object", "schema": SCHEMAS[schema]["schema"]}
         budget = deadline - time.monotonic()
-        retrying = Retrying(
+        retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.max_retries + 1) | stop_before_delay(max(0.0, budget)),
             wait=wait_exponential(multiplier=0.5, max=8),
             retry=retry_if_exception(_transient),
@@ -422,20 +444,21 @@ class LLMJudge:
         )
         reason = ""
         try:
-            for attempt in retrying:
-                with attempt:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise JudgeError("timeout")  # the inspection's time is spent
-                    return self._client.chat.completions.create(
-                        model=self.model,
-                        messages=messages,  # type: ignore[arg-type]
-                        temperature=0,
-                        max_tokens=self.settings.max_tokens,
-                        timeout=min(self.settings.timeout_seconds, left),
-                        **kwargs,
-                    )
-        except openai.APITimeoutError:
+            async with asyncio.timeout(max(0.0, budget)):  # the hard cap, trickling servers included
+                async for attempt in retrying:
+                    with attempt:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            raise JudgeError("timeout")  # the inspection's time is spent
+                        return await self._client.chat.completions.create(
+                            model=self.model,
+                            messages=messages,  # type: ignore[arg-type]
+                            temperature=0,
+                            max_tokens=self.settings.max_tokens,
+                            timeout=min(self.settings.timeout_seconds, left),
+                            **kwargs,
+                        )
+        except (TimeoutError, openai.APITimeoutError):
             reason = "timeout"
         except openai.RateLimitError:
             reason = "rate_limited"
@@ -450,6 +473,23 @@ class LLMJudge:
         except ValueError:  # a 200 whose body is not JSON: the client's decoder gives up
             reason = "malformed_answer"
         raise JudgeError(reason or "timeout") from None
+
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """The event loop every LLM judge's requests run on: one, on a daemon thread, started on first
+    use. Judges are called from plain threads (settlement, the worker, the bots' executors); running
+    each request here lets ``asyncio.timeout`` cancel it at its deadline, and lets one client's
+    connection pool serve every thread."""
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="llm-judge-loop", daemon=True).start()
+        return _loop
 
 
 def _call_line(spot: Spotlight) -> str:
