@@ -550,8 +550,8 @@ def m060_record_counters(db: Database) -> None:
     revealed note (O(markets) per inspection); now it is one row. ``counted_notes`` holds each
     revealed note's current contribution, so a recount of one note applies only the difference
     (and, for each informer's first revealed note in a community, to the newcomers' record);
-    ``discredits`` holds each counted discredit once. Filled from the existing tables by
-    :func:`notebazaar.pipeline.records.recount` (the rule in force)."""
+    ``discredits`` holds each counted discredit once. Filled from the existing tables by the
+    recount in :func:`m080_counted_inspections` (the rule in force needs that table too)."""
     _run_script(
         db,
         """
@@ -585,9 +585,6 @@ def m060_record_counters(db: Database) -> None:
         ) STRICT;
         """,
     )
-    from notebazaar.pipeline.records import recount  # the rule in force, in one place
-
-    recount(db)
 
 
 @migrations()
@@ -597,3 +594,24 @@ def m070_reveals_by_market(db: Database) -> None:
     every community (`notebazaar bench --scale`: 14 ms per read at 10^5 revealed notes, 33 reads
     per 32-offer close)."""
     _run_script(db, "CREATE INDEX IF NOT EXISTS reveals_market ON reveals(market_id, id);")
+
+
+@migrations()
+def m080_counted_inspections(db: Database) -> None:
+    """Offers read and not bought count in their informer's track record once their post is resolved
+    (:func:`notebazaar.pipeline.records.inspection_verdict`): ``counted_inspections`` holds each one's
+    current contribution, as ``counted_notes`` does for revealed notes. Filled by a recount (the rule
+    in force)."""
+    _run_script(
+        db,
+        """
+        CREATE TABLE counted_inspections (
+            inspection_id INTEGER PRIMARY KEY REFERENCES inspections(id),
+            informer_id INTEGER NOT NULL REFERENCES accounts(id),
+            verdict TEXT NOT NULL CHECK (verdict IN ('right', 'wrong'))
+        ) STRICT;
+        """,
+    )
+    from notebazaar.pipeline.records import recount  # the rule in force, in one place
+
+    recount(db)

@@ -17,6 +17,15 @@ revealed note on a post's own market counts once it has a verdict:
   says so.
 - An offer a sub-market *discredited* counts as wrong for its informer (not for the community):
   see :func:`track_record`.
+- **An offer the judge read and did not buy** counts too, for its informer only, once its post is
+  resolved (:func:`inspection_verdict`): *right* when the way it moved the judge (its inspection's
+  ``p_after`` against ``p_before``, the only trace an unbought note leaves) matches the resolution,
+  *wrong* otherwise; an offer that moved the judge neither way (irrelevant, refused, failed) does not
+  count. Why: a record that changed only through bought notes locked an honest informer out for good
+  after one unlucky first note (0 right, 1 wrong gives a reliability of 0.525, and no note of it was
+  worth a price again), and it let a liar whose notes were read but not bought keep a stranger's
+  trust. Readers' statuses never judge these offers (readers never saw them), and the newcomers'
+  record stays each informer's first *revealed* note.
 - Sub-notes (revealed from sub-markets) classify an offer, not the post: they never count.
 - The *newcomers' record* of a community counts only each informer's first revealed note there
   (:func:`newcomer_track_record`): what the judge can say about a stranger.
@@ -32,7 +41,9 @@ changes what they are computed from, through these call sites:
   revealed on an already resolved post counts at once);
 - a rating or a bridging status written (:func:`recount_note`: the bridging scorer calls it in the
   transaction that writes ``note_statuses``; the simulator after its readers' ratings);
-- a discredit (:func:`count_discredit`, when a sub-market settles).
+- a discredit (:func:`count_discredit`, when a sub-market settles);
+- an offer read and not bought (:func:`recount_inspection`, from settlement: an offer read on an
+  already resolved post counts at once; and from :func:`post_resolved`).
 
 :func:`recount_note` recomputes one note's contribution from :func:`verdict` and applies only the
 difference, so calling it again, or for a note whose inputs did not change, changes nothing. A change
@@ -74,6 +85,27 @@ def verdict(db: Database, reveal_id: int) -> str | None:
         rejected = status == "not_helpful" or (status != "helpful" and bool(rated_unhelpful))
         return RIGHT if classification == resolution and not rejected else WRONG
     return {"helpful": RIGHT, "not_helpful": WRONG}.get(status or "")
+
+
+def inspection_verdict(db: Database, inspection_id: int) -> tuple[int, str] | None:
+    """(informer, :data:`RIGHT` or :data:`WRONG`) for one inspection of an offer that was not bought,
+    or None: bought (its revealed note counts instead), on a sub-market, on a post not resolved, or
+    the offer moved the judge neither way."""
+    row = db.execute(
+        "SELECT o.informer_id, i.p_before, i.p_after, i.bought, m.parent_offer_id IS NOT NULL,"
+        " p.resolution FROM inspections i JOIN offers o ON o.id = i.offer_id"
+        " JOIN markets m ON m.id = i.market_id JOIN posts p ON p.id = m.post_id WHERE i.id = ?",
+        [inspection_id],
+    ).fetchone()
+    if row is None:
+        return None
+    informer_id, p_before, p_after, bought, on_sub_market, resolution = row
+    if bought or on_sub_market or resolution is None or p_before is None or p_after is None:
+        return None
+    if p_after == p_before:
+        return None
+    pointed = "misleading" if p_after > p_before else "not_misleading"
+    return int(informer_id), RIGHT if pointed == resolution else WRONG
 
 
 def is_discredit(prior: float | None, belief: float | None) -> bool:
@@ -160,6 +192,36 @@ def post_resolved(
     _add(db, "community_records", "community_id", community_id, deltas)
     for (reveal_id,) in db.execute("SELECT id FROM reveals WHERE post_id = ?", [post_id]).fetchall():
         recount_note(db, int(reveal_id))
+    for (inspection_id,) in db.execute(
+        "SELECT i.id FROM inspections i JOIN markets m ON m.id = i.market_id"
+        " WHERE m.post_id = ? AND m.parent_offer_id IS NULL AND i.bought = 0",
+        [post_id],
+    ).fetchall():
+        recount_inspection(db, int(inspection_id))
+
+
+def recount_inspection(db: Database, inspection_id: int) -> None:
+    """Bring one unbought offer's contribution to its informer's record in line with
+    :func:`inspection_verdict`. Idempotent. Call inside the write transaction that wrote the
+    inspection or changed its post's resolution."""
+    found = inspection_verdict(db, inspection_id)
+    old = db.execute(
+        "SELECT informer_id, verdict FROM counted_inspections WHERE inspection_id = ?", [inspection_id]
+    ).fetchone()
+    if (tuple(old) if old else None) == found:
+        return
+    if old is not None:
+        _add(db, "informer_records", "informer_id", int(old[0]), _delta(old[1], -1))
+    if found is None:
+        db.execute("DELETE FROM counted_inspections WHERE inspection_id = ?", [inspection_id])
+        return
+    _add(db, "informer_records", "informer_id", found[0], _delta(found[1], +1))
+    db.execute(
+        "INSERT INTO counted_inspections (inspection_id, informer_id, verdict) VALUES (?, ?, ?)"
+        " ON CONFLICT (inspection_id) DO UPDATE SET informer_id = excluded.informer_id,"
+        " verdict = excluded.verdict",
+        [inspection_id, *found],
+    )
 
 
 def count_discredit(db: Database, sub_market_id: int) -> None:
@@ -196,8 +258,9 @@ def discredited_offers(db: Database, informer_id: int) -> int:
 
 
 def track_record(db: Database, informer_id: int) -> TrackRecord:
-    """Right and wrong among the informer's revealed notes with a verdict; its offers that
-    sub-markets discredited count as wrong too.
+    """Right and wrong among the informer's revealed notes with a verdict and its offers read and not
+    bought on resolved posts (:func:`inspection_verdict`); its offers that sub-markets discredited
+    count as wrong too.
 
     A discredited offer's note is shredded, so the post's resolution can never check it; the
     judgement is what the market learned about the informer, and forgetting it with the note would
@@ -253,7 +316,7 @@ def resolved_posts(db: Database, community_id: int) -> tuple[int, int]:
 
 # --- rebuilding and checking -------------------------------------------------------------------------
 
-_TABLES = ("counted_notes", "discredits", "informer_records", "community_records")
+_TABLES = ("counted_notes", "counted_inspections", "discredits", "informer_records", "community_records")
 
 
 def _snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:
@@ -279,6 +342,11 @@ def recount(db: Database) -> None:
         "SELECT id FROM markets WHERE parent_offer_id IS NOT NULL AND status = 'settled'"
     ).fetchall():
         count_discredit(db, int(sub_market_id))
+    for (inspection_id,) in db.execute(
+        "SELECT i.id FROM inspections i JOIN markets m ON m.id = i.market_id JOIN posts p ON p.id = m.post_id"
+        " WHERE i.bought = 0 AND m.parent_offer_id IS NULL AND p.resolution IS NOT NULL"
+    ).fetchall():
+        recount_inspection(db, int(inspection_id))
 
 
 def check(db: Database) -> list[str]:

@@ -196,6 +196,18 @@ def weigh(
     return Waiting(sub_id)
 
 
+def waiting_offer_ids(db: Database, market_id: int) -> set[int]:
+    """This market's winning offers that a sub-market was opened about (they keep their turn)."""
+    return {
+        int(r[0])
+        for r in db.execute(
+            "SELECT o.id FROM offers o JOIN markets m ON m.parent_offer_id = o.id"
+            " WHERE o.market_id = ? AND o.status = 'won'",
+            [market_id],
+        )
+    }
+
+
 def pending_sub_markets(db: Database, market_id: int) -> list[int]:
     """Sub-markets about this market's offers that have not settled yet."""
     return [

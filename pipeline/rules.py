@@ -27,14 +27,19 @@ apart from storage and surfaces.
    Sign-up credits are a setting, ``[web] signup_credits``, 0 by default: accounts are free, so
    they must not bring money; the demo (``serve --demo``) gives its own ``demo_signup_credits``.
    An offer's bid must be at least the reserve (a lower one could never be read) and is refused.
+7. Reading order (:func:`inspection_order`). The auction decides which offers are read and what
+   their attention costs; the judge reads the winners best-proven first (by the share of their
+   notes that proved right), ties by rank. A note read later is weighed against what the reader
+   already believes, so a stranger who bids high to be read first meets the trusted informers'
+   notes before it, not after.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 AuctionKind = Literal["gsp", "first_price"]
 P_MIN, P_MAX = 0.01, 0.99
@@ -209,3 +214,24 @@ def sub_budget(remaining_budget: int, price: int, share: float, minimum: int) ->
     parent could no longer pay the offer's price, and 0 (no sub-market) below ``minimum``."""
     budget = min(int(remaining_budget * share), remaining_budget - price)
     return budget if budget >= minimum else 0
+
+
+def inspection_order(
+    won: Sequence[dict[str, Any]], tracks: Mapping[int, Any], *, first: Collection[int] = ()
+) -> list[dict[str, Any]]:
+    """The order the judge reads a market's winners in: the best-proven informers first.
+
+    The auction decides *which* offers are read and what their attention costs; among the winners
+    the judge reads the informers whose notes have proved right most often first (the share right,
+    Laplace-smoothed: (right + 1) / (right + wrong + 2), so a stranger sits at one half), ties by
+    auction rank. A note read later is weighed against what the reader already believes, so a
+    stranger who bids high to be read first (a fresh account with a wrong classification) now meets
+    the trusted informers' notes before it, not after. ``first``: offers already waiting on a
+    sub-market keep their turn (the sub-market was opened at that point of the reading)."""
+
+    def key(offer: dict[str, Any]) -> tuple[int, float, int]:
+        track = tracks[offer["id"]]
+        proven = (track.right + 1) / (track.right + track.wrong + 2)
+        return (0 if offer["id"] in first else 1, -proven, int(offer["rank"]))
+
+    return sorted(won, key=key)

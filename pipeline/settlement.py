@@ -6,10 +6,11 @@ Settlement runs in steps, each its own atomic transaction, and every step can be
    offer that cannot be opened, rank the others, mark the top ``k`` as ``won``, charge their bids
    into the pool, refund the rest, shred the offers that were not inspected, and take the market's
    budget from the pool if there is an offer to inspect (rule 6 in :mod:`notebazaar.pipeline.rules`).
-2. **Inspections**, one per won offer, in rank order: the judge reads the note (outside any
-   transaction: it may be a slow network call), then one transaction records the decision and
-   either pays, reveals and queues the note, or shreds it. A won offer whose note cannot be opened
-   is shredded with its reason code and its attention charge refunded; the others go on.
+2. **Inspections**, one per won offer, best-proven informers first (rule 7): the judge reads the
+   note (outside any transaction: it may be a slow network call), then one transaction records the
+   decision and either pays, reveals and queues the note, or shreds it. A won offer whose note
+   cannot be opened is shredded with its reason code and its attention charge refunded; the others
+   go on.
 3. **Finish** (``closing`` -> ``settled``): return the unspent budget to the pool.
 
 Recursion (:mod:`notebazaar.pipeline.recursion`): an uncertain inspection may open a sub-market about the
@@ -135,11 +136,10 @@ def close_market(
     won = list(
         rows(db, "SELECT * FROM offers WHERE market_id = ? AND status = 'won' ORDER BY rank", [market_id])
     )
+    tracks = {o["id"]: records.track_record(db, int(o["informer_id"])) for o in won}
+    won = rules.inspection_order(won, tracks, first=recursion.waiting_offer_ids(db, market_id))
     notes = {  # a banned informer's note is never opened (moderation.ban: shredded uninspected)
-        o["id"]: BANNED
-        if _banned(db, o)
-        else _open_note(db, o, records.track_record(db, int(o["informer_id"])))
-        for o in won
+        o["id"]: BANNED if _banned(db, o) else _open_note(db, o, tracks[o["id"]]) for o in won
     }
     prepare = getattr(judge, "prepare", None)
     try:
@@ -381,7 +381,7 @@ def _inspect(
                 price_of_information=int(market["price_of_information"]),
                 remaining_budget=budget_left,
             )
-        db.execute(
+        inspection_id = db.execute(
             "INSERT INTO inspections (offer_id, market_id, judge, p_before, p_after, kl, value, bought,"
             " reason, tokens, inspected_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
@@ -397,7 +397,7 @@ def _inspect(
                 verdict.tokens if verdict else failed_tokens,
                 now,
             ],
-        )
+        ).lastrowid
         if decision.buy and note is not None and verdict is not None:
             _buy(db, market, offer, note, verdict.rationale, now)
             db.execute("UPDATE markets SET belief = ? WHERE id = ?", [p_after, market_id])
@@ -405,6 +405,7 @@ def _inspect(
             if decision.reason in (UNDECRYPTABLE, KEY_MISSING):  # never read: its charge is due back
                 _refund_charge(db, market, offer)
             shred(db, offer["id"], "shredded", decision.reason)
+            records.recount_inspection(db, int(inspection_id))  # counts at once on a resolved post
             recursion.follow_parent(db, int(offer["id"]), revealed=False, now=now)
     log.info(
         "market %s offer %s: %s (value %.2f, price %s)",

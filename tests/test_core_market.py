@@ -8,6 +8,7 @@ import pytest
 from sqlite_utils import Database
 
 from notebazaar.pipeline import ledger, market
+from notebazaar.pipeline.db import write
 from notebazaar.pipeline.errors import Conflict, MarketClosed, ValidationError
 from notebazaar.pipeline.judge.simple import SimpleJudge
 from notebazaar.pipeline.settlement import close_market, due_markets
@@ -195,3 +196,25 @@ def test_simple_judge_market_conserves_credits(db: Database) -> None:
     close_market(db, market_id, SimpleJudge(), force=True)
     report = ledger.check(db)
     assert report.ok and report.minted == report.circulating == 5_000 + 3 * 1_000
+
+
+def test_a_high_bidding_stranger_is_read_after_a_proven_informer(db: Database) -> None:
+    # A fresh account bids the most to be read first and point the reader the wrong way; the judge
+    # reads the informer with a record of right notes first (rule 7), so the stranger's note is
+    # weighed against what the reader already believes. Its bid still bought it the attention.
+    _, market_id, (stranger, proven, _) = make_market(db, slots=2)
+    with write(db):
+        db.execute(
+            "INSERT INTO informer_records (informer_id, notes_right, notes_wrong, discredited)"
+            " VALUES (?, 12, 1, 0)",
+            [proven],
+        )
+    first = market.submit_offer(
+        db, market_id, stranger, classification="not_misleading", text="a", bid=20, price=1
+    )
+    second = market.submit_offer(db, market_id, proven, classification="misleading", text="b", bid=5, price=1)
+    judge = ScriptedJudge()
+    close_market(db, market_id, judge, force=True)
+    assert [offer_id for offer_id, _ in judge.seen] == [second.offer_id, first.offer_id]
+    ranks = dict(db.execute("SELECT id, rank FROM offers WHERE market_id = ?", [market_id]).fetchall())
+    assert ranks[first.offer_id] == 1 and ranks[second.offer_id] == 2  # the auction's order is unchanged

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from notebazaar.pipeline import rules
+from notebazaar.pipeline.judge import TrackRecord
 from notebazaar.pipeline.rules import Bid, Slot
 
 
@@ -129,3 +130,20 @@ def test_nearly_equal_beliefs_never_give_negative_kl(p: float, wobble: float) ->
     assert rules.decide(
         p_before=p, p_after=p * (1 + wobble), price=0, price_of_information=100, remaining_budget=0
     ).buy
+
+
+def test_the_judge_reads_the_best_proven_winners_first() -> None:
+    track = TrackRecord
+    won = [
+        {"id": 1, "rank": 1},  # a stranger who bid the most
+        {"id": 2, "rank": 2},  # right 40 times, wrong twice
+        {"id": 3, "rank": 3},  # another stranger
+        {"id": 4, "rank": 4},  # wrong more often than right
+        {"id": 5, "rank": 5},  # right 3, wrong 0
+    ]
+    tracks = {1: track(), 2: track(40, 2), 3: track(), 4: track(1, 5), 5: track(3, 0)}
+    assert [o["id"] for o in rules.inspection_order(won, tracks)] == [2, 5, 1, 3, 4]
+    # an offer a sub-market is about keeps its turn, whoever else is better proven
+    assert [o["id"] for o in rules.inspection_order(won, tracks, first={4})] == [4, 2, 5, 1, 3]
+    # strangers only: the auction's order
+    assert [o["id"] for o in rules.inspection_order(won, dict.fromkeys(tracks, track()))] == [1, 2, 3, 4, 5]

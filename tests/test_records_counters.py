@@ -38,6 +38,20 @@ def scanned(db: object, where: str, params: list[object]) -> TrackRecord:
     return TrackRecord(int(row[0]), int(row[1]))
 
 
+def scanned_inspections(db: object, informer_id: int) -> TrackRecord:
+    """The informer's offers read and not bought on resolved posts, by the way each moved the judge."""
+    pointed = "CASE WHEN i.p_after > i.p_before THEN 'misleading' ELSE 'not_misleading' END"
+    row = db.execute(  # type: ignore[attr-defined]
+        f"SELECT COALESCE(SUM({pointed} = p.resolution), 0), COALESCE(SUM({pointed} != p.resolution), 0)"
+        " FROM inspections i JOIN offers o ON o.id = i.offer_id"
+        " JOIN markets m ON m.id = i.market_id AND m.parent_offer_id IS NULL"
+        " JOIN posts p ON p.id = m.post_id"
+        " WHERE o.informer_id = ? AND i.bought = 0 AND p.resolution IS NOT NULL AND i.p_after != i.p_before",
+        [informer_id],
+    ).fetchone()
+    return TrackRecord(int(row[0]), int(row[1]))
+
+
 def scanned_discredits(db: object, informer_id: int) -> int:
     return int(
         db.execute(  # type: ignore[attr-defined]
@@ -68,19 +82,26 @@ class RecordMachine(RuleBasedStateMachine):
         self.posts: list[int] = []
         self.n = 0
 
-    @rule(classes=st.lists(st.sampled_from(CLASSES), min_size=1, max_size=3), resolve_first=st.booleans())
-    def run_market(self, classes: list[str], resolve_first: bool) -> None:
+    @rule(
+        classes=st.lists(st.sampled_from(CLASSES), min_size=1, max_size=3),
+        prices=st.lists(st.sampled_from((1, 5_000)), min_size=3, max_size=3),
+        resolve_first=st.booleans(),
+    )
+    def run_market(self, classes: list[str], prices: list[int], resolve_first: bool) -> None:
         self.n += 1
         post = community.add_post(self.db, self.community, f"post {self.n}", external_id=f"p{self.n}")
         self.posts.append(post)
         market_id = market.open_market(self.db, post)
-        for informer, classification in zip(self.informers, classes, strict=False):
+        for informer, classification, price in zip(self.informers, classes, prices, strict=False):
+            # Priced past the budget, an offer is read and not bought: it counts through its inspection.
+            text = "BUY" if classification == "misleading" else "DENY"
             market.submit_offer(
-                self.db, market_id, informer, classification=classification, text="BUY", bid=1, price=1
+                self.db, market_id, informer, classification=classification, text=text, bid=1, price=price
             )
         if resolve_first:  # a post resolved before its market closes: the notes count when revealed
             market.resolve_post(self.db, post, CLASSES[self.n % 2])
-        close_market(self.db, market_id, ScriptedJudge({"BUY": 0.99}, start=0.01), force=True)
+        judge = ScriptedJudge({"BUY": 0.99, "DENY": 0.01}, start=0.5)
+        close_market(self.db, market_id, judge, force=True)
 
     @rule(data=st.data(), resolution=st.sampled_from(CLASSES))
     def resolve(self, data: st.DataObject, resolution: str) -> None:
@@ -131,9 +152,10 @@ class RecordMachine(RuleBasedStateMachine):
             return
         for informer in self.informers:
             scan = scanned(self.db, "r.informer_id = ?", [informer])
+            read = scanned_inspections(self.db, informer)
             discredited = scanned_discredits(self.db, informer)
             assert records.track_record(self.db, informer) == TrackRecord(
-                scan.right, scan.wrong + discredited, discredited
+                scan.right + read.right, scan.wrong + read.wrong + discredited, discredited
             )
         assert records.community_track_record(self.db, self.community) == scanned(
             self.db, "p.community_id = ?", [self.community]
@@ -202,3 +224,47 @@ def test_a_markets_bought_notes_are_read_through_an_index(tmp_path: Path) -> Non
     )
     assert "USING INDEX reveals_market" in plan, plan
     assert "SCAN reveals" not in plan.replace("USING INDEX", "")
+
+
+def test_offers_read_and_not_bought_count_once_their_post_resolves() -> None:
+    """The lock-out: an informer whose first bought note resolved wrong used to stay at 0 right,
+    1 wrong for ever (no note of it was worth a price again, and only bought notes counted). Now
+    the offers the judge read count too, by the way each moved the judge, once their post resolves;
+    one that moved it neither way does not, and the newcomers' record is left to revealed notes."""
+    db = open_db(":memory:")
+    com = community.create_community(db, "c", settings=MarketSettings(reserve=0, budget_per_market=50)).id
+    funder, informer = community.create_account(db, "f"), community.create_account(db, "i")
+    community.mint(db, funder, 10_000, key="m")
+    community.mint(db, informer, 1_000, key="mi")
+    community.fund_pool(db, com, funder, 10_000, key="f")
+    judge = ScriptedJudge({"BUY": 0.99}, start=0.5)
+
+    def one_market(text: str, price: int, label: str) -> int:
+        post = community.add_post(db, com, f"post {text} {price} {label}")
+        market_id = market.open_market(db, post)
+        market.submit_offer(
+            db, market_id, informer, classification="misleading", text=text, bid=0, price=price
+        )
+        close_market(db, market_id, judge, force=True)
+        return post
+
+    first = one_market("BUY", 1, "not_misleading")
+    market.resolve_post(db, first, "not_misleading")  # bought, resolved wrong
+    assert records.track_record(db, informer) == TrackRecord(0, 1)
+    unresolved = one_market("BUY", 900, "misleading")  # read, not bought: over the market's budget
+    assert records.track_record(db, informer) == TrackRecord(0, 1)  # its post is not resolved yet
+    market.resolve_post(db, unresolved, "misleading")
+    assert records.track_record(db, informer) == TrackRecord(1, 1)
+    market.resolve_post(db, unresolved, "not_misleading")  # a moderator's change of mind
+    assert records.track_record(db, informer) == TrackRecord(0, 2)
+    market.resolve_post(db, unresolved, "misleading")
+    post = one_market("nothing to see", 900, "misleading")  # moved the judge neither way
+    market.resolve_post(db, post, "misleading")
+    assert records.track_record(db, informer) == TrackRecord(1, 1)
+    assert records.newcomer_track_record(db, com) == TrackRecord(0, 1)  # the first revealed note only
+    assert records.community_track_record(db, com) == TrackRecord(0, 1)
+    with write(db):
+        records.recount(db)
+    assert records.track_record(db, informer) == TrackRecord(1, 1) and records.check(db) == []
+    [(kept,)] = db.execute("SELECT COUNT(*) FROM counted_inspections").fetchall()
+    assert kept == 1

@@ -14,9 +14,10 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class TrackRecord:
-    """An informer's judged notes: revealed notes on resolved posts, right or wrong by the post's
-    resolution, and offers a sub-market discredited (counted in ``wrong``; ``discredited`` says how
-    many of the wrong ones are these)."""
+    """An informer's judged notes: revealed notes with a verdict and offers the judge read and did
+    not buy on resolved posts, right or wrong (:mod:`notebazaar.pipeline.records` has the rule), and
+    offers a sub-market discredited (counted in ``wrong``; ``discredited`` says how many of the
+    wrong ones are these)."""
 
     right: int = 0
     wrong: int = 0

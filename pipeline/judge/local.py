@@ -26,8 +26,9 @@ log-likelihood ratio built from three things the judge can check without the not
   four or more words quoted from the post), mapped linearly from ``rel_floor``
   (unrelated: no weight) to ``rel_full`` (squarely on topic: full weight), and back down to zero
   between ``echo_start`` and ``echo_full`` (a note that restates the post tells a reader nothing);
-- *reliability*: the informer's record of revealed notes on resolved posts (and of offers that
-  sub-markets discredited, as wrong notes: :func:`notebazaar.pipeline.records.track_record`),
+- *reliability*: the informer's record of revealed notes and of offers read and not bought on
+  resolved posts (and of offers that sub-markets discredited, as wrong notes:
+  :func:`notebazaar.pipeline.records.track_record`),
   shrunk toward the record of the community's newcomers (each informer's first revealed note:
   :func:`notebazaar.pipeline.records.newcomer_track_record`, itself shrunk toward the cautious
   ``newcomer_reliability``), so a stranger is trusted as far as strangers have proved right and a
