@@ -107,29 +107,30 @@ def test_a_huge_prior_is_a_counted_failure_not_a_probability() -> None:
         assert caught.value.reason == "probability_out_of_range" and len(server.requests) == 1
 
 
-def test_an_inspection_never_outlasts_its_cap_and_a_timeout_is_not_retried() -> None:
-    with FakeOpenAI(slow(5.0, answer(p_after=0.9, span=EVIDENCE, rationale="r"))) as server:
-        judge = judge_for(server, timeout_seconds=60.0, inspection_seconds=1.0, max_retries=3)
-        started = time.monotonic()
-        with pytest.raises(JudgeError) as caught:
-            judge.inspect(POST, Context(), NOTE, 0.5)
-        elapsed = time.monotonic() - started
-        assert caught.value.reason == "timeout" and elapsed < 2.5
-        assert len(server.requests) == 1  # the same prompt would be as slow again
+def _trickling() -> Reply:
+    reply = answer(p_after=0.9, span=EVIDENCE, rationale="r")
+    reply.trickle = 0.05  # a byte every 50 ms: every read arrives well within the read timeout
+    return reply
 
 
-def test_a_server_trickling_bytes_cannot_hold_an_inspection_past_its_cap() -> None:
-    # Every byte arrives within the 5 s read timeout, so only the inspection's own cap can stop it.
-    trickling = answer(p_after=0.9, span=EVIDENCE, rationale="r")
-    trickling.trickle = 0.05
-    with FakeOpenAI(trickling) as server:
-        judge = judge_for(server, timeout_seconds=5.0, inspection_seconds=1.0, max_retries=3)
+@pytest.mark.parametrize(
+    "reply, read_timeout",
+    [(slow(5.0, answer(p_after=0.9, span=EVIDENCE, rationale="r")), 60.0), (_trickling(), 5.0)],
+    ids=["silent", "trickling"],
+)
+def test_an_inspection_never_outlasts_its_cap_and_a_timeout_is_not_retried(
+    reply: Reply, read_timeout: float
+) -> None:
+    # A server silent for 5 s, or one sending a byte every 50 ms (which no read timeout stops):
+    # only the inspection's own wall-clock cap ends either.
+    with FakeOpenAI(reply) as server:
+        judge = judge_for(server, timeout_seconds=read_timeout, inspection_seconds=1.0, max_retries=3)
         started = time.monotonic()
         with pytest.raises(JudgeError) as caught:
             judge.inspect(POST, Context(), NOTE, 0.5)
         elapsed = time.monotonic() - started
         assert caught.value.reason == "timeout" and elapsed < 2.0
-        assert len(server.requests) == 1
+        assert len(server.requests) == 1  # the same prompt would be as slow again
 
 
 def test_a_malformed_answer_is_not_retried() -> None:

@@ -36,6 +36,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Coroutine
 from string import Template
 from typing import Any, TypeVar
 
@@ -86,6 +87,7 @@ _FORMAT_REFUSALS = frozenset({400, 415, 422, 500, 501})
 _TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
 
 AnswerT = TypeVar("AnswerT", bound=BaseModel)
+T = TypeVar("T")
 
 
 class InspectionAnswer(BaseModel):
@@ -394,7 +396,9 @@ class LLMJudge:
         tokens = 0
         for i, fmt in enumerate(formats):
             try:
-                completion = self._call(messages, fmt, schema, deadline, last=i == len(formats) - 1)
+                completion = _on_event_loop(
+                    self._call(messages, fmt, schema, deadline, last=i == len(formats) - 1)
+                )
             except _FormatRefused as exc:
                 log.warning("the judge's server refused response_format %s (HTTP %s)", fmt, exc.status)
                 refused.append(fmt)
@@ -407,7 +411,7 @@ class LLMJudge:
             return _parse(completion, schema, tokens), tokens
         raise JudgeError("format_refused")  # unreachable: the last format is never skipped
 
-    def _call(
+    async def _call(
         self,
         messages: list[dict[str, str]],
         fmt: str,
@@ -417,19 +421,7 @@ class LLMJudge:
         last: bool,
     ) -> Any:
         """One request in format ``fmt``, retried on transport failures only, never past ``deadline``:
-        it runs on the judges' event loop and is cancelled there when the deadline comes."""
-        request = self._request(messages, fmt, schema, deadline, last=last)
-        return asyncio.run_coroutine_threadsafe(request, _event_loop()).result()
-
-    async def _request(
-        self,
-        messages: list[dict[str, str]],
-        fmt: str,
-        schema: type[BaseModel],
-        deadline: float,
-        *,
-        last: bool,
-    ) -> Any:
+        it runs on the judges' event loop (:func:`_on_event_loop`), which cancels it at the deadline."""
         kwargs: dict[str, Any] = {}
         if fmt == "json_schema":
             kwargs["response_format"] = {"type": "json_schema", "json_schema": SCHEMAS[schema]}
@@ -490,6 +482,11 @@ def _event_loop() -> asyncio.AbstractEventLoop:
             _loop = asyncio.new_event_loop()
             threading.Thread(target=_loop.run_forever, name="llm-judge-loop", daemon=True).start()
         return _loop
+
+
+def _on_event_loop(request: Coroutine[Any, Any, T]) -> T:
+    """Run ``request`` on the judges' event loop and wait for its result in this thread."""
+    return asyncio.run_coroutine_threadsafe(request, _event_loop()).result()
 
 
 def _call_line(spot: Spotlight) -> str:
