@@ -100,9 +100,7 @@ def inspection_verdict(db: Database, inspection_id: int) -> tuple[int, str] | No
     if row is None:
         return None
     informer_id, p_before, p_after, bought, on_sub_market, resolution = row
-    if bought or on_sub_market or resolution is None or p_before is None or p_after is None:
-        return None
-    if p_after == p_before:
+    if bought or on_sub_market or resolution is None or p_after == p_before:
         return None
     pointed = "misleading" if p_after > p_before else "not_misleading"
     return int(informer_id), RIGHT if pointed == resolution else WRONG

@@ -339,7 +339,8 @@ def _make_handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 self.end_headers()
                 if not trickle:
                     self.wfile.write(data)
-                for i in range(len(data) if trickle else 0):
+                    return
+                for i in range(len(data)):
                     self.wfile.write(data[i : i + 1])
                     self.wfile.flush()
                     if server._stopping.wait(trickle):
