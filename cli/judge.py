@@ -1,5 +1,5 @@
-"""The judge: ``notebazaar judge check`` (can it work?), ``judge fit`` and ``judge show`` (the
-embedded judge's parameters, fitted on labelled claims)."""
+"""The judge: ``notebazaar judge check`` (can it work?), ``judge fit``, ``judge set`` and
+``judge show`` (the embedded judge's parameters, fitted on labelled claims or set by hand)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from notebazaar.pipeline.config import Settings
 
 @main.group("judge")
 def judge_group() -> None:
-    """Check the judge, and fit or show the embedded judge's parameters."""
+    """Check the judge, and fit, set or show the embedded judge's parameters."""
 
 
 def _community_id(db: Any, slug: str | None) -> int | None:
@@ -113,6 +113,39 @@ def judge_fit(
             "fit_report": fit_report,
         }
     )
+
+
+@judge_group.command("set")
+@click.argument("assignments", nargs=-1, required=True, metavar="KEY=VALUE...")
+@click.option(
+    "--community",
+    "slug",
+    default=None,
+    help="Change this community's parameters (default: the database's, for every community without its own).",
+)
+@with_db
+def judge_set(
+    db: Any, db_path: Path, settings: Settings, assignments: tuple[str, ...], slug: str | None
+) -> None:
+    """Change some of the embedded judge's parameters in force, e.g. ``newcomer_credit=5``; the
+    others (and what they were fitted on) stay as they are."""
+    from notebazaar.pipeline.errors import ValidationError
+    from notebazaar.pipeline.judge import params
+
+    changes = {}
+    for item in assignments:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.ClickException(f"{item!r} is not KEY=VALUE")
+        changes[key.strip()] = value.strip()
+    community_id = _community_id(db, slug)
+    found = params.stored(db, community_id)
+    try:
+        changed = params.with_changes(found.params, changes)
+    except ValidationError as exc:
+        raise click.ClickException(str(exc)) from None
+    params.store(db, community_id, changed, fitted_on=found.fitted_on, fit_report=found.fit_report or {})
+    echo_json({"community": slug, "params": params.as_dict(changed), "changed": sorted(changes)})
 
 
 @judge_group.command("show")

@@ -41,6 +41,7 @@ import numpy as np
 from notebazaar.pipeline import community, ledger, market
 from notebazaar.pipeline.config import MarketSettings, Settings
 from notebazaar.pipeline.db import open_db
+from notebazaar.pipeline.judge.params import LocalJudgeParams
 from notebazaar.pipeline.settlement import close_market
 
 _WORDS = [
@@ -80,6 +81,12 @@ _WORDS = [
     "source",
     "survey",
 ]
+
+
+# Nothing resolves in the benchmark, so every informer stays a stranger: without an unbounded
+# newcomer credit (pipeline.credit) the judge would stop buying after two notes, and the benchmark
+# would no longer measure purchases, reveals and the index catching up with them.
+BENCH_JUDGE = LocalJudgeParams(newcomer_credit=2**31)
 
 
 def sentences(n: int, *, seed: int = 0, words: int = 24) -> list[str]:
@@ -221,7 +228,7 @@ def _markets_run(
         shutil.rmtree(folder)
     db = open_db(folder / "bench.db")
     counter = CountingEmbedder(embedder)
-    judge = LocalJudge(db, Retriever(db, folder, settings.index, embedder=counter))
+    judge = LocalJudge(db, Retriever(db, folder, settings.index, embedder=counter), params=BENCH_JUDGE)
     community_id, informers = bench_community(db, offers=offers, markets=markets)
     rng = random.Random(seed)
     posts = sentences(markets, seed=seed + 1)

@@ -178,7 +178,9 @@ def measure(
 
     settings = _settings(settings_data)
     db = open_db(folder / "scale.db")
-    judge = LocalJudge(db, Retriever(db, folder, settings.index, embedder=_embedder(settings)))
+    judge = LocalJudge(
+        db, Retriever(db, folder, settings.index, embedder=_embedder(settings)), params=bench.BENCH_JUDGE
+    )
     inspections: list[float] = []
     inner = judge.inspect
 

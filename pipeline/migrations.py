@@ -615,3 +615,21 @@ def m080_counted_inspections(db: Database) -> None:
     from notebazaar.pipeline.records import recount  # the rule in force, in one place
 
     recount(db)
+
+
+@migrations()
+def m090_credit_notes(db: Database) -> None:
+    """Strangers' notes awaiting review (:mod:`notebazaar.pipeline.credit`): the trust the embedded
+    judge gives informers without a record is bounded by how many of their notes the community has
+    not yet checked. Starts empty: notes revealed before this migration are not on credit."""
+    _run_script(
+        db,
+        """
+        CREATE TABLE credit_notes (
+            reveal_id INTEGER PRIMARY KEY REFERENCES reveals(id),
+            community_id INTEGER NOT NULL REFERENCES communities(id),
+            opened_at REAL NOT NULL
+        ) STRICT;
+        CREATE INDEX credit_notes_community ON credit_notes(community_id);
+        """,
+    )

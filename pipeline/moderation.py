@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
-from notebazaar.pipeline import ledger, outbox
+from notebazaar.pipeline import credit, ledger, outbox
 from notebazaar.pipeline.community import audit, get_account, is_banned, require_moderator
 from notebazaar.pipeline.db import write
 from notebazaar.pipeline.errors import Conflict, Forbidden, NotFound
@@ -67,6 +67,7 @@ def unpublish(db: Database, moderator_id: int, reveal_id: int, reason: str) -> N
             [time.time(), reason, reveal_id],
         )
         db.execute("DELETE FROM documents WHERE kind = 'reveal' AND ref_id = ?", [reveal_id])
+        credit.review(db, reveal_id)  # a hidden note no longer exposes its readers
         outbox.flag_takedown(db, reveal_id, MODERATOR_TAKEDOWN)  # the reason itself stays private
         audit(db, moderator_id, "note.unpublish", f"reveal:{reveal_id}", {"reason": reason}, int(row[1]))
 

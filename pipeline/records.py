@@ -58,7 +58,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from notebazaar.pipeline import rules
+from notebazaar.pipeline import credit, rules
 from notebazaar.pipeline.judge import TrackRecord
 
 RIGHT = "right"
@@ -152,6 +152,7 @@ def recount_note(db: Database, reveal_id: int) -> None:
     """Bring one revealed note's contribution to its informer's and community's records in line with
     :func:`verdict`. Idempotent. Call inside the write transaction that changed one of its inputs
     (the post's resolution, the note's ratings or bridging status)."""
+    credit.review(db, reveal_id)  # the same inputs say whether a stranger's note is still on credit
     new = verdict(db, reveal_id)
     old = db.execute("SELECT verdict FROM counted_notes WHERE reveal_id = ?", [reveal_id]).fetchone()
     old_verdict = old[0] if old else None

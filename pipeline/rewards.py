@@ -9,7 +9,8 @@ What a row holds, and why each number comes from where it does:
 
 - ``charged``: the attention charge, read from the ledger (the ``offer:<id>:charge`` transfer into
   the pool, less an ``offer:<id>:charge-refund`` to the wallet when the judge could not read the
-  note), so a second-price charge is what the auction really took, not the bid.
+  note or refused a stranger for want of credit), so a second-price charge is what the auction
+  really took, not the bid.
 - ``paid``: what reached the informer's wallet for the note (the ``offer:<id>:purchase`` transfer,
   or ``offer:<id>:hold-release`` once a held payment is released under ``[market]
   payment_hold_hours``). While the price waits in escrow the row is not ``final``; a price the hold
@@ -80,6 +81,20 @@ JOIN accounts a ON a.id = o.informer_id
 LEFT JOIN reveals r ON r.offer_id = o.id
 LEFT JOIN note_statuses ns ON ns.reveal_id = r.id
 """
+
+
+def charged(db: Database, market_id: int) -> dict[int, int]:
+    """What each offer of a market was charged for attention, net of a charge given back (a note
+    the judge could not read, a stranger refused for want of credit): the ``charged`` of the export."""
+    return {
+        int(offer_id): int(amount)
+        for offer_id, amount in db.execute(
+            f"SELECT o.id, {_moved(('charge',), _POOL)} - {_moved(('charge-refund',), _WALLET)}"
+            " FROM offers o JOIN markets m ON m.id = o.market_id WHERE o.market_id = ?",
+            [market_id],
+        ).fetchall()
+    }
+
 
 ROW_KEYS = (
     "offer_id",

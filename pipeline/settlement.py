@@ -36,7 +36,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from notebazaar.pipeline import holds, ledger, records, recursion, rules
+from notebazaar.pipeline import credit, holds, ledger, records, recursion, rules
 from notebazaar.pipeline.community import get_post, is_banned
 from notebazaar.pipeline.config import RecursionSettings
 from notebazaar.pipeline.db import checkpoint, rows, write
@@ -402,7 +402,9 @@ def _inspect(
             _buy(db, market, offer, note, verdict.rationale, now)
             db.execute("UPDATE markets SET belief = ? WHERE id = ?", [p_after, market_id])
         else:
-            if decision.reason in (UNDECRYPTABLE, KEY_MISSING):  # never read: its charge is due back
+            # Never read, or refused a stranger's trust the informer could not know was used up:
+            # its attention charge is due back.
+            if decision.reason in (UNDECRYPTABLE, KEY_MISSING, credit.NEWCOMER_CREDIT):
                 _refund_charge(db, market, offer)
             shred(db, offer["id"], "shredded", decision.reason)
             records.recount_inspection(db, int(inspection_id))  # counts at once on a resolved post
@@ -429,16 +431,17 @@ def _inspect(
 
 
 def _refund_charge(db: Database, market: dict[str, Any], offer: dict[str, Any]) -> None:
-    """Give back the attention charge of a won offer the judge could not read. It went into the
-    pool at the auction; it comes back from the market's budget (the pool's money set aside for
-    this market) and, for what that does not hold, from the pool."""
+    """Give back the attention charge of a won offer the judge could not read (or would not weigh
+    for want of credit). It went into the pool at the auction; it comes back from the pool and,
+    for what that no longer holds, from the market's budget (the pool's money set aside for this
+    market), so the notes still to be read keep their budget whenever the pool can pay."""
     charge = int(offer["charge"] or 0)
     budget_ref, pool_ref = ledger.budget(int(market["id"])), ledger.pool(int(market["community_id"]))
-    from_budget = min(charge, ledger.balance(db, budget_ref))
-    from_pool = min(charge - from_budget, ledger.balance(db, pool_ref))
+    from_pool = min(charge, ledger.balance(db, pool_ref))
+    from_budget = min(charge - from_pool, ledger.balance(db, budget_ref))
     wallet = ledger.wallet(int(offer["informer_id"]))
     moves = [
-        ledger.Move(ref, wallet, n) for ref, n in ((budget_ref, from_budget), (pool_ref, from_pool)) if n
+        ledger.Move(ref, wallet, n) for ref, n in ((pool_ref, from_pool), (budget_ref, from_budget)) if n
     ]
     if moves:
         ledger.transfer(db, f"offer:{offer['id']}:charge-refund", moves, kind="refund_charge")
@@ -474,6 +477,8 @@ def _buy(
         return
     content = NoteContent(note.classification, note.text, note.sources)
     reveal_id = reveal(db, offer, market_id, int(market["post_id"]), content, rationale, now)
+    if note.track.right + note.track.wrong == 0:  # a stranger's note: on credit until reviewed
+        credit.extend(db, reveal_id, int(market["community_id"]), now=now)
     if offer["price"] > 0 and held:
         holds.hold(db, market, offer, reveal_id, now)
     platform = db.execute("SELECT platform FROM posts WHERE id = ?", [market["post_id"]]).fetchone()[0]

@@ -57,6 +57,7 @@ import numpy as np
 from notebazaar.pipeline import bridging, community, ledger, market, records, rewards
 from notebazaar.pipeline.claims import Claim, Evidence, load_claims
 from notebazaar.pipeline.config import LimitSettings, MarketSettings, RecursionSettings, Settings
+from notebazaar.pipeline.credit import NEWCOMER_CREDIT
 from notebazaar.pipeline.db import open_db, write
 from notebazaar.pipeline.errors import NotebazaarError, ValidationError
 from notebazaar.pipeline.judge import Judge
@@ -75,7 +76,7 @@ INFORMER_TYPES = (
 )
 RESOLUTIONS = ("label", "none", "ratings")
 # Decision reasons of a note the judge read and gave no weight (not failures).
-NO_WEIGHT_REASONS = frozenset({"contradicts_classification"})
+NO_WEIGHT_REASONS = frozenset({"contradicts_classification", NEWCOMER_CREDIT})
 SIM_COMMUNITY = "sim"
 
 # Market settings of the simulated community (documented in the README).
@@ -867,11 +868,7 @@ class Simulation:
         """Each informer's profit on its offers (price if bought, less the attention charge), and
         what it learns as a seller; returns the ids of the offers bought."""
         bought = {r.offer_id for r in inspections if r.bought}
-        charges = dict(
-            self.db.execute(
-                "SELECT id, COALESCE(charge, 0) FROM offers WHERE market_id = ?", [market_id]
-            ).fetchall()
-        )
+        charges = rewards.charged(self.db, market_id)  # net of a charge given back
         for offer_id, draft in offers.items():
             charge = int(charges.get(offer_id, 0))
             self.strategies.feedback(draft.informer, inspected=charge > 0, bought=offer_id in bought)

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from notebazaar.pipeline import holds, outbox, records
+from notebazaar.pipeline import credit, holds, outbox, records
 from notebazaar.pipeline.community import audit
 from notebazaar.pipeline.db import write
 
@@ -100,6 +100,7 @@ def hide(
             [now, reason, reveal_id],
         )
         db.execute("DELETE FROM documents WHERE kind = 'reveal' AND ref_id = ?", [reveal_id])
+        credit.review(db, reveal_id)
         outbox.flag_takedown(db, reveal_id, reason)
         audit(db, None, "note.hide", f"reveal:{reveal_id}", {"reason": reason, **detail}, community_id)
 

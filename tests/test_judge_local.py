@@ -19,12 +19,14 @@ from typing import Any
 import pytest
 from sqlite_utils import Database
 
-from notebazaar.pipeline import community, market, ratings, records
+from notebazaar.pipeline import community, credit, ledger, market, moderation, ratings, records, rewards
 from notebazaar.pipeline.config import MarketSettings, Settings
 from notebazaar.pipeline.db import open_db
+from notebazaar.pipeline.errors import ValidationError
 from notebazaar.pipeline.judge import Context, NoteView, PostView, TrackRecord
 from notebazaar.pipeline.judge.factory import make_judge
 from notebazaar.pipeline.judge.local import LocalJudge
+from notebazaar.pipeline.judge.params import LocalJudgeParams
 from notebazaar.pipeline.judge.simple import SimpleJudge
 from notebazaar.pipeline.settlement import InspectionResult, close_market
 
@@ -209,6 +211,61 @@ def test_track_record_sets_how_far_a_note_moves(env: Env) -> None:
     assert moved["right"] > moved["newcomer"] + 0.5, moved
     assert moved["newcomer"] > 0.1, moved
     assert moved["wrong"] == 0.0, moved  # a proven liar is not believed at all
+
+
+# --- trust on credit --------------------------------------------------------------------------------
+
+
+def _credit_run(com: Community, informer: int) -> tuple[int, InspectionResult]:
+    post_id, _, (result,) = com.run(POST, [(informer, "not_misleading", RELEVANT, 1)])
+    return post_id, result
+
+
+def test_strangers_are_trusted_on_credit_until_their_notes_are_reviewed(env: Env) -> None:
+    """Two strangers' notes awaiting review use up the default credit: a third stranger's note gets
+    no weight and its whole bid back, and each review (a resolution, enough ratings, a moderator's
+    unpublish) frees one place. An informer with a record is weighed by it, credit or not."""
+    com, db = new_community(env), env.db
+    strangers = [com.informer("stranger") for _ in range(5)]
+    assert env.judge.params.newcomer_credit == 2  # the built-in default
+    (first_post, first), (_, second) = (_credit_run(com, s) for s in strangers[:2])
+    assert first.bought and second.bought
+    assert credit.outstanding(db, com.id) == 2
+
+    before = ledger.balance(db, ledger.wallet(strangers[2]))
+    _, refused = _credit_run(com, strangers[2])
+    assert not refused.bought and refused.reason == credit.NEWCOMER_CREDIT
+    assert refused.p_after == refused.p_before  # no weight: the reader is where it was
+    assert ledger.balance(db, ledger.wallet(strangers[2])) == before  # charged nothing in the end
+    refused_market = db.execute("SELECT market_id FROM offers WHERE id = ?", [refused.offer_id]).fetchone()[0]
+    assert refused.charge > 0 and rewards.charged(db, refused_market)[refused.offer_id] == 0
+    assert ledger.check(db).ok
+
+    market.resolve_post(db, first_post, "not_misleading")  # a moderator reviews the first note
+    assert credit.outstanding(db, com.id) == 1
+    _, readmitted = _credit_run(com, strangers[3])
+    assert readmitted.bought and credit.outstanding(db, com.id) == 2
+    _, proven = _credit_run(com, strangers[0])  # right once: weighed by its record, not on credit
+    assert proven.bought and credit.outstanding(db, com.id) == 2
+
+    raters = [com.informer("rater") for _ in range(credit.REVIEW_RATINGS)]
+    _rate(db, second.offer_id, raters[:-1], True)
+    assert credit.outstanding(db, com.id) == 2  # one rating short of what the scorer needs
+    _rate(db, second.offer_id, raters[-1:], True)
+    assert credit.outstanding(db, com.id) == 1  # readers reviewed it
+
+    moderator = com.informer("moderator")
+    community.grant(db, moderator, com.id, "moderator")
+    reveal_id = db.execute("SELECT id FROM reveals WHERE offer_id = ?", [readmitted.offer_id]).fetchone()[0]
+    moderation.unpublish(db, moderator, reveal_id, "off-topic")
+    assert credit.outstanding(db, com.id) == 0
+    _, last = _credit_run(com, strangers[4])
+    assert last.bought
+
+
+def test_a_newcomer_credit_below_one_note_is_refused() -> None:
+    with pytest.raises(ValidationError, match="newcomer_credit"):
+        LocalJudgeParams(newcomer_credit=0)
 
 
 # --- reference support ------------------------------------------------------------------------------

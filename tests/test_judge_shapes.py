@@ -125,6 +125,40 @@ def test_judge_fit_stores_the_parameters_and_judge_show_reads_them(tmp_path: Pat
     assert bad.exit_code == 1 and "Error:" in bad.output
 
 
+def test_judge_set_changes_only_the_named_parameters_and_refuses_bad_values(tmp_path: Path) -> None:
+    db_path = tmp_path / "set.db"
+    db = open_db(db_path)
+    town = community.create_community(db, "town", settings=Settings().market)
+    fitted = params.replace(params.DEFAULTS, rel_floor=0.41, rel_full=0.66)
+    params.store(db, town.id, fitted, fitted_on="town.jsonl", fit_report={"claims": 3})
+    db.close()
+
+    done = invoke("judge", "set", "newcomer_credit=5", "--community", "town", "--db", str(db_path))
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["changed"] == ["newcomer_credit"]
+    db = open_db(db_path)
+    found = params.stored(db, town.id)
+    assert found.params == params.replace(fitted, newcomer_credit=5)  # the fit is kept
+    assert (found.source, found.fitted_on, found.fit_report) == ("community", "town.jsonl", {"claims": 3})
+    assert params.stored(db, None).source == "built-in"  # the database's parameters untouched
+    db.close()
+
+    for bad, message in (
+        ("newcomer_credit=0", "newcomer_credit, a whole number of notes, >= 1"),
+        ("newcomer_credit=2.5", "newcomer_credit must be a whole number, not '2.5'"),
+        ("rel_floor=nan", "rel_floor must be a number, not 'nan'"),
+        ("rel_floor=0.9", "rel_floor < rel_full"),
+        ("bogus=1", "no judge parameter 'bogus'"),
+        ("newcomer_credit", "'newcomer_credit' is not KEY=VALUE"),
+    ):
+        refused = invoke("judge", "set", bad, "--community", "town", "--db", str(db_path))
+        assert refused.exit_code == 1 and message in refused.output, refused.output
+        assert "Traceback" not in refused.output
+    db = open_db(db_path)
+    assert params.stored(db, town.id).params.newcomer_credit == 5  # nothing changed by a refusal
+    db.close()
+
+
 @pytest.mark.slow
 def test_fitting_moves_with_the_shape_of_the_evidence(tmp_path: Path) -> None:
     embedder = get_embedder()
@@ -234,6 +268,19 @@ def test_resolution_none_never_resolves_a_post(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "sim.db") as conn:
         assert conn.execute("SELECT COUNT(*) FROM posts WHERE resolution IS NOT NULL").fetchone()[0] == 0
         assert conn.execute("SELECT COUNT(*) FROM markets WHERE status = 'settled'").fetchone()[0] >= 12
+        # Nobody reviews: after the two strangers' notes of the newcomer credit, strangers get no
+        # weight, and every offer refused for want of credit has its attention charge given back.
+        assert conn.execute("SELECT COUNT(*) FROM reveals").fetchone()[0] <= 2
+        assert conn.execute("SELECT COUNT(*) FROM credit_notes").fetchone()[0] <= 2
+        refused = conn.execute(
+            "SELECT COUNT(*) FROM inspections WHERE reason = 'newcomer_credit'"
+        ).fetchone()[0]
+        refunded = conn.execute(
+            "SELECT COUNT(*) FROM ledger_transactions WHERE kind = 'refund_charge'"
+        ).fetchone()[0]
+    assert refused > 0 and report["no_weight"]["newcomer_credit"] == refused
+    assert refunded == refused
+    assert report["coverage"] <= 2 / 12 and report["logloss_final"] <= report["logloss_prior"] + 0.05
     assert (
         invoke(
             "simulate",

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from notebazaar.pipeline import evaluate
+from notebazaar.pipeline import credit, evaluate
 from notebazaar.pipeline.db import write
 from notebazaar.pipeline.judge import params
 from tests.web_fixtures import (  # noqa: F401  (fixtures)
@@ -62,6 +62,7 @@ def test_console_says_what_each_judge_reads_with_parameters_and_failures(web: We
         community_id = db.execute("SELECT id FROM communities WHERE slug = ?", [SLUG]).fetchone()[0]
         mine = params.replace(params.DEFAULTS, rel_floor=0.41, rel_full=0.66)
         params.store(db, community_id, mine, fitted_on="town.jsonl", fit_report={})
+        awaiting = credit.outstanding(db, community_id)
         market_id = db.execute(
             "SELECT id FROM markets WHERE community_id = ? LIMIT 1", [community_id]
         ).fetchone()[0]
@@ -77,6 +78,7 @@ def test_console_says_what_each_judge_reads_with_parameters_and_failures(web: We
     assert "does NOT read stance" in page and "contradicts_classification" in page
     assert "fitted on town.jsonl" in page and "0.41" in page and "0.66" in page
     assert "Judge failures: 1 of" in page and "prior:timeout 1" in page
+    assert f"Strangers' notes awaiting review: {awaiting} of 2." in page  # the newcomer credit
 
 
 def test_eval_shows_a_readable_table_with_the_metrics_explained(

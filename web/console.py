@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlite_utils import Database
 from starlette.concurrency import run_in_threadpool
 
-from notebazaar.pipeline import community, ledger, moderation, outbox, prompts
+from notebazaar.pipeline import community, credit, ledger, moderation, outbox, prompts
 from notebazaar.pipeline.community import SETTING_KEYS, Community
 from notebazaar.pipeline.db import open_db
 from notebazaar.pipeline.errors import NotebazaarError
@@ -81,7 +81,8 @@ def _console_context(db: Database, com: Community) -> dict[str, Any]:
 
 def _judge_context(db: Database, com: Community) -> dict[str, Any]:
     """What the console shows about the judge: what each judge reads, the embedded judge's
-    parameters in force (and where they come from), and the judge's failures here."""
+    parameters in force (and where they come from), the judge's failures here, and how much of the
+    trust it gives strangers is waiting on reviews (:mod:`notebazaar.pipeline.credit`)."""
     found = judge_params.stored(db, com.id)
     return {
         "reads": judge_params.WHAT_EACH_JUDGE_READS,
@@ -90,6 +91,7 @@ def _judge_context(db: Database, com: Community) -> dict[str, Any]:
         "fitted_on": found.fitted_on,
         "fitted": judge_params.FITTED,
         "failures": queries.judge_failures(db, com.id),
+        "credit": {"outstanding": credit.outstanding(db, com.id), "limit": found.params.newcomer_credit},
     }
 
 

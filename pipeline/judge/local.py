@@ -40,6 +40,14 @@ log-likelihood ratio built from three things the judge can check without the not
 
 ``logit(p_after) = logit(p_before) ± relevance × max(0, log(r / (1 - r))) × (1 + support)``
 
+**Trust on credit.** A stranger's trust is a bet that the community will check the note later, so
+it is bounded: while ``newcomer_credit`` strangers' notes (default 2) await review (their post
+unresolved, fewer ratings than the bridging scorer needs, still shown), a note from an informer
+with no record gets no weight (reason ``newcomer_credit``; settlement refunds its attention
+charge). :mod:`notebazaar.pipeline.credit` keeps the count. A community that reviews its notes
+keeps hearing from strangers as fast as it reviews them; one where nothing is ever reviewed stops
+trusting strangers after two notes instead of buying coin flips for ever.
+
 Injection defence: the note is sanitised (invisible characters stripped) and any note holding
 instruction-like text ("ignore previous instructions", fake JSON answers, fake delimiters, role
 play) gets no weight at all, so it can never be worth more than an irrelevant note at the same
@@ -61,6 +69,7 @@ import numpy as np
 from sqlite_utils import Database
 
 from notebazaar.index.passages import split_passages
+from notebazaar.pipeline import credit
 from notebazaar.pipeline.judge import Context, NoteView, PostView, TrackRecord, Verdict
 from notebazaar.pipeline.judge.params import LocalJudgeParams, stored
 from notebazaar.pipeline.judge.spotlight import has_instructions, sanitize
@@ -225,6 +234,13 @@ class LocalJudge:
         estimate = (right + p.prior_strength * p.newcomer_reliability) / (right + wrong + p.prior_strength)
         return max(p.newcomer_floor, estimate)
 
+    def _credit_used(self, post: PostView, note: NoteView) -> bool:
+        """Whether this is a stranger's note on a post whose community has used up its trust on
+        credit (:mod:`notebazaar.pipeline.credit`). Sub-markets weigh a note, not a post: no credit."""
+        if post.about is not None or note.track.right + note.track.wrong > 0:
+            return False
+        return credit.outstanding(self.db, post.community_id) >= self.params.newcomer_credit
+
     def reliability(self, note: NoteView, community_id: int) -> float:
         p = self.params
         stranger = self.newcomer_reliability(community_id)
@@ -282,6 +298,13 @@ class LocalJudge:
         added = residual(sanitize(note.text), post.text)
         if not _WORD.search(added):
             return Verdict(p_before, p_before, rationale="the note only restates the post: no weight")
+        if self._credit_used(post, note):  # after the checks of content, which cost their charge
+            return Verdict(
+                p_before,
+                p_before,
+                rationale=f"a stranger; {self.params.newcomer_credit} strangers' notes await review",
+                no_weight=credit.NEWCOMER_CREDIT,
+            )
         vectors = self._vectors.get(note.offer_id)
         if vectors is None:
             vectors = self.retriever.embedder.encode(self._passages([added])[0])

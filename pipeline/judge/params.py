@@ -22,6 +22,7 @@ The labels and stances are read here only, never by the judge at run time.
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from collections.abc import Sequence
@@ -43,7 +44,9 @@ WHAT_EACH_JUDGE_READS = {
     "local": "The embedded judge reads topical relevance (MiniLM cosine of the note's best passage to"
     " the post), corroboration (the trusted reference corpus and revealed notes that proved right)"
     " and track records. It does NOT read stance: which way a note points comes from its author's"
-    " classification, so a relevant note classified the wrong way moves readers the wrong way.",
+    " classification, so a relevant note classified the wrong way moves readers the wrong way. It"
+    " trusts strangers on credit: while newcomer_credit strangers' notes await review, a new"
+    " informer's note gets no weight.",
     "openai": "The LLM judge reads the note's content: the model estimates how far the note moves a"
     " careful reader and quotes the evidence; code checks the quote, refuses instruction-like notes,"
     " and gives no weight to a note whose evidence the model reads as pointing against its own"
@@ -62,6 +65,9 @@ class LocalJudgeParams:
     newcomer_reliability: float = 0.75  # trust in a stranger before any newcomer's note resolved
     newcomer_floor: float = 0.70  # ...and never less: below it no note is worth a price, and a judge
     # that buys nothing learns nothing (a few early wrong notes would stall the market for good)
+    newcomer_credit: int = 2  # strangers' notes the community may have awaiting review at once;
+    # past it a stranger's note gets no weight until readers or a moderator review one
+    # (pipeline.credit). A rule, like the two above: not fitted
     prior_strength: float = 4.0  # pseudo-notes behind the newcomers' reliability
     informer_shrinkage: float = 3.0  # pseudo-notes pulling an informer toward the newcomers'
     max_reliability: float = 0.97
@@ -78,6 +84,8 @@ class LocalJudgeParams:
             raise ValidationError(
                 "judge parameters need reliabilities in [0.5, 1), the floor at most the prior"
             )
+        if not isinstance(self.newcomer_credit, int) or self.newcomer_credit < 1:
+            raise ValidationError("judge parameters need newcomer_credit, a whole number of notes, >= 1")
 
 
 DEFAULTS = LocalJudgeParams()
@@ -92,6 +100,24 @@ def from_dict(data: dict[str, Any]) -> LocalJudgeParams:
     """Parameters from a stored row; unknown keys are ignored, missing ones take the defaults."""
     known = {f.name for f in fields(LocalJudgeParams)}
     return replace(DEFAULTS, **{k: v for k, v in data.items() if k in known})
+
+
+def with_changes(params: LocalJudgeParams, changes: dict[str, str]) -> LocalJudgeParams:
+    """``params`` with some values replaced, from text (``judge set newcomer_credit=5``): each key
+    must name a parameter and each value parse as its type; the result is validated as a whole."""
+    kinds = {f.name: f.type for f in fields(LocalJudgeParams)}
+    parsed: dict[str, Any] = {}
+    for key, text in changes.items():
+        if key not in kinds:
+            raise ValidationError(f"no judge parameter {key!r}; known: {', '.join(sorted(kinds))}")
+        try:
+            parsed[key] = int(text) if kinds[key] in (int, "int") else float(text)
+            if not math.isfinite(parsed[key]):
+                raise ValueError(text)
+        except ValueError:
+            kind = "a whole number" if kinds[key] in (int, "int") else "a number"
+            raise ValidationError(f"{key} must be {kind}, not {text!r}") from None
+    return replace(params, **parsed)
 
 
 @dataclass(frozen=True)
