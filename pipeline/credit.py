@@ -17,9 +17,9 @@ A note is *on credit* from its reveal, when its author had no record then, until
 status (:data:`REVIEW_RATINGS`), or it was hidden. Only notes on posts count (sub-notes classify
 an offer, and readers do not review them). The set is kept in ``credit_notes`` (migration m090) and
 changes in the transactions that change those inputs: :func:`extend` from settlement's purchase,
-:func:`review` from
-:func:`notebazaar.pipeline.records.recount_note` (resolutions, ratings, statuses) and from
-moderation's unpublish. Reading it is one indexed count, whatever the community's size.
+:func:`review` from :func:`notebazaar.pipeline.records.recount_note` (resolutions, ratings,
+statuses), from moderation's unpublish and from readers' hiding. Reading it is one indexed count,
+whatever the community's size.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from sqlite_utils import Database
 from notebazaar.pipeline.config import BridgingSettings
 
 NEWCOMER_CREDIT = "newcomer_credit"
-REVIEW_RATINGS = BridgingSettings().min_ratings  # the bridging scorer's minimum before any status
+REVIEW_RATINGS = BridgingSettings().min_ratings  # the scorer's default minimum before any status
 
 
 def extend(db: Database, reveal_id: int, community_id: int, *, now: float) -> None:

@@ -60,9 +60,10 @@ def test_console_says_what_each_judge_reads_with_parameters_and_failures(web: We
     db = web.db()
     try:
         community_id = db.execute("SELECT id FROM communities WHERE slug = ?", [SLUG]).fetchone()[0]
-        mine = params.replace(params.DEFAULTS, rel_floor=0.41, rel_full=0.66)
+        awaiting = credit.outstanding(db, community_id)  # the world's note from a stranger
+        assert awaiting >= 1
+        mine = params.replace(params.DEFAULTS, rel_floor=0.41, rel_full=0.66, newcomer_credit=awaiting)
         params.store(db, community_id, mine, fitted_on="town.jsonl", fit_report={})
-        awaiting = credit.outstanding(db, community_id)
         market_id = db.execute(
             "SELECT id FROM markets WHERE community_id = ? LIMIT 1", [community_id]
         ).fetchone()[0]
@@ -78,7 +79,8 @@ def test_console_says_what_each_judge_reads_with_parameters_and_failures(web: We
     assert "does NOT read stance" in page and "contradicts_classification" in page
     assert "fitted on town.jsonl" in page and "0.41" in page and "0.66" in page
     assert "Judge failures: 1 of" in page and "prior:timeout 1" in page
-    assert f"Strangers' notes awaiting review: {awaiting} of 2." in page  # the newcomer credit
+    assert f"Strangers' notes awaiting review: {awaiting} of {awaiting}." in page  # credit used up
+    assert f"a note has {credit.REVIEW_RATINGS} ratings, the embedded judge gives new informers" in page
 
 
 def test_eval_shows_a_readable_table_with_the_metrics_explained(

@@ -91,7 +91,11 @@ def _judge_context(db: Database, com: Community) -> dict[str, Any]:
         "fitted_on": found.fitted_on,
         "fitted": judge_params.FITTED,
         "failures": queries.judge_failures(db, com.id),
-        "credit": {"outstanding": credit.outstanding(db, com.id), "limit": found.params.newcomer_credit},
+        "credit": {
+            "outstanding": credit.outstanding(db, com.id),
+            "limit": found.params.newcomer_credit,
+            "review_ratings": credit.REVIEW_RATINGS,
+        },
     }
 
 
