@@ -230,8 +230,7 @@ def inspection_order(
     sub-market keep their turn (the sub-market was opened at that point of the reading)."""
 
     def key(offer: dict[str, Any]) -> tuple[int, float, int]:
-        track = tracks[offer["id"]]
-        proven = (track.right + 1) / (track.right + track.wrong + 2)
+        proven = tracks[offer["id"]].reliability  # TrackRecord.reliability: the smoothed share right
         return (0 if offer["id"] in first else 1, -proven, int(offer["rank"]))
 
     return sorted(won, key=key)

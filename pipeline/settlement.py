@@ -477,7 +477,7 @@ def _buy(
         return
     content = NoteContent(note.classification, note.text, note.sources)
     reveal_id = reveal(db, offer, market_id, int(market["post_id"]), content, rationale, now)
-    if note.track.right + note.track.wrong == 0:  # a stranger's note: on credit until reviewed
+    if note.track.stranger:  # a stranger's note: on credit until reviewed
         credit.extend(db, reveal_id, int(market["community_id"]), now=now)
     if offer["price"] > 0 and held:
         holds.hold(db, market, offer, reveal_id, now)

@@ -28,6 +28,12 @@ class TrackRecord:
         """Posterior mean of P(right) under a Beta(1, 1) prior (0.5 for a newcomer)."""
         return (self.right + 1) / (self.right + self.wrong + 2)
 
+    @property
+    def stranger(self) -> bool:
+        """No judged note yet: the informer is a stranger, trusted only on the community's credit
+        (:mod:`notebazaar.pipeline.credit`)."""
+        return self.right + self.wrong == 0
+
 
 @dataclass(frozen=True)
 class NoteView:

@@ -237,7 +237,7 @@ class LocalJudge:
     def _credit_used(self, post: PostView, note: NoteView) -> bool:
         """Whether this is a stranger's note on a post whose community has used up its trust on
         credit (:mod:`notebazaar.pipeline.credit`). Sub-markets weigh a note, not a post: no credit."""
-        if post.about is not None or note.track.right + note.track.wrong > 0:
+        if post.about is not None or not note.track.stranger:
             return False
         return credit.outstanding(self.db, post.community_id) >= self.params.newcomer_credit
 

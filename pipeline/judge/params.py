@@ -110,12 +110,13 @@ def with_changes(params: LocalJudgeParams, changes: dict[str, str]) -> LocalJudg
     for key, text in changes.items():
         if key not in kinds:
             raise ValidationError(f"no judge parameter {key!r}; known: {', '.join(sorted(kinds))}")
+        whole = kinds[key] == "int"  # field types are strings here (postponed annotations)
         try:
-            parsed[key] = int(text) if kinds[key] in (int, "int") else float(text)
+            parsed[key] = int(text) if whole else float(text)
             if not math.isfinite(parsed[key]):
                 raise ValueError(text)
         except ValueError:
-            kind = "a whole number" if kinds[key] in (int, "int") else "a number"
+            kind = "a whole number" if whole else "a number"
             raise ValidationError(f"{key} must be {kind}, not {text!r}") from None
     return replace(params, **parsed)
 
