@@ -119,7 +119,7 @@ class WriterSettings(_Section):
     offers_per_market: int = Field(2, ge=1, le=10)
     alpha: float = Field(2.0, ge=0)
     prior_strength: float = Field(1.0, gt=0)
-    decay: float = Field(0.98, gt=0, le=1)
+    decay: float = Field(1.0, gt=0, le=1)
     timeout_seconds: float = Field(10.0, gt=0)
     retries: int = Field(3, ge=0)
     openai: WriterModelSettings = WriterModelSettings()

@@ -16,10 +16,12 @@ Abstaining is an arm of its own with score 0 (its reward is known to be 0): the 
 where some arm's optimistic estimate beats doing nothing.
 
 The market is not stationary: the judge's trust in the writer follows its track record, other
-informers change their prices, a community's pool runs high or low. So the evidence *decays*: each
-update first scales the data part of ``A`` and ``b`` by ``decay`` (the prior part stays), so an offer
-``n`` updates ago weighs ``decay ** n`` and an arm untried for a while regains its uncertainty
-(discounted LinUCB). ``decay = 1`` keeps everything.
+informers change their prices, a community's pool runs high or low. So the evidence *can decay*:
+with ``decay`` below 1 each update first scales the data part of ``A`` and ``b`` by ``decay`` (the
+prior part stays), so an offer ``n`` updates ago weighs ``decay ** n`` and an arm untried for a while
+regains its uncertainty (discounted LinUCB). ``decay = 1`` keeps everything, and is the writer's
+default: with decay the uncertainty, and so the optimism, never shrinks, and the simulated writer
+kept paying for arms that do not sell (docs/writer.md).
 """
 
 from __future__ import annotations
