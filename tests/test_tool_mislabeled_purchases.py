@@ -9,10 +9,13 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "mislabeled_purchases.py"
 
 
-def _tool() -> ModuleType:
+def _tool(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.syspath_prepend(str(TOOL.parent))  # as when run as a script: it imports its neighbour
     spec = importlib.util.spec_from_file_location("mislabeled_purchases", TOOL)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -20,8 +23,8 @@ def _tool() -> ModuleType:
     return module
 
 
-def test_a_purchase_is_sorted_by_the_honest_notes_read_before_it() -> None:
-    tool = _tool()
+def test_a_purchase_is_sorted_by_the_honest_notes_read_before_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    tool = _tool(monkeypatch)
     assert tool.informer_type("sim_honest3") == "honest"
     assert tool.informer_type("sim_mislabeler_14_1") == "mislabeler"
     assert tool.what_came_before([("honest", "worth_less_than_price", 0)]) == tool.PRICED_OUT

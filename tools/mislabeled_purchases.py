@@ -12,19 +12,14 @@ A measurement aid for the README's "Market quality" section, not part of the pro
 from __future__ import annotations
 
 import argparse
-import re
 import sqlite3
 from collections import Counter
 
-_TYPE = re.compile(r"^sim_([a-z_]+?)(?:_\d+_-?\d+|\d+)$")
+from shown_notes import informer_type  # the simulator's account names, read the same way
+
 PRICED_OUT = "an honest note read first, worth less than its price"
 HONEST_BOUGHT = "an honest note bought first"
 NO_HONEST = "no honest note read before it"
-
-
-def informer_type(handle: str) -> str:
-    match = _TYPE.match(handle)
-    return match.group(1) if match else handle
 
 
 def what_came_before(earlier: list[tuple[str, str, int]]) -> str:
