@@ -1,9 +1,10 @@
 """Opening the database: pragmas, migrations, and write transactions.
 
 This is the one module that knows the database is SQLite at the connection level (the pragmas, WAL,
-``BEGIN IMMEDIATE`` as the write lock, ``secure_delete`` and the checkpoint that keep shredded keys
-off the disk, and the change marker the retriever polls); moving state to PostgreSQL starts here
-(docs/scaling.md lists what else assumes SQLite: the SQL dialect of the queries).
+``BEGIN IMMEDIATE`` as the write lock, ``secure_delete``, the checkpoint that clears a deleted row's
+old page images out of the WAL, and the change marker the retriever polls); moving state to
+PostgreSQL starts here (docs/scaling.md lists what else assumes SQLite: the SQL dialect of the
+queries, and the market keys kept beside the database file, :mod:`notebazaar.pipeline.market_keys`).
 
 Why these pragmas: WAL lets the web app read while the worker settles; ``foreign_keys`` is off by
 default in SQLite; ``secure_delete`` makes SQLite overwrite deleted content, so a destroyed offer key

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from notebazaar.pipeline import ledger, records
+from notebazaar.pipeline import ledger, market_keys, records
 from notebazaar.pipeline.community import (
     Community,
     add_post,
@@ -251,7 +251,10 @@ def submit_offer(
             ],
         )
         offer_id = int(cursor.lastrowid)  # type: ignore[arg-type]
-        db.execute("INSERT INTO offer_keys (offer_id, key) VALUES (?, ?)", [offer_id, sealed.key])
+        db.execute(
+            "INSERT INTO offer_keys (offer_id, key) VALUES (?, ?)",
+            [offer_id, market_keys.wrap(db, int(market["post_id"]), sealed.key)],
+        )
         if bid > 0:
             ledger.transfer(
                 db,

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from sqlite_utils import Database
 
-from notebazaar.pipeline import ledger
+from notebazaar.pipeline import ledger, market_keys
 from notebazaar.pipeline.community import audit
 from notebazaar.pipeline.db import write
 from notebazaar.pipeline.market import get_market, shred
@@ -104,5 +104,7 @@ def cancel_market(db: Database, market_id: int, reason: str, *, now: float | Non
             {"reason": reason[:300], "budget_returned": left},
             int(market["community_id"]),
         )
+    if market["parent_offer_id"] is None:  # the post's market tree has ended: its notes with it
+        market_keys.destroy(db, int(market["post_id"]))
     log.info("market %s cancelled before settling (%s); budget %s returned", market_id, reason, left)
     return True

@@ -33,7 +33,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from notebazaar.pipeline import rules
+from notebazaar.pipeline import market_keys, rules
 from notebazaar.pipeline.config import RecursionSettings
 from notebazaar.pipeline.db import rows
 from notebazaar.pipeline.errors import NotFound
@@ -54,13 +54,14 @@ class Waiting:
 
 def _content(db: Database, offer_id: int) -> NoteContent | None:
     row = db.execute(
-        "SELECT k.key, o.nonce, o.ciphertext FROM offers o JOIN offer_keys k ON k.offer_id = o.id"
-        " WHERE o.id = ?",
+        "SELECT k.key, o.nonce, o.ciphertext, m.post_id FROM offers o"
+        " JOIN offer_keys k ON k.offer_id = o.id JOIN markets m ON m.id = o.market_id WHERE o.id = ?",
         [offer_id],
     ).fetchone()
     if row is None or row[2] is None:
         return None
-    return unseal(row[0], row[1], row[2])
+    key = market_keys.unwrap(db, int(row[3]), row[0])
+    return None if key is None else unseal(key, row[1], row[2])
 
 
 def _note_view(offer: dict[str, Any], content: NoteContent, track: TrackRecord | None = None) -> NoteView:

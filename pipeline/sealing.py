@@ -1,22 +1,18 @@
 """Sealing notes: AES-GCM with a fresh key per offer, and a commitment the informer can open.
 
 A sealed note's plaintext (classification, text, sources) is only ever in memory. At rest it is
-AES-GCM ciphertext; its 256-bit key sits in ``offer_keys`` until the offer is bought or shredded.
-Shredding deletes the key (SQLite's ``secure_delete`` overwrites the freed bytes), so the
-ciphertext can never be opened again.
+AES-GCM ciphertext; its 256-bit key sits in ``offer_keys`` until the offer is bought or shredded,
+never in the clear: wrapped under the market key of its post (:mod:`notebazaar.pipeline.market_keys`,
+a file beside the database). Shredding deletes the wrapped key (SQLite's ``secure_delete`` overwrites
+the freed bytes), so the ciphertext can never be opened again.
 
 Why a shredded key does not linger on disk: the database runs in WAL mode, so a page that held a
 key is first written to the WAL, and deleting the row appends a new image of the page without
-erasing the old one. ``secure_delete`` zeroes the freed bytes in the new image, and the WAL is
-checkpointed and truncated after every settlement (:func:`notebazaar.pipeline.db.checkpoint`),
-so once ``close_market`` returns no file in the state folder holds a destroyed key or its old page.
-Measured with ``notebazaar bench --profile`` (issue 18), the checkpoint costs one fsync per
-settlement, about 33 ms per 32-offer market on the shared 2-core machine (load average ~18), a few
-per cent of a market's own work and well under 1% of its time beside the model; it stays. What
-would replace it, should it ever dominate, is keys that never reach the database's pages in the
-clear: each offer key wrapped (AES-GCM) under a per-market key kept in a small file of its own,
-deleted when the market's last key is shredded, so that stale WAL frames hold only wrapped keys
-whose wrapping key is gone (docs/scaling.md).
+erasing the old one. The old image holds only the wrapped key, and the market key that unwraps it is
+deleted when the post's market settles, so once ``close_market`` returns no file in the state folder
+can open a note it shredded. Until issue 18 the WAL was checkpointed and truncated after every
+settlement instead, which cost two fsyncs and a copy of the market's pages each time; measured in
+docs/scaling.md.
 
 The receipt is a commitment: SHA-256 over a random salt and the canonical JSON of the content. The
 salt goes to the informer only, never to the database, so the commitment cannot be brute-forced

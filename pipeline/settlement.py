@@ -11,7 +11,15 @@ Settlement runs in steps, each its own atomic transaction, and every step can be
    decision and either pays, reveals and queues the note, or shreds it. A won offer whose note
    cannot be opened is shredded with its reason code and its attention charge refunded; the others
    go on.
-3. **Finish** (``closing`` -> ``settled``): return the unspent budget to the pool.
+3. **Finish** (``closing`` -> ``settled``): return the unspent budget to the pool, and delete the
+   post's market key once its market is settled (:mod:`notebazaar.pipeline.market_keys`).
+
+A *quick* judge (``quick = True``: it inspects in memory, from what its ``prepare`` embedded, with
+no model call or network in ``inspect``, as the embedded judge does) has steps 2 and 3 recorded in
+one transaction, each inspection a savepoint in it: a 32-offer market then commits once for its
+decisions instead of 34 times, which was the largest part of its bookkeeping in ``notebazaar bench``
+(issue 18). It holds the write lock for the inspections' arithmetic only, milliseconds. A process
+that dies in it loses the whole step and repeats it from the auction's result.
 
 Recursion (:mod:`notebazaar.pipeline.recursion`): an uncertain inspection may open a sub-market about the
 offer instead of deciding. The parent then *pauses* in ``closing``, its offer still ``won``, and no
@@ -36,10 +44,10 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from notebazaar.pipeline import credit, holds, ledger, records, recursion, rules
+from notebazaar.pipeline import credit, holds, ledger, market_keys, records, recursion, rules
 from notebazaar.pipeline.community import get_post, is_banned
 from notebazaar.pipeline.config import RecursionSettings
-from notebazaar.pipeline.db import checkpoint, rows, write
+from notebazaar.pipeline.db import rows, write
 from notebazaar.pipeline.errors import MarketClosed
 from notebazaar.pipeline.judge import Context, Judge, JudgeError, NoteView, PostView, TrackRecord
 from notebazaar.pipeline.market import budget_key, get_market, reveal, shred
@@ -138,47 +146,69 @@ def close_market(
     )
     tracks = {o["id"]: records.track_record(db, int(o["informer_id"])) for o in won}
     won = rules.inspection_order(won, tracks, first=recursion.waiting_offer_ids(db, market_id))
+    market_key = market_keys.load(db, int(market["post_id"]))  # read once for every note it opens
     notes = {  # a banned informer's note is never opened (moderation.ban: shredded uninspected)
-        o["id"]: BANNED if _banned(db, o) else _open_note(db, o, tracks[o["id"]]) for o in won
+        o["id"]: BANNED if _banned(db, o, market) else _open_note(db, o, tracks[o["id"]], market_key)
+        for o in won
     }
+    del market_key
     prepare = getattr(judge, "prepare", None)
     try:
         if prepare is not None:  # before the prior, which can then use what prepare embedded
             prepare(post, [n for n in notes.values() if isinstance(n, NoteView)])
-        if get_market(db, market_id)["belief"] is None:
-            prior_error = None
-            try:
-                p0 = rules.clamp(judge.prior(post, Context(_bought_notes(db, market_id))))
-            except JudgeError as exc:  # the market goes on from a neutral reader; the failure is kept
-                p0, prior_error = 0.5, f"judge_error:{exc.reason}"[:120]
-                log.warning(
-                    "market %s: the judge could not read the prior (%s); starting from 0.5",
-                    market_id,
-                    exc.reason,
-                )
-            with write(db):
-                db.execute(
-                    "UPDATE markets SET prior = ?, belief = ?, prior_error = ?"
-                    " WHERE id = ? AND belief IS NULL",
-                    [p0, p0, prior_error, market_id],
-                )
-        for offer in won:
-            result = _inspect(db, market_id, offer, notes[offer["id"]], post, judge, now, recursion_settings)
-            if isinstance(result, recursion.Waiting):
-                report.waiting_on.append(result.sub_market_id)
-                break  # paused: later offers' prior depends on this decision
-            if result is not None:
-                report.inspections.append(result)
+        with write(db) if getattr(judge, "quick", False) else contextlib.nullcontext():
+            _decide(db, market_id, won, notes, post, judge, now, recursion_settings, report)
     finally:
         forget = getattr(judge, "forget", None)
         if forget is not None:
             forget()
         notes.clear()
+    if market["parent_offer_id"] is None and get_market(db, market_id)["status"] == "settled":
+        market_keys.destroy(db, int(market["post_id"]))  # every offer key of the post's markets
+        market_keys.sweep(db)  # and any a process that died here left behind
+    return report
 
+
+def _decide(
+    db: Database,
+    market_id: int,
+    won: list[dict[str, Any]],
+    notes: dict[int, NoteView | str],
+    post: PostView,
+    judge: Judge,
+    now: float,
+    recursion_settings: RecursionSettings | None,
+    report: SettlementReport,
+) -> None:
+    """The prior, the inspections in rule 7's order, and the finish: steps 2 and 3.
+
+    Each inspection records its decision in a transaction of its own (a savepoint when the caller
+    holds one: see :func:`close_market` for a quick judge)."""
+    if get_market(db, market_id)["belief"] is None:
+        prior_error = None
+        try:
+            p0 = rules.clamp(judge.prior(post, Context(_bought_notes(db, market_id))))
+        except JudgeError as exc:  # the market goes on from a neutral reader; the failure is kept
+            p0, prior_error = 0.5, f"judge_error:{exc.reason}"[:120]
+            log.warning(
+                "market %s: the judge could not read the prior (%s); starting from 0.5",
+                market_id,
+                exc.reason,
+            )
+        with write(db):
+            db.execute(
+                "UPDATE markets SET prior = ?, belief = ?, prior_error = ? WHERE id = ? AND belief IS NULL",
+                [p0, p0, prior_error, market_id],
+            )
+    for offer in won:
+        result = _inspect(db, market_id, offer, notes[offer["id"]], post, judge, now, recursion_settings)
+        if isinstance(result, recursion.Waiting):
+            report.waiting_on.append(result.sub_market_id)
+            break  # paused: later offers' prior depends on this decision
+        if result is not None:
+            report.inspections.append(result)
     if not report.waiting_on:
         _finish(db, market_id, now, report)
-    checkpoint(db)
-    return report
 
 
 def _post_view(db: Database, market: dict[str, Any]) -> PostView:
@@ -222,6 +252,7 @@ def _auction(db: Database, market: dict[str, Any], sealed: list[dict[str, Any]])
     opened, and only to check) leaves the auction with its whole bid refunded, shredded with the
     reason code ``undecryptable``, and the auction is run again without it, so it neither takes a
     slot nor sets another offer's charge. Removes such offers from ``sealed``."""
+    key = market_keys.load(db, int(market["post_id"]))
     while True:
         slots = rules.run_auction(
             [rules.Bid(o["id"], o["bid"], o["submitted_at"]) for o in sealed],
@@ -233,7 +264,7 @@ def _auction(db: Database, market: dict[str, Any], sealed: list[dict[str, Any]])
         unreadable = [
             o
             for o in sealed
-            if o["id"] in winners and not isinstance(_open_note(db, o, TrackRecord()), NoteView)
+            if o["id"] in winners and not isinstance(_open_note(db, o, TrackRecord(), key), NoteView)
         ]
         if not unreadable:
             return slots
@@ -290,20 +321,24 @@ def _bought_notes(db: Database, market_id: int) -> tuple[NoteView, ...]:
     return revealed + recursion.held_notes(db, market_id)  # a sub-market's bought notes, still sealed
 
 
-def _banned(db: Database, offer: dict[str, Any]) -> bool:
-    community_id = db.execute(
-        "SELECT community_id FROM markets WHERE id = ?", [offer["market_id"]]
-    ).fetchone()
-    return is_banned(db, int(offer["informer_id"]), int(community_id[0]))
+def _banned(db: Database, offer: dict[str, Any], market: dict[str, Any]) -> bool:
+    """Whether the offer's informer is banned from the community of ``market``, the offer's own."""
+    return is_banned(db, int(offer["informer_id"]), int(market["community_id"]))
 
 
-def _open_note(db: Database, offer: dict[str, Any], track: TrackRecord) -> NoteView | str:
-    """The offer's note, opened in memory, or the reason code saying why it cannot be."""
+def _open_note(
+    db: Database, offer: dict[str, Any], track: TrackRecord, market_key: bytes | None
+) -> NoteView | str:
+    """The offer's note, opened in memory with its post's ``market_key``
+    (:func:`notebazaar.pipeline.market_keys.load`), or the reason code saying why it cannot be."""
     row = db.execute("SELECT key FROM offer_keys WHERE offer_id = ?", [offer["id"]]).fetchone()
     if row is None or offer["ciphertext"] is None:
         return KEY_MISSING
     try:
-        content = unseal(row[0], offer["nonce"], offer["ciphertext"])
+        key = market_keys.unwrap_with(market_key, row[0])
+        if key is None:
+            return KEY_MISSING
+        content = unseal(key, offer["nonce"], offer["ciphertext"])
     except Unreadable:
         return UNDECRYPTABLE
     return NoteView(
@@ -332,7 +367,7 @@ def _inspect(
     context = Context(_bought_notes(db, market_id))
     verdict = None
     note = opened if isinstance(opened, NoteView) else None
-    failure = BANNED if _banned(db, offer) else opened if isinstance(opened, str) else ""
+    failure = BANNED if _banned(db, offer, market) else opened if isinstance(opened, str) else ""
     failed_tokens = 0
     if note is not None and not failure:
         try:
@@ -348,7 +383,7 @@ def _inspect(
         if current is None or current[0] != "won":
             return None  # decided by another closer meanwhile
         budget_left = ledger.balance(db, ledger.budget(market_id))
-        if verdict is not None and _banned(db, offer):  # banned while the judge was reading
+        if verdict is not None and _banned(db, offer, market):  # banned while the judge was reading
             verdict, failure = None, BANNED
         if verdict is None:
             p_after = p_before

@@ -25,6 +25,7 @@ class ScriptedJudge:
     start: float = 0.5
     name: str = "scripted"
     seen: list[tuple[int, float]] = field(default_factory=list)
+    quick: bool = False  # True: settlement records all its inspections in one transaction
 
     def prior(self, post: PostView, context: Context) -> float:
         return self.start

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlite_utils import Database
 
-from notebazaar.pipeline import market, sealing
+from notebazaar.pipeline import market, market_keys, sealing
 from notebazaar.pipeline.sealing import NoteContent
 from tests.test_core_helpers import make_market
 
@@ -89,8 +89,10 @@ def test_submitted_receipt_opens_with_the_informer_content_and_db_holds_no_salt(
     row = db["offers"].get(receipt.offer_id)
     assert row["commitment"] == receipt.commitment
     assert sealing.verify_receipt(NOTE, receipt.salt, receipt.commitment)
-    key = db.execute("SELECT key FROM offer_keys WHERE offer_id = ?", [receipt.offer_id]).fetchone()[0]
-    assert sealing.unseal(key, row["nonce"], row["ciphertext"]) == NOTE
+    stored = db.execute("SELECT key FROM offer_keys WHERE offer_id = ?", [receipt.offer_id]).fetchone()[0]
+    assert len(stored) == 40  # wrapped under the post's market key, never in the clear
+    key = market_keys.unwrap(db, db["markets"].get(market_id)["post_id"], stored)
+    assert key is not None and sealing.unseal(key, row["nonce"], row["ciphertext"]) == NOTE
     # The salt is the informer's alone: it is in no column of any table.
     for table in db.table_names():
         for r in db[table].rows:

@@ -111,7 +111,9 @@ class Judge(Protocol):
     market's notes at once) and must drop whatever ``prepare`` computed in ``forget``. It may define
     ``catch_up()``, work to do between markets (the embedded judge indexes the notes just revealed),
     which :func:`notebazaar.pipeline.settlement.close_due` calls after closing markets, so a close
-    does not wait for it."""
+    does not wait for it. A judge whose ``inspect`` is arithmetic in memory (no model call, no
+    network) may set ``quick = True``: settlement then records all of a market's inspections in
+    one transaction (:mod:`notebazaar.pipeline.settlement`)."""
 
     name: str
 

@@ -126,6 +126,8 @@ def _sigmoid(x: float) -> float:
 
 class LocalJudge:
     name = "local"
+    quick = True  # inspect() is arithmetic on what prepare() embedded (a note it was not given is
+    # embedded then): settlement records a close's inspections in one transaction
 
     def __init__(self, db: Database, retriever: Any, params: LocalJudgeParams | None = None) -> None:
         self.db = db
@@ -270,26 +272,26 @@ class LocalJudge:
         """+1 for corroboration of one of the note's most relevant passages, -1 for echoing a note
         that proved wrong, 0 otherwise."""
         p = self.params
-        best = 0.0
-        for vector in vectors[:SUPPORT_PASSAGES]:
-            hits = self.retriever.search_vector(
+        hits = [
+            hit
+            for vector in vectors[:SUPPORT_PASSAGES]
+            for hit in self.retriever.search_vector(
                 vector, k=3, kinds=("reference", "reveal"), community_id=post.community_id, refresh=False
             )
-            for hit in hits:
-                if hit.score < p.support_threshold:
-                    continue
-                if hit.kind == "reference":
-                    best = max(best, 1.0)
-                    continue
-                row = self.db.execute(
-                    "SELECT r.classification, p.resolution FROM reveals r JOIN posts p ON p.id = r.post_id"
-                    " WHERE r.id = ? AND r.unpublished_at IS NULL",
-                    [hit.ref_id],
-                ).fetchone()
-                if row and row[1] is not None:
-                    if row[0] != row[1]:
-                        return -1.0
-                    best = max(best, 1.0)
+            if hit.score >= p.support_threshold
+        ]
+        best = 1.0 if any(hit.kind == "reference" for hit in hits) else 0.0
+        revealed = sorted({hit.ref_id for hit in hits if hit.kind == "reveal"})
+        if revealed:  # the notes echoed, as their posts resolved: one query for all of them
+            for classification, resolution in self.db.execute(
+                "SELECT r.classification, p.resolution FROM reveals r JOIN posts p ON p.id = r.post_id"
+                f" WHERE r.id IN ({','.join('?' * len(revealed))}) AND r.unpublished_at IS NULL"
+                " AND p.resolution IS NOT NULL",
+                revealed,
+            ):
+                if classification != resolution:
+                    return -1.0
+                best = 1.0
         return best
 
     def inspect(self, post: PostView, context: Context, note: NoteView, p_before: float) -> Verdict:
