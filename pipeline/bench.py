@@ -17,6 +17,10 @@
   call; the index catching up with the notes it revealed comes after (``catch_up``, between markets);
 - ``decision_model_ms``: the model's part of those closes (``p50``, ``p99``), and for the slowest
   closes (the top 1%, at least one) their latency beside the model's part of it: what a tail is made of;
+- ``market_own_ms``: the market's own work, measured directly: the first repeat's markets run
+  again with the model's answers replayed (:class:`ReplayEmbedder`: each text's vector, as the model
+  gave it in that repeat, returned from memory), so the same offers are bought and revealed and
+  only the model's time is missing. ``per_market`` end to end, ``close_p50`` of the close alone;
 - ``load_average``: the machine's 1-minute load average at the start and the end (other people's
   work shares the cores; the ratios above are what stays comparable).
 
@@ -96,22 +100,46 @@ def sentences(n: int, *, seed: int = 0, words: int = 24) -> list[str]:
 
 
 class CountingEmbedder:
-    """Wraps an embedder and counts the texts it encodes and the seconds it spends on them."""
+    """Wraps an embedder and counts the texts it encodes and the seconds it spends on them; with
+    ``remember``, also keeps each text's vector there (for :class:`ReplayEmbedder`)."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, remember: dict[str, np.ndarray] | None = None) -> None:
         self.inner = inner
         self.dim = inner.dim
         self.name = inner.name
         self.count = 0
         self.seconds = 0.0
+        self.remember = remember
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         self.count += len(texts)
         started = time.perf_counter()
         try:
-            return self.inner.encode(texts)
+            vectors = self.inner.encode(texts)
         finally:
             self.seconds += time.perf_counter() - started
+        if self.remember is not None:
+            self.remember.update(zip(texts, vectors, strict=True))
+        return vectors
+
+
+class ReplayEmbedder(CountingEmbedder):
+    """Answers from the vectors a :class:`CountingEmbedder` remembered, without the model (a text
+    it never saw goes to the model, and is counted in ``misses``)."""
+
+    def __init__(self, inner: Any, vectors: dict[str, np.ndarray]) -> None:
+        super().__init__(inner)
+        self.vectors = vectors
+        self.misses = 0
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        missing = [t for t in texts if t not in self.vectors]
+        if missing:
+            self.misses += len(missing)
+            self.vectors.update(zip(missing, self.inner.encode(missing), strict=True))
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self.vectors[t] for t in texts])
 
 
 class MarketTiming(NamedTuple):
@@ -220,6 +248,7 @@ def _markets_run(
     offers: int,
     seed: int,
     reference: Reference | None = None,
+    remember: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     from notebazaar.index.retrieval import Retriever
     from notebazaar.pipeline.judge.local import LocalJudge
@@ -227,7 +256,7 @@ def _markets_run(
     if folder.exists():
         shutil.rmtree(folder)
     db = open_db(folder / "bench.db")
-    counter = CountingEmbedder(embedder)
+    counter = embedder if isinstance(embedder, CountingEmbedder) else CountingEmbedder(embedder, remember)
     judge = LocalJudge(db, Retriever(db, folder, settings.index, embedder=counter), params=BENCH_JUDGE)
     community_id, informers = bench_community(db, offers=offers, markets=markets)
     rng = random.Random(seed)
@@ -357,14 +386,24 @@ def run_bench(
     profile: dict[str, Any] | None = None
     try:
         runs, embed_rates = [], []
+        answers: dict[str, np.ndarray] = {}  # the first repeat's texts and the model's vectors
         for r in range(repeats):
             reference = Reference(embedder, texts, settings.index.batch_size)
             runs.append(
                 _markets_run(
-                    work, settings, embedder, markets=markets, offers=offers, seed=r, reference=reference
+                    work,
+                    settings,
+                    embedder,
+                    markets=markets,
+                    offers=offers,
+                    seed=r,
+                    reference=reference,
+                    remember=answers if r == 0 else None,
                 )
             )
             embed_rates.append(reference.rate)
+        replay = ReplayEmbedder(embedder, answers)
+        own = _markets_run(work, settings, replay, markets=markets, offers=offers, seed=0)
         ledger_rates = [_ledger_run(work, transfers=2000, seed=r) for r in range(repeats)]
         rating_rates = [_ratings_run(work, ratings=2000, seed=r) for r in range(repeats)]
         if profile_out is not None:
@@ -403,6 +442,11 @@ def run_bench(
         "ratio_per_repeat": [
             r["markets_per_second"] * r["embeds"] / rate for r, rate in zip(runs, embed_rates, strict=True)
         ],
+        "market_own_ms": {  # the first repeat again, the model's answers replayed from memory
+            "per_market": 1000.0 / own["markets_per_second"],
+            "close_p50": float(np.percentile(own["latencies"], 50)),
+            "texts_not_replayed": replay.misses,
+        },
         "load_average": {"start": load_start, "end": os.getloadavg()[0], "cpus": os.cpu_count()},
         "offers_per_market": offers,
         "markets": markets,

@@ -259,6 +259,11 @@ def test_bench_reports_consistent_positive_figures_and_cleans_up(tmp_path: Path)
     # Each market embeds at least its post and the inspected notes (4 slots): the counter is real.
     assert bench["embeds_per_market"] >= 2
     assert bench["markets"] == 3 and bench["offers_per_market"] == 4 and bench["repeats"] == 1
+    # The market's own work: the same markets again, every text's vector replayed, none missed.
+    own = bench["market_own_ms"]
+    assert own["texts_not_replayed"] == 0
+    assert 0 < own["close_p50"] < latency["p50"]
+    assert 0 < own["per_market"] < 1000 / bench["markets_per_second"]
     assert not (db_path.parent / "bench").exists()
     assert "embed_per_second" in result.output
 
