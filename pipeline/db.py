@@ -84,7 +84,10 @@ def _check_schema(db: sqlite_utils.Database, path: Path, *, apply: bool) -> None
             " does not know): upgrade notebazaar to use it"
         )
     if apply:
+        pending = {m.name for m in migrations.pending(db)}
         migrations.apply(db)
+        if WRAP_MIGRATION in pending and str(path) != ":memory:":
+            checkpoint(db)  # the clear keys' old pages out of the WAL and the file (m100)
 
 
 def _nearly_full(path: Path) -> bool:
@@ -94,6 +97,9 @@ def _nearly_full(path: Path) -> bool:
         return shutil.disk_usage(path.resolve().parent).free < 1024 * 1024
     except OSError:
         return False
+
+
+WRAP_MIGRATION = "m100_wrap_offer_keys"
 
 
 @functools.cache

@@ -19,7 +19,10 @@ shredded while its market is still open (withdrawn, banned) is unreadable throug
 once, and through old WAL frames once the market settles, as it was with the checkpoint.
 
 A file the process could not delete (it died between the settlement's commit and the deletion) is
-deleted by the next settlement's :func:`sweep`. An offer key 32 bytes long was stored in the clear by
+deleted by :func:`sweep`, at the start of every pass of the worker (``close_due``) and after every
+settlement, or by closing that market again. A close that shreds notes but does not settle the
+post's market (it paused on a sub-market, or it was a sub-market's) still checkpoints the WAL, since
+the market key that could open their old pages lives on. An offer key 32 bytes long was stored in the clear by
 an older notebazaar, before this module; it is read as it is. A database in memory has no WAL: its
 market keys live in memory, with the database object.
 """
@@ -43,6 +46,9 @@ KEY_BYTES = 32
 CLEAR_KEY_BYTES = 32  # an offer key stored unwrapped (before market keys)
 SUFFIX = ".key"
 STRAY_SECONDS = 60  # a temporary file older than this was left by a process that died writing it
+# A market key with no market yet may belong to a transaction still open (a bot adds the post, opens
+# its market and seals the offer in one); one this old was left by a transaction that never committed.
+ORPHAN_SECONDS = 3600
 
 _files: weakref.WeakKeyDictionary[Database, Path | None] = weakref.WeakKeyDictionary()
 _in_memory: weakref.WeakKeyDictionary[Database, dict[int, bytes]] = weakref.WeakKeyDictionary()
@@ -94,6 +100,11 @@ def _create(path: Path) -> bytes:
             os.close(fd)
         with contextlib.suppress(FileExistsError):
             os.link(temporary, path)
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)  # the name, too, survives a power cut once the offer is committed
+        finally:
+            os.close(folder)
         return path.read_bytes()
     except OSError as exc:
         raise StorageError(f"cannot write the market key {path.name}: {exc.strerror}") from None
@@ -164,15 +175,22 @@ def sweep(db: Database) -> list[int]:
     for name in names:
         post = name[len(prefix) :].split(".", 1)[0]
         if name.endswith(".tmp") or not post.isdigit():
-            with contextlib.suppress(OSError):
-                stray = base.parent / name
-                if time.time() - stray.stat().st_mtime > STRAY_SECONDS:  # not one being written
-                    stray.unlink()
+            _delete_if_older(base.parent / name, STRAY_SECONDS)  # not one being written now
             continue
         row = db.execute(
             "SELECT status FROM markets WHERE post_id = ? AND parent_offer_id IS NULL", [int(post)]
         ).fetchone()
-        if row is None or row[0] == "settled":
+        if row is not None and row[0] == "settled":
             destroy(db, int(post))
             swept.append(int(post))
+        elif row is None and _delete_if_older(base.parent / name, ORPHAN_SECONDS):
+            swept.append(int(post))
     return swept
+
+
+def _delete_if_older(path: Path, seconds: float) -> bool:
+    with contextlib.suppress(OSError):
+        if time.time() - path.stat().st_mtime > seconds:
+            path.unlink()
+            return True
+    return False

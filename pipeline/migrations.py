@@ -633,3 +633,23 @@ def m090_credit_notes(db: Database) -> None:
         CREATE INDEX credit_notes_community ON credit_notes(community_id);
         """,
     )
+
+
+@migrations()
+def m100_wrap_offer_keys(db: Database) -> None:
+    """Offer keys an older notebazaar stored in the clear, wrapped under their post's market key
+    (:mod:`notebazaar.pipeline.market_keys`), which replaced the WAL checkpoint after every
+    settlement; :func:`notebazaar.pipeline.db.open_db` then checkpoints once, so that no page of
+    the database or the WAL holds one of them in the clear any more."""
+    from notebazaar.pipeline import market_keys  # the key files live beside the database
+
+    clear = db.execute(
+        "SELECT k.offer_id, k.key, m.post_id FROM offer_keys k JOIN offers o ON o.id = k.offer_id"
+        " JOIN markets m ON m.id = o.market_id WHERE length(k.key) = ?",
+        [market_keys.CLEAR_KEY_BYTES],
+    ).fetchall()
+    for offer_id, key, post_id in clear:
+        db.execute(
+            "UPDATE offer_keys SET key = ? WHERE offer_id = ?",
+            [market_keys.wrap(db, int(post_id), bytes(key)), offer_id],
+        )

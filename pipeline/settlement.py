@@ -12,7 +12,9 @@ Settlement runs in steps, each its own atomic transaction, and every step can be
    cannot be opened is shredded with its reason code and its attention charge refunded; the others
    go on.
 3. **Finish** (``closing`` -> ``settled``): return the unspent budget to the pool, and delete the
-   post's market key once its market is settled (:mod:`notebazaar.pipeline.market_keys`).
+   post's market key once its market is settled (:mod:`notebazaar.pipeline.market_keys`); a close
+   that ends without settling the post's market (paused, or a sub-market's) checkpoints the WAL
+   instead, since that key lives on.
 
 A *quick* judge (``quick = True``: it inspects in memory, from what its ``prepare`` embedded, with
 no model call or network in ``inspect``, as the embedded judge does) has steps 2 and 3 recorded in
@@ -47,7 +49,7 @@ from sqlite_utils import Database
 from notebazaar.pipeline import credit, holds, ledger, market_keys, records, recursion, rules
 from notebazaar.pipeline.community import get_post, is_banned
 from notebazaar.pipeline.config import RecursionSettings
-from notebazaar.pipeline.db import rows, write
+from notebazaar.pipeline.db import checkpoint, rows, write
 from notebazaar.pipeline.errors import MarketClosed
 from notebazaar.pipeline.judge import Context, Judge, JudgeError, NoteView, PostView, TrackRecord
 from notebazaar.pipeline.market import budget_key, get_market, reveal, shred
@@ -110,6 +112,8 @@ def close_market(
     market = get_market(db, market_id)
     if market["status"] == "settled":
         report.already_settled = True
+        if market["parent_offer_id"] is None:  # a process that died before deleting it
+            market_keys.destroy(db, int(market["post_id"]))
         return report
     if market["status"] == "open":
         if not force and now < market["closes_at"]:
@@ -156,8 +160,9 @@ def close_market(
     try:
         if prepare is not None:  # before the prior, which can then use what prepare embedded
             prepare(post, [n for n in notes.values() if isinstance(n, NoteView)])
+        prior = _read_prior(db, market_id, post, judge)  # before the lock: it may search the index
         with write(db) if getattr(judge, "quick", False) else contextlib.nullcontext():
-            _decide(db, market_id, won, notes, post, judge, now, recursion_settings, report)
+            _decide(db, market_id, won, notes, post, judge, now, recursion_settings, report, prior)
     finally:
         forget = getattr(judge, "forget", None)
         if forget is not None:
@@ -166,6 +171,8 @@ def close_market(
     if market["parent_offer_id"] is None and get_market(db, market_id)["status"] == "settled":
         market_keys.destroy(db, int(market["post_id"]))  # every offer key of the post's markets
         market_keys.sweep(db)  # and any a process that died here left behind
+    else:  # paused, or a sub-market: the market key lives on, so the notes shredded now must not
+        checkpoint(db)  # linger in old WAL pages it could open
     return report
 
 
@@ -179,26 +186,18 @@ def _decide(
     now: float,
     recursion_settings: RecursionSettings | None,
     report: SettlementReport,
+    prior: tuple[float, str | None] | None,
 ) -> None:
-    """The prior, the inspections in rule 7's order, and the finish: steps 2 and 3.
+    """The prior (as :func:`_read_prior` read it), the inspections in rule 7's order, and the
+    finish: steps 2 and 3.
 
     Each inspection records its decision in a transaction of its own (a savepoint when the caller
     holds one: see :func:`close_market` for a quick judge)."""
-    if get_market(db, market_id)["belief"] is None:
-        prior_error = None
-        try:
-            p0 = rules.clamp(judge.prior(post, Context(_bought_notes(db, market_id))))
-        except JudgeError as exc:  # the market goes on from a neutral reader; the failure is kept
-            p0, prior_error = 0.5, f"judge_error:{exc.reason}"[:120]
-            log.warning(
-                "market %s: the judge could not read the prior (%s); starting from 0.5",
-                market_id,
-                exc.reason,
-            )
+    if prior is not None:
         with write(db):
             db.execute(
                 "UPDATE markets SET prior = ?, belief = ?, prior_error = ? WHERE id = ? AND belief IS NULL",
-                [p0, p0, prior_error, market_id],
+                [prior[0], prior[0], prior[1], market_id],
             )
     for offer in won:
         result = _inspect(db, market_id, offer, notes[offer["id"]], post, judge, now, recursion_settings)
@@ -209,6 +208,22 @@ def _decide(
             report.inspections.append(result)
     if not report.waiting_on:
         _finish(db, market_id, now, report)
+
+
+def _read_prior(
+    db: Database, market_id: int, post: PostView, judge: Judge
+) -> tuple[float, str | None] | None:
+    """The reader's prior and the judge's failure to read it, if any; None when the market has its
+    belief already (a resumed close)."""
+    if get_market(db, market_id)["belief"] is not None:
+        return None
+    try:
+        return rules.clamp(judge.prior(post, Context(_bought_notes(db, market_id)))), None
+    except JudgeError as exc:  # the market goes on from a neutral reader; the failure is kept
+        log.warning(
+            "market %s: the judge could not read the prior (%s); starting from 0.5", market_id, exc.reason
+        )
+        return 0.5, f"judge_error:{exc.reason}"[:120]
 
 
 def _post_view(db: Database, market: dict[str, Any]) -> PostView:
@@ -620,6 +635,7 @@ def close_due(
     released between markets, so a close asked for meanwhile waits for one market, not a pass."""
     closed: list[int] = []
     tried: set[int] = set()
+    market_keys.sweep(db)  # market keys a process that died after a settlement left behind
     while batch := [
         m for m in due_markets(db, now, platforms=platforms, other_than=other_than) if m not in tried
     ]:

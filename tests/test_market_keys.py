@@ -13,11 +13,15 @@ import pytest
 from sqlite_utils import Database
 
 from notebazaar.pipeline import ledger, market, market_keys, sealing
-from notebazaar.pipeline.db import open_db
-from notebazaar.pipeline.settlement import close_market
+from notebazaar.pipeline.config import RecursionSettings
+from notebazaar.pipeline.db import WRAP_MIGRATION, open_db
+from notebazaar.pipeline.settlement import close_due, close_market
 from tests.test_core_helpers import ScriptedJudge, make_market
 
 SCRIPT = {"BUY": 0.9}
+UNSURE_ASKS = RecursionSettings(
+    enabled=True, uncertain_band=0.5, max_depth=1, max_breadth=2, budget_share=0.3
+)
 
 
 @pytest.fixture
@@ -120,16 +124,21 @@ def test_sweep_deletes_what_a_dead_process_left_and_keeps_open_markets_keys(tmp_
     kept = leftover.read_bytes()
     close_market(db, settled_id, ScriptedJudge(dict(SCRIPT)), force=True)
     leftover.write_bytes(kept)  # as if the process died between the commit and the deletion
+    orphan = tmp_path / "nb.db-post-77.key"  # no market: a transaction that never committed
+    orphan.write_bytes(os.urandom(32))
+    os.utime(orphan, (time.time() - 7200, time.time() - 7200))
+    pending = tmp_path / "nb.db-post-78.key"  # no market yet: one being opened with its first offer
+    pending.write_bytes(os.urandom(32))
     stray = tmp_path / "nb.db-post-9.key.0a1b2c3d.tmp"
     stray.write_bytes(b"half")
     fresh = tmp_path / "nb.db-post-9.key.4e5f6a7b.tmp"
     fresh.write_bytes(b"being written")
     os.utime(stray, (time.time() - 3600, time.time() - 3600))
 
-    assert market_keys.sweep(db) == [settled_post]
+    assert sorted(market_keys.sweep(db)) == sorted([settled_post, 77])
 
-    assert not leftover.exists() and not stray.exists()
-    assert fresh.exists()  # another process may be writing it now
+    assert not leftover.exists() and not stray.exists() and not orphan.exists()
+    assert fresh.exists() and pending.exists()  # another process may be writing them now
     assert market_keys.key_file(db, open_post).is_file()  # type: ignore[union-attr]
     db.close()
 
@@ -141,3 +150,81 @@ def test_a_database_in_memory_keeps_its_market_keys_in_memory() -> None:
     assert market_keys.key_file(db, 1) is None
     report = close_market(db, market_id, ScriptedJudge(dict(SCRIPT)), force=True)
     assert [i.reason for i in report.inspections] == ["bought"]
+
+
+def test_a_key_left_by_a_process_that_died_after_settling_goes_on_the_next_close_or_pass(
+    tmp_path: Path,
+) -> None:
+    db = open_db(tmp_path / "nb.db")
+    _, market_id, informers = make_market(db, slots=1, informers=1)
+    _offers(db, market_id, informers, ["BUY"])
+    path = market_keys.key_file(db, int(db["markets"].get(market_id)["post_id"]))
+    assert path is not None
+    kept = path.read_bytes()
+    close_market(db, market_id, ScriptedJudge(dict(SCRIPT)), force=True)
+    path.write_bytes(kept)  # the process died between the settlement's commit and the deletion
+
+    assert close_market(db, market_id, ScriptedJudge(dict(SCRIPT)), force=True).already_settled
+    assert not path.exists()  # closing it again deletes it
+    path.write_bytes(kept)
+    assert close_due(db, ScriptedJudge(dict(SCRIPT))) == []
+    assert not path.exists()  # and so does the worker's next pass, with nothing due
+    db.close()
+
+
+def test_a_close_that_does_not_settle_the_post_leaves_no_old_page_of_what_it_shredded(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ciphertexts: list[bytes] = []
+    real_seal = sealing.seal
+
+    def seal(content: sealing.NoteContent, **kwargs: bytes) -> sealing.Sealed:
+        sealed = real_seal(content, **kwargs)
+        ciphertexts.append(sealed.ciphertext)
+        return sealed
+
+    monkeypatch.setattr(market, "seal", seal)
+    _, market_id, informers = make_market(db, slots=1, informers=2, budget=200)
+    # UNSURE is worth buying only if its informer can be trusted: the market asks a sub-market.
+    market.submit_offer(
+        db, market_id, informers[0], classification="misleading", text="UNSURE", bid=9, price=8
+    )
+    market.submit_offer(
+        db, market_id, informers[1], classification="misleading", text="never read", bid=3, price=8
+    )
+    judge = ScriptedJudge({"UNSURE": 0.7})
+
+    report = close_market(db, market_id, judge, force=True, recursion_settings=UNSURE_ASKS)
+
+    assert report.waiting_on  # paused: the post's market key lives on
+    assert db.execute("SELECT outcome FROM offers WHERE id = 2").fetchone()[0] == "not_inspected"
+    files = _state_files(_db_file(db).parent)
+    assert not any(ciphertexts[1] in data for data in files.values())  # its old pages are gone too
+    assert any(ciphertexts[0] in data for data in files.values())  # the waiting offer is still sealed
+
+
+def test_keys_an_older_version_stored_in_the_clear_are_wrapped_on_upgrade(tmp_path: Path) -> None:
+    db = open_db(tmp_path / "nb.db")
+    _, market_id, informers = make_market(db, slots=2)
+    offers = _offers(db, market_id, informers[:2], ["BUY one", "BUY two"])
+    post_id = int(db["markets"].get(market_id)["post_id"])
+    clear = []
+    for offer_id in offers:  # as an older version stored them
+        stored = db.execute("SELECT key FROM offer_keys WHERE offer_id = ?", [offer_id]).fetchone()[0]
+        clear.append(market_keys.unwrap(db, post_id, stored))
+        db.execute("UPDATE offer_keys SET key = ? WHERE offer_id = ?", [clear[-1], offer_id])
+    market_keys.destroy(db, post_id)
+    db.execute("DELETE FROM _sqlite_migrations WHERE name = ?", [WRAP_MIGRATION])
+    db.close()
+
+    db = open_db(tmp_path / "nb.db")  # the upgrade
+
+    stored = [r[0] for r in db.execute("SELECT key FROM offer_keys ORDER BY offer_id")]
+    assert [len(k) for k in stored] == [40, 40]
+    assert [market_keys.unwrap(db, post_id, k) for k in stored] == clear
+    files = _state_files(tmp_path)
+    assert not any(key in data for key in clear for data in files.values())
+    report = close_market(db, market_id, ScriptedJudge(dict(SCRIPT)), force=True)
+    # Both opened and read (the second says what the first did: worth nothing more).
+    assert [i.reason for i in report.inspections] == ["bought", "worth_less_than_price"]
+    db.close()
