@@ -4,8 +4,8 @@ Why: the database runs in WAL mode, so every page that ever held an offer key is
 the WAL, and deleting the key later appends a new image of the page without erasing the old one.
 Until this module, settlement checkpointed and truncated the WAL after every market (``PRAGMA
 wal_checkpoint(TRUNCATE)``) so that a shredded key's old page did not linger: two fsyncs and a copy
-of every page the market wrote, the largest single cost of a market's own work in ``notebazaar bench
---profile`` once its inspections shared one transaction (issue 18).
+of every page the market wrote, the costliest statement of a bench market after its commits
+(``tools/sql_census.py``, issue 18).
 
 Now an offer key never reaches the database in the clear. :func:`wrap` wraps it (AES key wrap,
 RFC 3394, from ``cryptography``) under the *market key* of the offer's post: 32 random bytes in a
@@ -22,9 +22,10 @@ A file the process could not delete (it died between the settlement's commit and
 deleted by :func:`sweep`, at the start of every pass of the worker (``close_due``) and after every
 settlement, or by closing that market again. A close that shreds notes but does not settle the
 post's market (it paused on a sub-market, or it was a sub-market's) still checkpoints the WAL, since
-the market key that could open their old pages lives on. An offer key 32 bytes long was stored in the clear by
-an older notebazaar, before this module; it is read as it is. A database in memory has no WAL: its
-market keys live in memory, with the database object.
+the market key that could open their old pages lives on. Offer keys an older notebazaar stored in
+the clear (32 bytes) are wrapped on upgrade (migration ``m100_wrap_offer_keys``, then one
+checkpoint); one found in the clear all the same is read as it is. A database in memory has no WAL:
+its market keys live in memory, with the database object.
 """
 
 from __future__ import annotations
