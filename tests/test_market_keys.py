@@ -25,18 +25,18 @@ UNSURE_ASKS = RecursionSettings(
 
 
 @pytest.fixture
-def captured_keys(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every offer key sealed during the test, in the clear (as only the sealing process holds it)."""
-    keys: list[bytes] = []
+def sealed(monkeypatch: pytest.MonkeyPatch) -> list[sealing.Sealed]:
+    """Every offer sealed during the test, its key in the clear (as only the sealing process holds
+    it) and its ciphertext."""
+    seen: list[sealing.Sealed] = []
     real_seal = sealing.seal
 
     def seal(content: sealing.NoteContent, **kwargs: bytes) -> sealing.Sealed:
-        sealed = real_seal(content, **kwargs)
-        keys.append(sealed.key)
-        return sealed
+        seen.append(real_seal(content, **kwargs))
+        return seen[-1]
 
     monkeypatch.setattr(market, "seal", seal)
-    return keys
+    return seen
 
 
 def _offers(db: Database, market_id: int, informers: list[int], texts: list[str]) -> list[int]:
@@ -55,12 +55,13 @@ def _state_files(folder: Path) -> dict[str, bytes]:
 
 
 def test_offer_keys_are_wrapped_and_a_settled_post_leaves_nothing_that_opens_them(
-    db: Database, captured_keys: list[bytes]
+    db: Database, sealed: list[sealing.Sealed]
 ) -> None:
     folder = _db_file(db).parent
     _, market_id, informers = make_market(db, slots=2)
     post_id = int(db["markets"].get(market_id)["post_id"])
     _offers(db, market_id, informers, ["BUY this one", "a note that moves nobody", "never read"])
+    captured_keys = [s.key for s in sealed]
     path = market_keys.key_file(db, post_id)
     assert path is not None and path.is_file()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -173,17 +174,8 @@ def test_a_key_left_by_a_process_that_died_after_settling_goes_on_the_next_close
 
 
 def test_a_close_that_does_not_settle_the_post_leaves_no_old_page_of_what_it_shredded(
-    db: Database, monkeypatch: pytest.MonkeyPatch
+    db: Database, sealed: list[sealing.Sealed]
 ) -> None:
-    ciphertexts: list[bytes] = []
-    real_seal = sealing.seal
-
-    def seal(content: sealing.NoteContent, **kwargs: bytes) -> sealing.Sealed:
-        sealed = real_seal(content, **kwargs)
-        ciphertexts.append(sealed.ciphertext)
-        return sealed
-
-    monkeypatch.setattr(market, "seal", seal)
     _, market_id, informers = make_market(db, slots=1, informers=2, budget=200)
     # UNSURE is worth buying only if its informer can be trusted: the market asks a sub-market.
     market.submit_offer(
@@ -193,6 +185,7 @@ def test_a_close_that_does_not_settle_the_post_leaves_no_old_page_of_what_it_shr
         db, market_id, informers[1], classification="misleading", text="never read", bid=3, price=8
     )
     judge = ScriptedJudge({"UNSURE": 0.7})
+    ciphertexts = [s.ciphertext for s in sealed]
 
     report = close_market(db, market_id, judge, force=True, recursion_settings=UNSURE_ASKS)
 
