@@ -19,10 +19,10 @@ shredded while its market is still open (withdrawn, banned) is unreadable throug
 once, and through old WAL frames once the market settles, as it was with the checkpoint.
 
 A file the process could not delete (it died between the settlement's commit and the deletion) is
-deleted by :func:`sweep`, at the start of every pass of the worker (``close_due``) and after every
-settlement, or by closing that market again. A close that shreds notes but does not settle the
-post's market (it paused on a sub-market, or it was a sub-market's) still checkpoints the WAL, since
-the market key that could open their old pages lives on. Offer keys an older notebazaar stored in
+deleted by :func:`sweep`, at the start of every pass of the worker (``close_due``), or by closing
+that market again. A close that shreds notes but does not settle the post's market (it paused on a
+sub-market, or it was a sub-market's) still checkpoints the WAL, since the market key that could
+open their old pages lives on. Offer keys an older notebazaar stored in
 the clear (32 bytes) are wrapped on upgrade (migration ``m100_wrap_offer_keys``, then one
 checkpoint); one found in the clear all the same is read as it is. A database in memory has no WAL:
 its market keys live in memory, with the database object.

@@ -170,7 +170,6 @@ def close_market(
         notes.clear()
     if market["parent_offer_id"] is None and get_market(db, market_id)["status"] == "settled":
         market_keys.destroy(db, int(market["post_id"]))  # every offer key of the post's markets
-        market_keys.sweep(db)  # and any a process that died here left behind
     else:  # paused, or a sub-market: the market key lives on, so the notes shredded now must not
         checkpoint(db)  # linger in old WAL pages it could open
     return report
