@@ -383,6 +383,7 @@ def _inspect(
     note = opened if isinstance(opened, NoteView) else None
     failure = BANNED if _banned(db, offer, market) else opened if isinstance(opened, str) else ""
     failed_tokens = 0
+    read_after = p_before  # what the judge read in a note it gave no weight (none: no move)
     if note is not None and not failure:
         try:
             verdict = judge.inspect(post, context, note, p_before)
@@ -391,7 +392,13 @@ def _inspect(
             failed_tokens = exc.tokens
             log.warning("market %s offer %s: the judge failed (%s)", market_id, offer["id"], exc.reason)
         if verdict is not None and verdict.no_weight:  # read, and given no weight: a judgement
-            failure, failed_tokens, verdict = verdict.no_weight[:120], verdict.tokens, None
+            # The move it read is recorded all the same (an informer's record counts it).
+            failure, failed_tokens, read_after, verdict = (
+                verdict.no_weight[:120],
+                verdict.tokens,
+                rules.clamp(verdict.p_after),
+                None,
+            )
     with write(db):
         current = db.execute("SELECT status FROM offers WHERE id = ?", [offer["id"]]).fetchone()
         if current is None or current[0] != "won":
@@ -400,7 +407,7 @@ def _inspect(
         if verdict is not None and _banned(db, offer, market):  # banned while the judge was reading
             verdict, failure = None, BANNED
         if verdict is None:
-            p_after = p_before
+            p_after = read_after
             decision = rules.Decision(False, 0.0, 0.0, failure)
         else:
             weighed = recursion.weigh(

@@ -61,6 +61,7 @@ from notebazaar.pipeline.credit import NEWCOMER_CREDIT
 from notebazaar.pipeline.db import open_db, write
 from notebazaar.pipeline.errors import NotebazaarError, ValidationError
 from notebazaar.pipeline.judge import Judge
+from notebazaar.pipeline.judge.local import RECORD_BELOW_STRANGER
 from notebazaar.pipeline.settlement import InspectionResult, SettlementReport, close_market
 from notebazaar.pipeline.sim_raters import RaterPopulation
 from notebazaar.pipeline.validation import strip_controls
@@ -76,7 +77,7 @@ INFORMER_TYPES = (
 )
 RESOLUTIONS = ("label", "none", "ratings")
 # Decision reasons of a note the judge read and gave no weight (not failures).
-NO_WEIGHT_REASONS = frozenset({"contradicts_classification", NEWCOMER_CREDIT})
+NO_WEIGHT_REASONS = frozenset({"contradicts_classification", NEWCOMER_CREDIT, RECORD_BELOW_STRANGER})
 SIM_COMMUNITY = "sim"
 
 # Market settings of the simulated community (documented in the README).

@@ -25,7 +25,7 @@ from notebazaar.pipeline.db import open_db
 from notebazaar.pipeline.errors import ValidationError
 from notebazaar.pipeline.judge import Context, NoteView, PostView, TrackRecord
 from notebazaar.pipeline.judge.factory import make_judge
-from notebazaar.pipeline.judge.local import LocalJudge
+from notebazaar.pipeline.judge.local import RECORD_BELOW_STRANGER, LocalJudge
 from notebazaar.pipeline.judge.params import LocalJudgeParams
 from notebazaar.pipeline.judge.simple import SimpleJudge
 from notebazaar.pipeline.settlement import InspectionResult, close_market
@@ -211,6 +211,57 @@ def test_track_record_sets_how_far_a_note_moves(env: Env) -> None:
     assert moved["right"] > moved["newcomer"] + 0.5, moved
     assert moved["newcomer"] > 0.1, moved
     assert moved["wrong"] == 0.0, moved  # a proven liar is not believed at all
+
+
+def test_an_informer_proven_worse_than_a_stranger_is_not_bought_until_its_record_recovers(env: Env) -> None:
+    """Right once, then wrong twice: less reliable than a stranger is trusted, so even a note at a
+    price of 1 is not bought (its own reason code, charge kept). The move it read is recorded, so
+    each such note counts once its post resolves, and enough right ones make it worth buying again."""
+    com, db = new_community(env), env.db
+    informer = com.informer("mixed")
+    raters = [com.informer("rater") for _ in range(3)]
+    for (post, truth), right in zip(HISTORY[:3], (True, False, False), strict=True):
+        said = truth if right else ("misleading" if truth == "not_misleading" else "not_misleading")
+        post_id, _, (bought,) = com.run(post, [(informer, said, _note_on(post), 1)], judge=SimpleJudge())
+        assert bought.bought
+        _rate(db, bought.offer_id, raters, right)
+        market.resolve_post(db, post_id, truth)
+    assert records.track_record(db, informer) == TrackRecord(1, 2)
+    floor = env.judge.params.newcomer_floor
+
+    def reliability() -> float:
+        view = NoteView(0, informer, "not_misleading", RELEVANT, track=records.track_record(db, informer))
+        return env.judge.reliability(view, com.id)
+
+    assert 0.5 < reliability() < floor
+    refused = 0
+    while reliability() < floor:
+        before = records.track_record(db, informer)
+        post_id, _, (result,) = com.run(POST, [(informer, "not_misleading", RELEVANT, 1)])
+        assert not result.bought and result.reason == RECORD_BELOW_STRANGER
+        assert result.p_after < result.p_before  # what it read is kept: toward its classification
+        assert result.charge > 0 and rewards.charged(db, market_of(db, result))[result.offer_id] > 0
+        market.resolve_post(db, post_id, "not_misleading")
+        assert records.track_record(db, informer) == TrackRecord(before.right + 1, before.wrong)
+        refused += 1
+        assert refused <= 5
+    _, _, (result,) = com.run(POST, [(informer, "not_misleading", RELEVANT, 1)])
+    assert result.bought and refused >= 1
+
+
+def test_a_stranger_trusted_at_the_floor_is_not_refused_as_worse_than_one(env: Env) -> None:
+    """A stranger's trust is the floor itself when the newcomers' record is at it: never below it
+    by rounding (0.7 shrunk toward 0.7 is 0.6999999999999998 in floating point)."""
+    params = LocalJudgeParams(newcomer_reliability=0.7, newcomer_floor=0.7)
+    judge = LocalJudge(env.db, env.judge.retriever, params=params)
+    com = new_community(env)
+    stranger = com.informer("stranger")
+    _, _, (result,) = com.run(POST, [(stranger, "not_misleading", RELEVANT, 1)], judge=judge)
+    assert result.bought, result.reason
+
+
+def market_of(db: Database, result: InspectionResult) -> int:
+    return int(db.execute("SELECT market_id FROM offers WHERE id = ?", [result.offer_id]).fetchone()[0])
 
 
 # --- trust on credit --------------------------------------------------------------------------------

@@ -83,7 +83,9 @@ class Verdict:
     """What a judge reports about one note. ``no_weight`` is set when the judge read the note and
     gives it no weight for a reason of its own (a reason code, e.g. ``contradicts_classification``):
     the offer is then not bought and the code is recorded as the decision's reason. That is a
-    judgement, not a failure (failures raise :class:`JudgeError`)."""
+    judgement, not a failure (failures raise :class:`JudgeError`). ``p_after`` is then what the note
+    would have moved a reader to, recorded with the inspection so that its author's record can
+    count it once the post resolves; a judge that read no direction in it leaves ``p_before``."""
 
     p_before: float
     p_after: float

@@ -33,7 +33,12 @@ log-likelihood ratio built from three things the judge can check without the not
   :func:`notebazaar.pipeline.records.newcomer_track_record`, itself shrunk toward the cautious
   ``newcomer_reliability``), so a stranger is trusted as far as strangers have proved right and a
   proven liar not at all; the weight is ``log(r / (1 - r))``, floored at zero, so a note can only
-  push toward its own classification;
+  push toward its own classification. An informer whose record leaves it *less* reliable than a
+  stranger is trusted (``newcomer_floor``) is not bought at any price (reason
+  ``record_below_stranger``): a cheap enough note of a source right 60% of the time always beats its
+  price under the KL rule, and readers would see its wrong notes four times in ten. What the note
+  would have moved the reader to is still recorded, so its post's resolution counts it and the
+  record can recover (:func:`notebazaar.pipeline.records.inspection_verdict`);
 - *support*: corroboration by the trusted reference corpus or by notes revealed earlier — a close
   match to a reference passage, or to a revealed note that turned out right, strengthens the note;
   a close match to a revealed note that turned out wrong weakens it.
@@ -76,11 +81,12 @@ from notebazaar.pipeline.judge.spotlight import has_instructions, sanitize
 from notebazaar.pipeline.records import newcomer_track_record, resolved_posts
 from notebazaar.pipeline.rules import clamp, logit
 
-__all__ = ["LocalJudge", "LocalJudgeParams", "residual"]
+__all__ = ["RECORD_BELOW_STRANGER", "LocalJudge", "LocalJudgeParams", "residual"]
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _QUOTE_RUN = 4  # words in a row shared with the post that count as quoting it
+RECORD_BELOW_STRANGER = "record_below_stranger"  # the reason code of a note from such an informer
 SUPPORT_PASSAGES = 3  # a long note's corroboration is looked up for its most relevant passages
 
 
@@ -247,6 +253,8 @@ class LocalJudge:
         p = self.params
         stranger = self.newcomer_reliability(community_id)
         own = note.track
+        if own.stranger:  # exactly a stranger's trust (the shrinkage below would round it)
+            return min(p.max_reliability, stranger)
         r = (own.right + p.informer_shrinkage * stranger) / (own.right + own.wrong + p.informer_shrinkage)
         return min(p.max_reliability, r)
 
@@ -321,4 +329,7 @@ class LocalJudge:
             p_after,
             rationale=f"relevance {relevance:.2f}, reliability {r:.2f}, support {support:+.0f}",
             extra={"relevance": relevance, "reliability": r, "support": support},
+            # Proven less reliable than the least a stranger is trusted: not bought, whatever its
+            # price. The move is kept (settlement records it), so the record can still recover.
+            no_weight=RECORD_BELOW_STRANGER if r < self.params.newcomer_floor else "",
         )

@@ -46,7 +46,8 @@ WHAT_EACH_JUDGE_READS = {
     " and track records. It does NOT read stance: which way a note points comes from its author's"
     " classification, so a relevant note classified the wrong way moves readers the wrong way. It"
     " trusts strangers on credit: while newcomer_credit strangers' notes await review, a new"
-    " informer's note gets no weight.",
+    " informer's note gets no weight; nor does the note of an informer whose record leaves it less"
+    " trusted than a stranger.",
     "openai": "The LLM judge reads the note's content: the model estimates how far the note moves a"
     " careful reader and quotes the evidence; code checks the quote, refuses instruction-like notes,"
     " and gives no weight to a note whose evidence the model reads as pointing against its own"
@@ -64,7 +65,8 @@ class LocalJudgeParams:
     echo_full: float = 0.97  # ...and at this it tells the reader nothing new
     newcomer_reliability: float = 0.75  # trust in a stranger before any newcomer's note resolved
     newcomer_floor: float = 0.70  # ...and never less: below it no note is worth a price, and a judge
-    # that buys nothing learns nothing (a few early wrong notes would stall the market for good)
+    # that buys nothing learns nothing (a few early wrong notes would stall the market for good).
+    # An informer whose own record leaves it below this is not bought (record_below_stranger)
     newcomer_credit: int = 2  # strangers' notes the community may have awaiting review at once;
     # past it a stranger's note gets no weight until readers or a moderator review one
     # (pipeline.credit). A rule, like the two above: not fitted
