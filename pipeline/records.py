@@ -19,9 +19,11 @@ revealed note on a post's own market counts once it has a verdict:
   see :func:`track_record`.
 - **An offer the judge read and did not buy** counts too, for its informer only, once its post is
   resolved (:func:`inspection_verdict`): *right* when the way it moved the judge (its inspection's
-  ``p_after`` against ``p_before``, the only trace an unbought note leaves) matches the resolution,
-  *wrong* otherwise; an offer that moved the judge neither way (irrelevant, refused, failed) does not
-  count. Why: a record that changed only through bought notes locked an honest informer out for good
+  ``p_after`` against ``p_before``, the only trace an unbought note leaves; for an offer given no
+  weight, what it would have moved a reader to, as the judge recorded it: the embedded judge's
+  ``record_below_stranger``) matches the resolution, *wrong* otherwise; an offer that moved the
+  judge neither way (irrelevant, refused on credit or for its content, failed) does not count.
+  Why: a record that changed only through bought notes locked an honest informer out for good
   after one unlucky first note (0 right, 1 wrong gives a reliability of 0.525, and no note of it was
   worth a price again), and it let a liar whose notes were read but not bought keep a stranger's
   trust. Readers' statuses never judge these offers (readers never saw them), and the newcomers'

@@ -37,8 +37,8 @@ log-likelihood ratio built from three things the judge can check without the not
   stranger is trusted (``newcomer_floor``) is not bought at any price (reason
   ``record_below_stranger``): a cheap enough note of a source right 60% of the time always beats its
   price under the KL rule, and readers would see its wrong notes four times in ten. What the note
-  would have moved the reader to is still recorded, so its post's resolution counts it and the
-  record can recover (:func:`notebazaar.pipeline.records.inspection_verdict`);
+  would have moved the reader to at a stranger's trust is still recorded, so its post's resolution
+  counts it and the record can recover (:func:`notebazaar.pipeline.records.inspection_verdict`);
 - *support*: corroboration by the trusted reference corpus or by notes revealed earlier — a close
   match to a reference passage, or to a revealed note that turned out right, strengthens the note;
   a close match to a revealed note that turned out wrong weakens it.
@@ -321,15 +321,24 @@ class LocalJudge:
         relevance, ranked = self._relevance(vectors, post)
         r = self.reliability(note, post.community_id)
         support = self._support(ranked, post) if relevance > 0 else 0.0
-        weight = relevance * max(0.0, math.log(r / (1 - r))) * max(0.0, 1 + 0.5 * support)
         direction = 1.0 if note.classification == "misleading" else -1.0
-        p_after = clamp(_sigmoid(logit(p_before) + direction * weight))
-        return Verdict(
-            p_before,
-            p_after,
-            rationale=f"relevance {relevance:.2f}, reliability {r:.2f}, support {support:+.0f}",
-            extra={"relevance": relevance, "reliability": r, "support": support},
+
+        def read_at(trust: float) -> float:
+            weight = relevance * max(0.0, math.log(trust / (1 - trust))) * max(0.0, 1 + 0.5 * support)
+            return clamp(_sigmoid(logit(p_before) + direction * weight))
+
+        extra = {"relevance": relevance, "reliability": r, "support": support}
+        rationale = f"relevance {relevance:.2f}, reliability {r:.2f}, support {support:+.0f}"
+        if r < self.params.newcomer_floor:
             # Proven less reliable than the least a stranger is trusted: not bought, whatever its
-            # price. The move is kept (settlement records it), so the record can still recover.
-            no_weight=RECORD_BELOW_STRANGER if r < self.params.newcomer_floor else "",
-        )
+            # price. What it would move a reader to at that trust is recorded (settlement keeps a
+            # no-weight verdict's p_after), so its post's resolution counts it and the record can
+            # recover, however low it fell.
+            return Verdict(
+                p_before,
+                read_at(self.params.newcomer_floor),
+                rationale=f"{rationale}: a record worse than a stranger's",
+                extra=extra,
+                no_weight=RECORD_BELOW_STRANGER,
+            )
+        return Verdict(p_before, read_at(r), rationale=rationale, extra=extra)

@@ -82,9 +82,14 @@ class LocalJudgeParams:
         if not 0.0 <= self.rel_floor < self.rel_full <= 1.0:
             raise ValidationError("judge parameters need 0 <= rel_floor < rel_full <= 1")
         reliabilities = (self.newcomer_reliability, self.newcomer_floor, self.max_reliability)
-        if not all(0.5 <= r < 1.0 for r in reliabilities) or self.newcomer_floor > self.newcomer_reliability:
+        if (
+            not all(0.5 <= r < 1.0 for r in reliabilities)
+            or self.newcomer_floor > self.newcomer_reliability
+            or self.newcomer_floor > self.max_reliability
+        ):
             raise ValidationError(
-                "judge parameters need reliabilities in [0.5, 1), the floor at most the prior"
+                "judge parameters need reliabilities in [0.5, 1), the floor at most the prior and"
+                " at most max_reliability (below it, no informer could ever be bought)"
             )
         if not isinstance(self.newcomer_credit, int) or self.newcomer_credit < 1:
             raise ValidationError("judge parameters need newcomer_credit, a whole number of notes, >= 1")
