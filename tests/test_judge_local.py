@@ -243,10 +243,10 @@ def test_an_informer_proven_worse_than_a_stranger_is_not_bought_until_its_record
     refused = 0
     while reliability() < floor:
         before = records.track_record(db, informer)
-        post_id, _, (result,) = com.run(POST, [(informer, "not_misleading", RELEVANT, 1)])
+        post_id, market_id, (result,) = com.run(POST, [(informer, "not_misleading", RELEVANT, 1)])
         assert not result.bought and result.reason == RECORD_BELOW_STRANGER
         assert result.p_after < result.p_before  # what it read is kept: toward its classification
-        assert result.charge > 0 and rewards.charged(db, market_of(db, result))[result.offer_id] > 0
+        assert result.charge > 0 and rewards.charged(db, market_id)[result.offer_id] > 0
         market.resolve_post(db, post_id, "not_misleading")
         assert records.track_record(db, informer) == TrackRecord(before.right + 1, before.wrong)
         refused += 1
@@ -264,10 +264,6 @@ def test_a_stranger_trusted_at_the_floor_is_not_refused_as_worse_than_one(env: E
     stranger = com.informer("stranger")
     _, _, (result,) = com.run(POST, [(stranger, "not_misleading", RELEVANT, 1)], judge=judge)
     assert result.bought, result.reason
-
-
-def market_of(db: Database, result: InspectionResult) -> int:
-    return int(db.execute("SELECT market_id FROM offers WHERE id = ?", [result.offer_id]).fetchone()[0])
 
 
 # --- trust on credit --------------------------------------------------------------------------------
