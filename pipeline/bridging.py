@@ -360,13 +360,18 @@ class ScoreReport:
     helpful: int = 0
     not_helpful: int = 0
     hidden: list[int] | None = None
+    hidden_for_author: list[int] | None = None
     holds_paid: int = 0
     holds_returned: int = 0
     excluded_raters: int = 0
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "hidden": list(self.hidden or [])}
+        return {
+            **self.__dict__,
+            "hidden": list(self.hidden or []),
+            "hidden_for_author": list(self.hidden_for_author or []),
+        }
 
 
 def score_db(db: Database, params: BridgingSettings, *, now: float | None = None) -> ScoreReport:
@@ -379,7 +384,7 @@ def score_db(db: Database, params: BridgingSettings, *, now: float | None = None
         "SELECT g.reveal_id, g.account_id, g.level FROM ratings g JOIN reveals r ON r.id = g.reveal_id"
         " JOIN markets m ON m.id = r.market_id WHERE m.parent_offer_id IS NULL"
     ).fetchall()
-    report = ScoreReport(ratings=len(rows), hidden=[])
+    report = ScoreReport(ratings=len(rows), hidden=[], hidden_for_author=[])
     if rows:
         notes = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         raters = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
@@ -389,14 +394,15 @@ def score_db(db: Database, params: BridgingSettings, *, now: float | None = None
         report.excluded_raters = len(scores.excluded_raters)
     else:
         scored = {}
-    statuses.store(db, scored, now=now, report=report)
+    statuses.store(db, scored, now=now, report=report, author_wrong=params.hide_undecided_author_wrong)
     report.seconds = time.perf_counter() - started
     log.info(
-        "bridging: %s ratings, %s notes, %s changed, %s hidden",
+        "bridging: %s ratings, %s notes, %s changed, %s hidden, %s for their authors' records",
         report.ratings,
         report.notes,
         report.changed,
         len(report.hidden or []),
+        len(report.hidden_for_author or []),
     )
     return report
 

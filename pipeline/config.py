@@ -142,6 +142,7 @@ class BridgingSettings(_Section):
     consensus_share: float = Field(0.75, gt=0.5, le=1)
     consensus_agreement: float = Field(0.5, ge=0, le=1)
     consensus_min_verdicts: int = Field(3, ge=1)
+    hide_undecided_author_wrong: int = Field(2, ge=0)
     max_iterations: int = Field(500, ge=1)
     tolerance: float = Field(1e-6, gt=0)
     seed: int = 0

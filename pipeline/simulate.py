@@ -1000,8 +1000,17 @@ class Simulation:
 def ratings_report(db: Any, state: RunState, coordinated: float) -> dict[str, Any]:
     """``rating_status_accuracy``: among bought notes with a helpful or not-helpful status, the
     share whose status matches the truth (helpful = right for the truth); ``misleading_shown_share``:
-    misleading-type notes still shown at the end / misleading-type notes bought."""
+    misleading-type notes still shown at the end / misleading-type notes bought;
+    ``hidden_for_author``: of ``hidden_notes``, those hidden while undecided for their authors'
+    records (rule 8 of :mod:`notebazaar.pipeline.rules`)."""
     statuses = dict(db.execute("SELECT reveal_id, status FROM note_statuses").fetchall())
+    for_author = {
+        int(r[0].removeprefix("reveal:"))
+        for r in db.execute(
+            "SELECT target FROM audit_log WHERE action = 'note.hide'"
+            " AND json_extract(detail, '$.rule') = 'author_record'"
+        )
+    }
     hidden = {int(r[0]) for r in db.execute("SELECT id FROM reveals WHERE unpublished_at IS NOT NULL")}
     decided = [
         (statuses[r] == "helpful") == right
@@ -1019,6 +1028,7 @@ def ratings_report(db: Any, state: RunState, coordinated: float) -> dict[str, An
         ),
         "note_statuses": counts,
         "hidden_notes": len(hidden & set(state.note_truth)),
+        "hidden_for_author": len(for_author & set(state.note_truth)),
     }
 
 

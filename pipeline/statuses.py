@@ -8,6 +8,11 @@ included), then, in the same transaction:
   reason are set (the web and the API stop showing it, the outbox no longer hands it out, the
   judge's retrieval forgets it), its delivered platform messages are queued for editing or removal
   (``outbox.takedown = 'pending'``, done by the bots), and the audit log records it;
+- a note still *needs more ratings*, on a post no moderator resolved, is hidden the same way, with
+  its own reason, once its author's track record (just recounted from these statuses) says so: rule 8 of
+  :mod:`notebazaar.pipeline.rules`, ``[bridging] hide_undecided_author_wrong``. Like any hidden
+  note it can no longer be rated; a held price is paid when its hold ends, as for any note readers
+  did not reject (the rule judges the author, not the note);
 - held payments are settled (:mod:`notebazaar.pipeline.holds`).
 
 Track records read these statuses (:mod:`notebazaar.pipeline.records`).
@@ -20,7 +25,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from notebazaar.pipeline import credit, holds, outbox, records
+from notebazaar.pipeline import credit, holds, outbox, records, rules
 from notebazaar.pipeline.community import audit
 from notebazaar.pipeline.db import write
 
@@ -35,9 +40,17 @@ def hide_reason(intercept: float | None, factor: float | None, ratings: int) -> 
     )
 
 
-def store(db: Database, scored: Scored, *, now: float, report: Any) -> None:
+def author_reason(right: int, wrong: int, ratings: int) -> str:
+    return (
+        f"its author's track record has more wrong notes than right ({right} right, {wrong} wrong),"
+        f" and readers have not decided this one ({ratings} ratings)"
+    )
+
+
+def store(db: Database, scored: Scored, *, now: float, report: Any, author_wrong: int) -> None:
     """Write statuses for every revealed top-level note (unrated ones need more ratings), keep
-    the history, hide notes readers rejected and settle held payments. One transaction."""
+    the history, hide notes readers rejected and undecided notes their authors' records no longer
+    vouch for (``author_wrong``: rule 8's threshold), and settle held payments. One transaction."""
     with write(db):
         reveals = db.execute(
             "SELECT r.id, r.unpublished_at, p.community_id FROM reveals r"
@@ -80,19 +93,56 @@ def store(db: Database, scored: Scored, *, now: float, report: Any) -> None:
                 now=now,
                 detail={"intercept": intercept, "factor": factor, "ratings": ratings},
             )
+        on_record = _undecided_on_record(db, final, scored, author_wrong)
+        for reveal_id, community_id, right, wrong, ratings in on_record:
+            hide(
+                db,
+                reveal_id,
+                community_id,
+                author_reason(right, wrong, ratings),
+                now=now,
+                detail={"rule": "author_record", "right": right, "wrong": wrong, "ratings": ratings},
+            )
         paid, returned = holds.settle(db, final, now)
     report.notes = len(rows)
     report.changed = len(history)
     report.helpful = sum(1 for s in final.values() if s == "helpful")
     report.not_helpful = sum(1 for s in final.values() if s == "not_helpful")
     report.hidden = [r[0] for r in rejected]
+    report.hidden_for_author = [r[0] for r in on_record]
     report.holds_paid, report.holds_returned = paid, returned
+
+
+def _undecided_on_record(
+    db: Database, final: Mapping[int, str], scored: Scored, author_wrong: int
+) -> list[tuple[int, int, int, int, int]]:
+    """(reveal id, community id, right, wrong, ratings) of every shown top-level note that still
+    needs more ratings, on a post no moderator resolved (a resolution decides the note itself), and
+    whose author's record hides it (rule 8). One query over the maintained record counters."""
+    if author_wrong <= 0:
+        return []
+    out = []
+    for reveal_id, community_id, right, wrong in db.execute(
+        "SELECT r.id, p.community_id, i.notes_right, i.notes_wrong + i.discredited FROM reveals r"
+        " JOIN markets m ON m.id = r.market_id JOIN posts p ON p.id = r.post_id"
+        " JOIN informer_records i ON i.informer_id = r.informer_id"
+        " WHERE m.parent_offer_id IS NULL AND r.unpublished_at IS NULL AND p.resolution IS NULL"
+        " AND i.notes_wrong + i.discredited >= ? ORDER BY r.id",
+        [author_wrong],
+    ).fetchall():
+        if final.get(int(reveal_id)) == "needs_more_ratings" and rules.hides_undecided(
+            int(right), int(wrong), author_wrong
+        ):
+            ratings = scored.get(int(reveal_id), ("", None, None, 0))[3]
+            out.append((int(reveal_id), int(community_id), int(right), int(wrong), int(ratings)))
+    return out
 
 
 def hide(
     db: Database, reveal_id: int, community_id: int, reason: str, *, now: float, detail: dict[str, Any]
 ) -> None:
-    """Hide a revealed note that readers rejected, on every surface, and audit it."""
+    """Hide a revealed note on every surface, for readers (their verdict on it, or on its author's
+    other notes), and audit it."""
     with write(db):
         db.execute(
             "UPDATE reveals SET unpublished_at = ?, unpublish_reason = ?, hidden_by = 'readers'"

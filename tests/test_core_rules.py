@@ -1,4 +1,5 @@
-"""The market's rules as pure functions: the attention auction and the purchase rule."""
+"""The market's rules as pure functions: the attention auction, the purchase rule, the reading
+order and what stays shown."""
 
 from __future__ import annotations
 
@@ -147,3 +148,21 @@ def test_the_judge_reads_the_best_proven_winners_first() -> None:
     assert [o["id"] for o in rules.inspection_order(won, tracks, first={4})] == [4, 2, 5, 1, 3]
     # strangers only: the auction's order
     assert [o["id"] for o in rules.inspection_order(won, dict.fromkeys(tracks, track()))] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize(
+    ("right", "wrong", "at_wrong", "hidden"),
+    [
+        (0, 2, 2, True),  # a liar's record
+        (1, 3, 2, True),
+        (0, 1, 2, False),  # one unlucky note is not a record
+        (2, 2, 2, False),  # as many wrong as right is not more wrong than right
+        (5, 3, 2, False),
+        (0, 1, 1, True),
+        (0, 9, 0, False),  # 0: the rule is off
+    ],
+)
+def test_an_undecided_note_is_hidden_only_for_a_record_more_wrong_than_right(
+    right: int, wrong: int, at_wrong: int, hidden: bool
+) -> None:
+    assert rules.hides_undecided(right, wrong, at_wrong) is hidden

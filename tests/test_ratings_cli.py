@@ -216,6 +216,7 @@ def test_simulate_with_ratings_as_the_only_truth(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["resolution"] == "ratings" and report["coordinated_raters"] == 0.2
     assert 0 <= report["rating_status_accuracy"] <= 1 and 0 <= report["misleading_shown_share"] <= 1
+    assert 0 <= report["hidden_for_author"] <= report["hidden_notes"]
     import sqlite3
 
     with sqlite3.connect(tmp_path / "s" / "sim.db") as conn:

@@ -24,11 +24,21 @@ class Notes:
     community_id: int
     informers: list[int]
     readers: list[int]
-    reveals: list[int]  # one bought note per informer, on posts of their own
+    reveals: list[int]  # one bought note per post (by default one per informer)
     posts: list[int]
 
 
-def _buy_notes(db: Database, *, hold_hours: int = 0, count: int = 3, readers: int = 12) -> Notes:
+def _buy_notes(
+    db: Database,
+    *,
+    hold_hours: int = 0,
+    count: int = 3,
+    readers: int = 12,
+    authors: list[int] | None = None,
+) -> Notes:
+    """``count`` notes bought on posts of their own; ``authors[i]`` is note i's informer (by index),
+    by default a new one each."""
+    authors = list(range(count)) if authors is None else authors
     settings = MarketSettings(budget_per_market=100, price_of_information=100, payment_hold_hours=hold_hours)
     com = community.create_community(db, "rated", settings=settings)
     funder = community.create_account(db, "funder")
@@ -36,9 +46,11 @@ def _buy_notes(db: Database, *, hold_hours: int = 0, count: int = 3, readers: in
     community.fund_pool(db, com.id, funder, 5_000, key="t:fund")
     informers, reveals, posts = [], [], []
     judge = ScriptedJudge({"DECISIVE": 0.95})
-    for i in range(count):
-        informer = community.create_account(db, f"writer{i}")
-        community.mint(db, informer, 100, key=f"t:mint:{i}")
+    for _ in range(max(authors) + 1):
+        informers.append(community.create_account(db, f"writer{len(informers)}"))
+        community.mint(db, informers[-1], 100, key=f"t:mint:{len(informers)}")
+    for i, author in enumerate(authors):
+        informer = informers[author]
         post = community.add_post(db, com.id, f"Claim number {i} about the moon landing.")
         market_id = market.open_market(db, post)
         market.submit_offer(
@@ -52,7 +64,6 @@ def _buy_notes(db: Database, *, hold_hours: int = 0, count: int = 3, readers: in
         )
         report = close_market(db, market_id, judge, force=True)
         assert report.inspections[0].bought
-        informers.append(informer)
         posts.append(post)
         reveals.append(
             int(db.execute("SELECT id FROM reveals WHERE market_id = ?", [market_id]).fetchone()[0])
@@ -190,6 +201,67 @@ def test_statuses_history_hiding_and_track_records(db: Database) -> None:
         "SELECT previous_status, status FROM note_status_history ORDER BY id DESC LIMIT 1"
     ).fetchone()
     assert tuple(last) == ("needs_more_ratings", "helpful")
+
+
+@pytest.mark.parametrize("at_wrong", [2, 0])
+def test_an_undecided_note_is_hidden_for_its_authors_record(db: Database, at_wrong: int) -> None:
+    """Rule 8: a note still needing ratings is hidden once its author has at least
+    ``hide_undecided_author_wrong`` wrong notes and more wrong than right; 0 turns it off."""
+    # Informer 0 lies: two notes rejected, one liked, two undecided, and one on a post a moderator
+    # resolved against it. Informer 1 has one rejected note and one undecided; informer 2 has two
+    # liked, two rejected and one undecided.
+    authors = [0, 0, 0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 2, 3, 3, 3, 3]
+    notes = _buy_notes(db, count=len(authors), authors=authors)
+    by = {k: [r for r, a in zip(notes.reveals, authors, strict=True) if a == k] for k in range(4)}
+    liar_bad, liar_bad2, liar_good, liar_slanted, liar_unrated, liar_resolved = by[0]
+    once_bad, once_unrated = by[1]
+    *mostly_good, mostly_bad, mostly_bad2, mostly_unrated = by[2]
+    for reveal_id in (liar_bad, liar_bad2, once_bad, mostly_bad, mostly_bad2):
+        _rate_all(db, notes, reveal_id, "not_helpful")
+    for reveal_id in (liar_good, *mostly_good):
+        _rate_all(db, notes, reveal_id, "helpful")
+    _camps(db, notes, [liar_slanted, *by[3]])  # informer 3: one camp likes each of its notes
+    market.resolve_post(db, notes.posts[notes.reveals.index(liar_resolved)], "not_misleading")
+    settings = BridgingSettings(hide_undecided_author_wrong=at_wrong)
+
+    report = bridging.score_db(db, settings, now=1000.0)
+
+    assert records.track_record(db, notes.informers[0]) == TrackRecord(1, 3)
+    assert records.track_record(db, notes.informers[2]) == TrackRecord(2, 2)
+    assert sorted(report.hidden or []) == sorted([liar_bad, liar_bad2, once_bad, mostly_bad, mostly_bad2])
+    shown = {int(r[0]) for r in db.execute("SELECT id FROM reveals WHERE unpublished_at IS NULL")}
+    if at_wrong == 0:
+        assert report.hidden_for_author == []
+        assert {liar_slanted, liar_unrated} <= shown
+        return
+    assert report.hidden_for_author == [liar_slanted, liar_unrated]
+    # Shown: the liar's note readers liked, its note the moderator's resolution decides, every note
+    # of the others (one wrong is not enough; as many wrong as right is not more wrong than right).
+    assert {liar_good, liar_resolved, once_unrated, mostly_unrated, *mostly_good, *by[3]} <= shown
+    assert not {liar_slanted, liar_unrated} & shown
+    reason, hidden_by = db.execute(
+        "SELECT unpublish_reason, hidden_by FROM reveals WHERE id = ?", [liar_slanted]
+    ).fetchone()
+    assert hidden_by == "readers" and reason == (
+        "its author's track record has more wrong notes than right (1 right, 3 wrong),"
+        " and readers have not decided this one (12 ratings)"
+    )
+    audit = db.execute(
+        "SELECT json_extract(detail, '$.rule'), json_extract(detail, '$.wrong') FROM audit_log"
+        " WHERE action = 'note.hide' AND target = ?",
+        [f"reveal:{liar_unrated}"],
+    ).fetchall()
+    assert audit == [("author_record", 3)]
+    assert db.execute("SELECT status FROM note_statuses WHERE reveal_id = ?", [liar_unrated]).fetchone() == (
+        "needs_more_ratings",
+    )
+    before = snapshot(db)
+    with pytest.raises(Conflict, match=r"is hidden \(its author's track record"):
+        ratings.rate(db, liar_unrated, notes.readers[0], "helpful", surface="web")
+    assert snapshot(db) == before
+    again = bridging.score_db(db, settings, now=2000.0)  # hidden once, audited once
+    assert again.hidden_for_author == []
+    assert db.execute("SELECT COUNT(*) FROM audit_log WHERE action = 'note.hide'").fetchone()[0] == 7
 
 
 def test_a_moderators_resolution_overrides_the_status(db: Database) -> None:

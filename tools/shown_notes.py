@@ -6,7 +6,8 @@ For each informer type (read from the simulator's account names, ``sim_<type><n>
 they are still shown, then, for each ``--below`` threshold, how many notes still shown would also
 be hidden by the rule "needs more ratings, at least ``[bridging] min_ratings`` ratings, intercept
 below the threshold". A measurement aid for the README's ratings section, not part of the product:
-the product hides a note only when its status is *not helpful*.
+the product hides a note when its status is *not helpful*, and an undecided one for its author's
+record (rule 8 of ``notebazaar.pipeline.rules``); the counts are after both.
 """
 
 from __future__ import annotations
