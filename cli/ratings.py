@@ -40,7 +40,8 @@ def ratings_add(
 @with_db
 def ratings_score(db: Any, db_path: Path, settings: Settings) -> None:
     """Run the bridging scorer over every rating: store statuses and their history, hide notes
-    readers rated not helpful, settle held payments."""
+    readers rated not helpful and undecided ones their authors' records no longer vouch for,
+    settle held payments."""
     from notebazaar.pipeline.bridging import score_db
 
     echo_json(score_db(db, settings.bridging).as_dict())

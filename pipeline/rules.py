@@ -34,9 +34,11 @@ apart from storage and surfaces.
    notes before it, not after.
 8. What stays shown (:func:`hides_undecided`). A bought note is shown on its author's word until
    readers decide: the bridging scorer hides it when its status becomes *not helpful*, and keeps it
-   when it becomes *helpful*. While it is undecided (*needs more ratings*), it is hidden once its
-   author's track record shows at least ``[bridging] hide_undecided_author_wrong`` wrong notes and
-   more wrong than right: the word it was shown on is then worth less than nothing. Why: readers
+   when it becomes *helpful*. While it is undecided (*needs more ratings*) on a post no moderator
+   resolved (a resolution decides the note itself), it is hidden once its author's track record
+   (:func:`notebazaar.pipeline.records.track_record`: every verdict, discredits included, in any
+   community) shows at least ``[bridging] hide_undecided_author_wrong`` wrong and more wrong than
+   right: the word it was shown on is then worth less than nothing. Why: readers
    split along viewpoint on a slanted note, and Community Notes' not-helpful rule leaves such a
    note undecided on purpose, so a liar's slanted notes stayed up for good while its plain ones
    were hidden (9 of 23 misleading notes bought on the 20%-coordinated simulation). A note already

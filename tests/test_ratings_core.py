@@ -262,6 +262,10 @@ def test_an_undecided_note_is_hidden_for_its_authors_record(db: Database, at_wro
     again = bridging.score_db(db, settings, now=2000.0)  # hidden once, audited once
     assert again.hidden_for_author == []
     assert db.execute("SELECT COUNT(*) FROM audit_log WHERE action = 'note.hide'").fetchone()[0] == 7
+    # A discredit is a wrong verdict too (as in records.track_record): informer 1's one wrong note
+    # and one discredited offer (a sub-market's verdict, set on its counter here) hide its note.
+    db.execute("UPDATE informer_records SET discredited = 1 WHERE informer_id = ?", [notes.informers[1]])
+    assert bridging.score_db(db, settings, now=3000.0).hidden_for_author == [once_unrated]
 
 
 def test_a_moderators_resolution_overrides_the_status(db: Database) -> None:

@@ -58,8 +58,9 @@ def reveals_for_posts(
 
 
 def hidden_notes(db: Database, post_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
-    """Notes readers' ratings hid (bridging status not helpful), grouped by post: id, when, why and
-    the scores; never their text (a moderator's unpublishing is not listed)."""
+    """Notes readers' ratings hid (bridging status not helpful, or undecided with an author's record
+    more wrong than right: rule 8), grouped by post: id, when, why and the scores; never their text
+    (a moderator's unpublishing is not listed)."""
     out: dict[int, list[dict[str, Any]]] = {pid: [] for pid in post_ids}
     if not post_ids:
         return out
