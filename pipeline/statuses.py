@@ -53,14 +53,14 @@ def store(db: Database, scored: Scored, *, now: float, report: Any, author_wrong
     vouch for (``author_wrong``: rule 8's threshold), and settle held payments. One transaction."""
     with write(db):
         reveals = db.execute(
-            "SELECT r.id, r.unpublished_at, p.community_id FROM reveals r"
-            " JOIN markets m ON m.id = r.market_id JOIN posts p ON p.id = r.post_id"
+            "SELECT r.id, r.unpublished_at, p.community_id, r.informer_id, p.resolution IS NOT NULL"
+            " FROM reveals r JOIN markets m ON m.id = r.market_id JOIN posts p ON p.id = r.post_id"
             " WHERE m.parent_offer_id IS NULL"
         ).fetchall()
         previous = dict(db.execute("SELECT reveal_id, status FROM note_statuses").fetchall())
-        rows, history, rejected = [], [], []
+        rows, history, rejected, undecided = [], [], [], []
         final: dict[int, str] = {}
-        for reveal_id, unpublished_at, community_id in reveals:
+        for reveal_id, unpublished_at, community_id, informer_id, resolved in reveals:
             status, intercept, factor, ratings = scored.get(
                 int(reveal_id), ("needs_more_ratings", None, None, 0)
             )
@@ -68,8 +68,19 @@ def store(db: Database, scored: Scored, *, now: float, report: Any, author_wrong
             rows.append((reveal_id, status, intercept, factor, ratings, now))
             if previous.get(reveal_id) != status:
                 history.append((reveal_id, previous.get(reveal_id), status, intercept, factor, ratings, now))
-            if status == "not_helpful" and unpublished_at is None:
-                rejected.append((int(reveal_id), int(community_id), intercept, factor, ratings))
+            if unpublished_at is not None:
+                continue
+            if status == "not_helpful":
+                rejected.append(
+                    (
+                        int(reveal_id),
+                        int(community_id),
+                        hide_reason(intercept, factor, ratings),
+                        {"intercept": intercept, "factor": factor, "ratings": ratings},
+                    )
+                )
+            elif status == "needs_more_ratings" and not resolved:  # a resolution decides the note
+                undecided.append((int(reveal_id), int(community_id), int(informer_id), int(ratings)))
         db.conn.executemany(
             "INSERT INTO note_statuses (reveal_id, status, intercept, factor, ratings, scored_at)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (reveal_id) DO UPDATE SET status = excluded.status,"
@@ -84,25 +95,9 @@ def store(db: Database, scored: Scored, *, now: float, report: Any, author_wrong
         )
         for reveal_id, *_ in history:  # a status is an input of its note's track-record verdict
             records.recount_note(db, int(reveal_id))
-        for reveal_id, community_id, intercept, factor, ratings in rejected:
-            hide(
-                db,
-                reveal_id,
-                community_id,
-                hide_reason(intercept, factor, ratings),
-                now=now,
-                detail={"intercept": intercept, "factor": factor, "ratings": ratings},
-            )
-        on_record = _undecided_on_record(db, final, scored, author_wrong)
-        for reveal_id, community_id, right, wrong, ratings in on_record:
-            hide(
-                db,
-                reveal_id,
-                community_id,
-                author_reason(right, wrong, ratings),
-                now=now,
-                detail={"rule": "author_record", "right": right, "wrong": wrong, "ratings": ratings},
-            )
+        on_record = _on_authors_record(db, undecided, author_wrong)  # after the recount: rule 8
+        for reveal_id, community_id, reason, detail in rejected + on_record:
+            hide(db, reveal_id, community_id, reason, now=now, detail=detail)
         paid, returned = holds.settle(db, final, now)
     report.notes = len(rows)
     report.changed = len(history)
@@ -113,29 +108,32 @@ def store(db: Database, scored: Scored, *, now: float, report: Any, author_wrong
     report.holds_paid, report.holds_returned = paid, returned
 
 
-def _undecided_on_record(
-    db: Database, final: Mapping[int, str], scored: Scored, author_wrong: int
-) -> list[tuple[int, int, int, int, int]]:
-    """(reveal id, community id, right, wrong, ratings) of every shown top-level note that still
-    needs more ratings, on a post no moderator resolved (a resolution decides the note itself), and
-    whose author's record hides it (rule 8). One query over the maintained record counters."""
+Hide = tuple[int, int, str, dict[str, Any]]  # reveal id, community id, reason, audit detail
+
+
+def _on_authors_record(
+    db: Database, undecided: list[tuple[int, int, int, int]], author_wrong: int
+) -> list[Hide]:
+    """Of the shown undecided notes (reveal id, community id, informer id, ratings), those their
+    authors' track records hide (rule 8), each author's record read once."""
     if author_wrong <= 0:
         return []
-    out = []
-    for reveal_id, community_id, right, wrong in db.execute(
-        "SELECT r.id, p.community_id, i.notes_right, i.notes_wrong + i.discredited FROM reveals r"
-        " JOIN markets m ON m.id = r.market_id JOIN posts p ON p.id = r.post_id"
-        " JOIN informer_records i ON i.informer_id = r.informer_id"
-        " WHERE m.parent_offer_id IS NULL AND r.unpublished_at IS NULL AND p.resolution IS NULL"
-        " AND i.notes_wrong + i.discredited >= ? ORDER BY r.id",
-        [author_wrong],
-    ).fetchall():
-        if final.get(int(reveal_id)) == "needs_more_ratings" and rules.hides_undecided(
-            int(right), int(wrong), author_wrong
-        ):
-            ratings = scored.get(int(reveal_id), ("", None, None, 0))[3]
-            out.append((int(reveal_id), int(community_id), int(right), int(wrong), int(ratings)))
-    return out
+    tracks = {informer: records.track_record(db, informer) for _, _, informer, _ in undecided}
+    return [
+        (
+            reveal_id,
+            community_id,
+            author_reason(tracks[informer].right, tracks[informer].wrong, ratings),
+            {
+                "rule": "author_record",
+                "right": tracks[informer].right,
+                "wrong": tracks[informer].wrong,
+                "ratings": ratings,
+            },
+        )
+        for reveal_id, community_id, informer, ratings in undecided
+        if rules.hides_undecided(tracks[informer].right, tracks[informer].wrong, author_wrong)
+    ]
 
 
 def hide(
